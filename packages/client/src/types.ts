@@ -1,0 +1,223 @@
+/**
+ * Request and response shapes of Domicile's JSON API (DESIGN §5). The server
+ * may add fields; every response type therefore tolerates more than it names.
+ */
+import type { Params, WireValue } from './values.ts';
+
+/** Durability of a tenant's writes: acknowledged after the local commit, or after the bucket has the segment. */
+export type Durability = 'async' | 'sync';
+
+/** Scope of a tenant token. */
+export type TokenScope = 'read' | 'write';
+
+/** `POST /v1/tenants` body. */
+export interface CreateTenantRequest {
+  id: string;
+  residency: string;
+  /** Absent: the residency's default region (or the tenant's pin). */
+  region?: string;
+  /** Absent: the server's `DOMICILE_DURABILITY`. */
+  durability?: Durability;
+}
+
+/** Where a tenant lives, as the directory records it. */
+export interface Tenant {
+  id: string;
+  residency: string;
+  region: string;
+  node: string;
+  epoch: number;
+  /** e.g. `active`, `moving`. */
+  state: string;
+  durability: Durability;
+  /** RFC 3339. */
+  createdAt: string;
+  [field: string]: unknown;
+}
+
+/** Replication state of one tenant (`GET /v1/tenants/:id`). */
+export interface ReplicationState {
+  mode: Durability;
+  lagMs: number;
+  lastTxid: number;
+  replicatedTxid: number;
+  [field: string]: unknown;
+}
+
+/** `GET /v1/tenants/:id`: placement plus replication state. */
+export interface TenantDetail extends Tenant {
+  replication: ReplicationState;
+}
+
+/** Filters and paging of `GET /v1/tenants`. */
+export interface ListTenantsOptions {
+  region?: string;
+  residency?: string;
+  /** Page size (the server may cap it). */
+  limit?: number;
+  /** `nextCursor` of the previous page. */
+  cursor?: string;
+}
+
+/** One page of `GET /v1/tenants`. */
+export interface TenantPage {
+  tenants: Tenant[];
+  /** Absent or null on the last page. */
+  nextCursor?: string | null;
+}
+
+/** `DELETE /v1/tenants/:id`: what was deleted and verified gone. */
+export interface EraseResult {
+  erased: { files: number; bucketObjects: number; [field: string]: unknown };
+  [field: string]: unknown;
+}
+
+/** `POST /v1/tenants/:id/tokens` body (minus the tenant). */
+export interface CreateTokenRequest {
+  scope: TokenScope;
+  /** Absent: the server's default lifetime. */
+  ttlSeconds?: number;
+}
+
+/** A new tenant token. */
+export interface TokenResult {
+  token: string;
+  /** RFC 3339. */
+  expiresAt: string;
+  [field: string]: unknown;
+}
+
+/** `POST /v1/tenants/:id/tokens/revoke`: every token issued before this answer stops working. */
+export interface RevokeResult {
+  [field: string]: unknown;
+}
+
+/** One statement of a batch. */
+export interface Statement {
+  sql: string;
+  params?: Params;
+}
+
+/** Options of `query` and `batch`. */
+export interface WriteOptions {
+  /** Sent as `Idempotency-Key`: a retry with the same key is answered from the recorded outcome. */
+  idempotencyKey?: string;
+}
+
+/** Result of one statement. Rows keep the wire encoding; decode with `decodeValue` / `decodeRows`. */
+export interface QueryResult {
+  columns: string[];
+  /** Declared column types (empty string when there is none). */
+  columnTypes: (string | null)[];
+  rows: WireValue[][];
+  rowsAffected: number;
+  lastInsertRowid: WireValue;
+  [field: string]: unknown;
+}
+
+/** `POST /v1/tenants/:id/batch`: one result per statement, in order. */
+export interface BatchResult {
+  results: QueryResult[];
+  [field: string]: unknown;
+}
+
+/** Filters and paging of `GET /v1/audit`. */
+export interface AuditOptions {
+  tenant?: string;
+  limit?: number;
+  cursor?: string;
+}
+
+/** One entry of the append-only audit log. */
+export interface AuditEvent {
+  [field: string]: unknown;
+}
+
+/** One page of `GET /v1/audit`. */
+export interface AuditPage {
+  events: AuditEvent[];
+  nextCursor?: string | null;
+  [field: string]: unknown;
+}
+
+/** `GET /v1/audit/residency`: stored bytes of every tenant by region, and every violation. */
+export interface ResidencyAudit {
+  tenants: Array<{ [field: string]: unknown }>;
+  violations: Array<{ [field: string]: unknown }>;
+  [field: string]: unknown;
+}
+
+/** `POST /v1/tenants/:id/move` body (minus the tenant). */
+export interface MoveRequest {
+  /** Target region. */
+  to: string;
+  /** Target node; absent: the least-loaded live node of the region. */
+  node?: string;
+}
+
+/** Phases of a move, in order; `aborted` may follow any phase before `done`. */
+export type MovePhase = 'pending' | 'copying' | 'catching-up' | 'fenced' | 'switching' | 'purging' | 'done' | 'aborted';
+
+/** `GET /v1/moves/:moveId`. */
+export interface MoveStatus {
+  moveId: string;
+  tenant: string;
+  from: string;
+  to: string;
+  node: string;
+  phase: MovePhase;
+  bytesCopied: number;
+  bytesTotal: number;
+  /** Fence → first write accepted on the target; set once measured. */
+  writePauseMs: number | null;
+  /** Why the move aborted. */
+  error?: { code: string; message: string; [field: string]: unknown };
+  [field: string]: unknown;
+}
+
+/** `POST /v1/tenants/:id/restore` body (minus the tenant): `at` or `txid`. */
+export interface RestoreRequest {
+  /** RFC 3339 time (a Date is sent as its ISO form). */
+  at?: string | Date;
+  txid?: number;
+  /** Fork into this new tenant (same region) instead of restoring in place. */
+  as?: string;
+}
+
+/** What a restore produced. */
+export interface RestoreResult {
+  tenant: string;
+  txid: number;
+  /** RFC 3339 commit time of `txid`. */
+  time: string;
+  [field: string]: unknown;
+}
+
+/** One generation of a tenant's backups. */
+export interface BackupGeneration {
+  [field: string]: unknown;
+}
+
+/** `GET /v1/tenants/:id/backups`. */
+export interface BackupsResult {
+  generations: BackupGeneration[];
+  [field: string]: unknown;
+}
+
+/** One schema migration (`PUT /v1/schema`). */
+export interface Migration {
+  name: string;
+  sql: string;
+}
+
+/** `POST /v1/schema/apply` body. */
+export interface ApplySchemaRequest {
+  /** Absent: every tenant. */
+  tenants?: string[];
+  concurrency?: number;
+}
+
+/** Any JSON object the server answers with and this client does not type further. */
+export interface JsonObject {
+  [field: string]: unknown;
+}

@@ -1,0 +1,2 @@
+export * from './directory.ts';
+export { EmbeddedDirectory } from './embedded/embedded-directory.ts';

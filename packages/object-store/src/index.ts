@@ -1,0 +1,4 @@
+export * from './object-store.ts';
+export * from './fs/fs-object-store.ts';
+export * from './s3/s3-object-store.ts';
+export * from './parse-bucket-url.ts';

@@ -1,0 +1,174 @@
+/**
+ * Running tenant statements on an open handle (DESIGN §5, §7). Tenant SQL is
+ * prepared outside `guard.trusted` (the authorizer runs at prepare time);
+ * Domicile's own BEGIN/COMMIT/ROLLBACK and txid bookkeeping run inside it.
+ * Every committed write transaction bumps `_domicile_meta.txid` once, in the
+ * same transaction.
+ */
+import type { Statement as SqliteStatement } from 'better-sqlite3';
+import { DomicileError, isDomicileError } from '@domicile/errors';
+import type { ShardHandle } from './open-shard.ts';
+import type { ExecOptions, Statement, StatementResult, WireValue } from './types.ts';
+import { estimateJsonBytes, toBindParams, toWireValue, type BindParams } from './values.ts';
+
+/** Per-request limits. */
+export interface ExecLimits {
+  maxResultBytes: number;
+}
+
+/** Statements SQLite refuses (VACUUM) or ignores (PRAGMA foreign_keys) inside a transaction: they run in autocommit. */
+const AUTOCOMMIT_ONLY = /^(?:\s+|--[^\n]*(?:\n|$)|\/\*[\s\S]*?\*\/)*(?:pragma|vacuum)\b/i;
+
+/** One statement as its own transaction (`/query`). */
+export function executeOne(h: ShardHandle, stmt: Statement, opts: ExecOptions, limits: ExecLimits): StatementResult {
+  const prepared = prepareTenant(h, stmt.sql);
+  const params = toBindParams(stmt.params);
+  refuseWriteIfReadOnly(prepared, opts);
+  if (prepared.readonly) return strip(wrap(h, () => run(h, prepared, params, limits, limits.maxResultBytes)));
+  if (AUTOCOMMIT_ONLY.test(stmt.sql)) {
+    const result = strip(wrap(h, () => run(h, prepared, params, limits, limits.maxResultBytes)));
+    // The statement committed on its own; record it as a transaction of its own.
+    wrap(h, () => h.guard.trusted(() => h.own.bumpTxid.run()));
+    return result;
+  }
+  return inTransaction(h, true, () => {
+    const result = strip(wrap(h, () => run(h, prepared, params, limits, limits.maxResultBytes)));
+    return { result, wrote: true };
+  });
+}
+
+/** Statements in one transaction, all or nothing (`/batch`); a failure carries `details.statementIndex`. */
+export function executeBatch(h: ShardHandle, stmts: Statement[], opts: ExecOptions, limits: ExecLimits): StatementResult[] {
+  if (stmts.length === 0) return [];
+  return inTransaction(h, !opts.readOnly, () => {
+    const results: StatementResult[] = [];
+    let wrote = false;
+    let budget = limits.maxResultBytes;
+    for (let i = 0; i < stmts.length; i++) {
+      try {
+        const s = stmts[i]!;
+        const prepared = prepareTenant(h, s.sql);
+        const params = toBindParams(s.params);
+        refuseWriteIfReadOnly(prepared, opts);
+        const result = wrap(h, () => run(h, prepared, params, limits, budget));
+        budget -= result.bytes;
+        wrote ||= !prepared.readonly;
+        results.push(strip(result));
+      } catch (err) {
+        const e = toDomicile(h, err);
+        throw new DomicileError(e.code, e.message, { ...e.details, statementIndex: i }, { cause: err });
+      }
+    }
+    return { result: results, wrote };
+  });
+}
+
+/** Prepare tenant SQL (untrusted: the guard's authorizer decides). */
+function prepareTenant(h: ShardHandle, sql: unknown): SqliteStatement {
+  if (typeof sql !== 'string') throw new DomicileError('BAD_REQUEST', 'sql must be a string');
+  return wrap(h, () => h.db.prepare(sql));
+}
+
+function refuseWriteIfReadOnly(prepared: SqliteStatement, opts: ExecOptions): void {
+  if (opts.readOnly && !prepared.readonly) throw new DomicileError('FORBIDDEN', 'read-only token cannot write');
+}
+
+/**
+ * Run `body` between a trusted BEGIN (IMMEDIATE for writers: one writer per
+ * shard, so it never waits) and COMMIT, bumping the txid when it wrote. Any
+ * failure rolls back, unless SQLite already did (interrupt, disk full,
+ * RAISE(ROLLBACK)).
+ */
+function inTransaction<T>(h: ShardHandle, write: boolean, body: () => { result: T; wrote: boolean }): T {
+  wrap(h, () => h.guard.trusted(() => (write ? h.own.beginImmediate : h.own.begin).run()));
+  try {
+    const { result, wrote } = body();
+    wrap(h, () => h.guard.trusted(() => {
+      if (!h.db.inTransaction) throw new DomicileError('INTERNAL', 'transaction ended unexpectedly');
+      if (wrote) h.own.bumpTxid.run();
+      h.own.commit.run();
+    }));
+    return result;
+  } catch (err) {
+    rollback(h);
+    throw err;
+  }
+}
+
+function rollback(h: ShardHandle): void {
+  if (!h.db.inTransaction) return;
+  try {
+    h.guard.trusted(() => h.own.rollback.run());
+  } catch {
+    // A failed ROLLBACK leaves SQLite to roll back on the next statement or close; the original error matters.
+  }
+}
+
+/** A result and its estimated JSON size; a batch's statements share one cap. */
+type SizedResult = StatementResult & { bytes: number };
+
+/** Execute one prepared statement: readers stream rows up to the byte cap, the rest report changes. */
+function run(h: ShardHandle, prepared: SqliteStatement, params: BindParams, limits: ExecLimits, budget: number): SizedResult {
+  if (!prepared.reader) {
+    prepared.safeIntegers(true);
+    const info = Array.isArray(params) ? prepared.run(...params) : prepared.run(params);
+    return {
+      columns: [],
+      columnTypes: [],
+      rows: [],
+      rowsAffected: info.changes,
+      lastInsertRowid: toWireValue(info.lastInsertRowid),
+      bytes: 0,
+    };
+  }
+  prepared.safeIntegers(true).raw(true);
+  const cols = prepared.columns();
+  const rows: WireValue[][] = [];
+  let bytes = 2;
+  const it = (Array.isArray(params) ? prepared.iterate(...params) : prepared.iterate(params)) as IterableIterator<unknown[]>;
+  try {
+    for (const row of it) {
+      bytes += 3;
+      for (const v of row) bytes += estimateJsonBytes(v) + 1;
+      if (bytes > budget) {
+        throw new DomicileError('RESULT_TOO_LARGE', `the result exceeds ${limits.maxResultBytes} bytes`, { maxResultBytes: limits.maxResultBytes });
+      }
+      rows.push(row.map(toWireValue));
+    }
+  } finally {
+    it.return?.();
+  }
+  let rowsAffected = 0;
+  let lastInsertRowid: WireValue = null;
+  if (!prepared.readonly) {
+    // INSERT ... RETURNING: a reader that writes.
+    const [changes, rowid] = h.guard.trusted(() => h.own.changes.get()) as [bigint, bigint];
+    rowsAffected = Number(changes);
+    lastInsertRowid = toWireValue(rowid);
+  }
+  return { columns: cols.map((c) => c.name), columnTypes: cols.map((c) => c.type), rows, rowsAffected, lastInsertRowid, bytes };
+}
+
+function strip({ bytes: _bytes, ...result }: SizedResult): StatementResult {
+  return result;
+}
+
+/** Run `fn`, turning SQLite and better-sqlite3 errors into DomicileErrors. */
+function wrap<T>(h: ShardHandle, fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    throw toDomicile(h, err);
+  }
+}
+
+function toDomicile(h: ShardHandle, err: unknown): DomicileError {
+  if (isDomicileError(err)) return err;
+  const code = (err as { code?: unknown }).code;
+  if (typeof code === 'string' && code.startsWith('SQLITE_')) return h.guard.classify(err);
+  // better-sqlite3 validates bindings and SQL text itself (missing parameter, several statements, no statement).
+  if (err instanceof RangeError || err instanceof TypeError) {
+    return new DomicileError('BAD_REQUEST', err.message, {}, { cause: err });
+  }
+  return new DomicileError('INTERNAL', 'statement failed', {}, { cause: err });
+}

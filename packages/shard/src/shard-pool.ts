@@ -1,0 +1,440 @@
+/**
+ * The shard pool (main thread): worker threads that run SQLite, and the
+ * scheduler that decides which tenant runs where (DESIGN §7).
+ *
+ * Scheduling, in order of precedence:
+ * 1. A tenant has at most one request in flight, so its requests run in
+ *    arrival order and one writer at a time (no locks). Its queue is where
+ *    group commit will later take several requests at once.
+ * 2. A worker runs one request at a time (one message in flight), so a
+ *    request is only ever committed to a worker that is free right now.
+ * 3. Tenants with waiting work queue up in arrival order (round robin: a
+ *    tenant with more work goes to the back after each request). The head
+ *    tenant runs on its home worker (where its handle is open) when that one
+ *    is idle; otherwise on any idle worker, which becomes its new home. So a
+ *    worker stuck in one tenant's long statement holds no one else hostage.
+ *    The handle left on the old worker stays cached (two connections on one
+ *    WAL file are fine while only one writes) until the LRU evicts it.
+ */
+import { unlink } from 'node:fs/promises';
+import type { Worker } from 'node:worker_threads';
+import { DomicileError, deserializeError } from '@domicile/errors';
+import type { WorkerCounters, WorkerInit, WorkerReply, WorkerRequest } from './protocol.ts';
+import { SHARD_FILE_SUFFIXES, assertTenantId } from './shard-path.ts';
+import { spawnShardWorker } from './spawn-worker.ts';
+import type { ExecOptions, ShardPoolStats, ShardRef, Statement, StatementResult } from './types.ts';
+
+/** The smallest logger shape the pool needs (pino fits). */
+export interface ShardPoolLogger {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+}
+
+/** Options of a ShardPool; validated by the constructor. */
+export interface ShardPoolOptions {
+  /** Worker threads (DOMICILE_WORKERS). */
+  workers: number;
+  /** Open handles for the whole process, split evenly across workers (DOMICILE_MAX_OPEN_SHARDS). */
+  maxOpenShards: number;
+  /** Runaway-statement limit (DOMICILE_STATEMENT_TIMEOUT_MS). */
+  statementTimeoutMs: number;
+  /** Response cap; rows stop being read past it (DOMICILE_MAX_RESULT_BYTES). */
+  maxResultBytes: number;
+  /** Per-tenant size cap via max_page_count (DOMICILE_MAX_DB_BYTES). */
+  maxDbBytes: number;
+  /** Requests waiting (not running) across all tenants before OVERLOADED; default 10000. */
+  maxQueue?: number;
+  logger?: ShardPoolLogger;
+}
+
+/** Default bound on waiting requests. */
+export const DEFAULT_MAX_QUEUE = 10_000;
+
+type JobValue = StatementResult | StatementResult[] | number | null;
+
+interface Job {
+  build(id: number): WorkerRequest;
+  resolve(value: JobValue): void;
+  reject(err: unknown): void;
+}
+
+interface TenantState {
+  readonly tenant: string;
+  readonly queue: Job[];
+  running: boolean;
+  inReady: boolean;
+  /** Worker of the latest request; preferred while idle. */
+  home: number | undefined;
+  /** Workers that (as far as their replies told) hold an open handle. */
+  readonly openOn: Set<number>;
+  erasing: Promise<{ files: number }> | undefined;
+  readonly idleWaiters: (() => void)[];
+}
+
+/** One worker thread and its pending calls. */
+class WorkerSlot {
+  readonly index: number;
+  readonly worker: Worker;
+  readonly pending = new Map<number, { resolve(v: JobValue): void; reject(e: unknown): void }>();
+  /** A tenant request is in flight (control messages do not count). */
+  busy = false;
+  ready = false;
+  stopping = false;
+  /** Exited and not replaced. */
+  dead = false;
+  counters: WorkerCounters = { open: 0, opens: 0, evictions: 0, interrupts: 0, closed: [] };
+  lastError: unknown;
+
+  constructor(index: number, worker: Worker) {
+    this.index = index;
+    this.worker = worker;
+  }
+}
+
+const noopLogger: ShardPoolLogger = { info() {}, warn() {}, error() {} };
+
+/** Runs tenant SQL on a pool of worker threads; see the file comment for the scheduling rules. */
+export class ShardPool {
+  readonly #opts: Readonly<Required<Omit<ShardPoolOptions, 'logger'>>>;
+  readonly #log: ShardPoolLogger;
+  readonly #slots: WorkerSlot[] = [];
+  readonly #tenants = new Map<string, TenantState>();
+  readonly #ready: TenantState[] = [];
+  #nextId = 1;
+  #queued = 0;
+  #running = 0;
+  #rr = 0;
+  #started = false;
+  #closing: Promise<void> | undefined;
+  readonly #drainWaiters: (() => void)[] = [];
+  /** Counters of replaced workers, so stats never go backwards. */
+  readonly #retired = { opens: 0, evictions: 0, interrupts: 0 };
+
+  constructor(opts: ShardPoolOptions) {
+    const positiveInt = (key: keyof ShardPoolOptions, v: unknown): number => {
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) {
+        throw new DomicileError('INTERNAL', `ShardPool option ${key} must be a positive integer, got ${String(v)}`);
+      }
+      return v;
+    };
+    this.#opts = Object.freeze({
+      workers: positiveInt('workers', opts.workers),
+      maxOpenShards: positiveInt('maxOpenShards', opts.maxOpenShards),
+      statementTimeoutMs: positiveInt('statementTimeoutMs', opts.statementTimeoutMs),
+      maxResultBytes: positiveInt('maxResultBytes', opts.maxResultBytes),
+      maxDbBytes: positiveInt('maxDbBytes', opts.maxDbBytes),
+      maxQueue: positiveInt('maxQueue', opts.maxQueue ?? DEFAULT_MAX_QUEUE),
+    });
+    this.#log = opts.logger ?? noopLogger;
+  }
+
+  /** Start the workers; resolves when every one has loaded. */
+  async start(): Promise<void> {
+    if (this.#started) return;
+    this.#started = true;
+    const readies: Promise<void>[] = [];
+    for (let i = 0; i < this.#opts.workers; i++) readies.push(this.#spawn(i));
+    await Promise.all(readies);
+  }
+
+  /** Create the tenant's shard file with its `_domicile_meta` row; INTERNAL "stale shard file" if any file is there. */
+  async create(ref: ShardRef): Promise<void> {
+    assertTenantId(ref.tenant);
+    const erasing = this.#tenants.get(ref.tenant)?.erasing;
+    if (erasing) await erasing.catch(() => undefined);
+    await this.#enqueue(ref, (id) => ({ id, type: 'create', ref }));
+  }
+
+  /** Run one statement as its own transaction. */
+  async query(ref: ShardRef, stmt: Statement, opts: ExecOptions = {}): Promise<StatementResult> {
+    assertTenantId(ref.tenant);
+    if (!stmt || typeof stmt !== 'object') throw new DomicileError('BAD_REQUEST', 'statement must be an object');
+    const statement: Statement = stmt.params === undefined ? { sql: stmt.sql } : { sql: stmt.sql, params: stmt.params };
+    const o: ExecOptions = { readOnly: opts.readOnly === true };
+    return (await this.#enqueue(ref, (id) => ({ id, type: 'query', ref, statement, opts: o }))) as StatementResult;
+  }
+
+  /** Run statements in one transaction, all or nothing; a failure carries `details.statementIndex`. */
+  async batch(ref: ShardRef, stmts: Statement[], opts: ExecOptions = {}): Promise<StatementResult[]> {
+    assertTenantId(ref.tenant);
+    if (!Array.isArray(stmts)) throw new DomicileError('BAD_REQUEST', 'statements must be an array');
+    const statements = stmts.map((s) => (s.params === undefined ? { sql: s.sql } : { sql: s.sql, params: s.params }));
+    const o: ExecOptions = { readOnly: opts.readOnly === true };
+    return (await this.#enqueue(ref, (id) => ({ id, type: 'batch', ref, statements, opts: o }))) as StatementResult[];
+  }
+
+  /**
+   * Erase a tenant's shard: let its in-flight request finish, fail its queued
+   * ones with TENANT_NOT_FOUND, close its handles on every worker, then delete
+   * the .db, -wal, -shm and -journal files. Returns how many existed.
+   */
+  erase(ref: ShardRef): Promise<{ files: number }> {
+    assertTenantId(ref.tenant);
+    if (this.#closing) return Promise.reject(unavailable());
+    const state = this.#state(ref.tenant);
+    if (state.erasing) return state.erasing;
+    const promise = this.#erase(state, ref);
+    state.erasing = promise;
+    return promise;
+  }
+
+  /**
+   * Shut down gracefully: refuse new work with NODE_UNAVAILABLE, finish what is
+   * queued and in flight, checkpoint (TRUNCATE) and close every handle worker by
+   * worker (so the last connection of each file closes alone and removes its
+   * -wal), then stop the workers.
+   */
+  close(): Promise<void> {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  /** Counters for /metrics; `openShards` is as of each worker's latest reply. */
+  stats(): ShardPoolStats {
+    let open = 0;
+    let opens = this.#retired.opens;
+    let evictions = this.#retired.evictions;
+    let interrupts = this.#retired.interrupts;
+    for (const s of this.#slots) {
+      open += s.counters.open;
+      opens += s.counters.opens;
+      evictions += s.counters.evictions;
+      interrupts += s.counters.interrupts;
+    }
+    return { openShards: open, evictions, interrupts, opens, queued: this.#queued, workers: this.#slots.length };
+  }
+
+  /**
+   * @internal Test hook: `throw` makes worker `index` throw an uncaught
+   * exception; `terminate` kills it mid-request as a crash would.
+   */
+  _crashWorker(index: number, how: 'throw' | 'terminate'): void {
+    const slot = this.#slots[index];
+    if (!slot) return;
+    if (how === 'throw') slot.worker.postMessage({ id: 0, type: 'crash' } satisfies WorkerRequest);
+    else void slot.worker.terminate();
+  }
+
+  // ---- scheduling ----
+
+  #enqueue(ref: ShardRef, build: (id: number) => WorkerRequest): Promise<JobValue> {
+    if (this.#closing) return Promise.reject(unavailable());
+    if (!this.#started) return Promise.reject(new DomicileError('INTERNAL', 'ShardPool.start() was not called'));
+    if (this.#queued >= this.#opts.maxQueue) {
+      return Promise.reject(new DomicileError('OVERLOADED', 'too many requests are waiting for a shard worker', { queued: this.#queued }));
+    }
+    const state = this.#state(ref.tenant);
+    if (state.erasing) return Promise.reject(new DomicileError('TENANT_NOT_FOUND', 'the tenant is being erased'));
+    return new Promise<JobValue>((resolve, reject) => {
+      state.queue.push({ build, resolve, reject });
+      this.#queued++;
+      this.#markReady(state);
+      this.#pump();
+    });
+  }
+
+  #state(tenant: string): TenantState {
+    let s = this.#tenants.get(tenant);
+    if (!s) {
+      s = { tenant, queue: [], running: false, inReady: false, home: undefined, openOn: new Set(), erasing: undefined, idleWaiters: [] };
+      this.#tenants.set(tenant, s);
+    }
+    return s;
+  }
+
+  #markReady(state: TenantState): void {
+    if (state.running || state.inReady || state.queue.length === 0) return;
+    state.inReady = true;
+    this.#ready.push(state);
+  }
+
+  #pump(): void {
+    while (this.#ready.length > 0) {
+      const state = this.#ready[0]!;
+      const slot = this.#pick(state);
+      if (!slot) return;
+      this.#ready.shift();
+      state.inReady = false;
+      this.#run(state, slot);
+    }
+  }
+
+  /** Home if idle, else an idle worker that still has the handle, else any idle worker (round robin). */
+  #pick(state: TenantState): WorkerSlot | undefined {
+    const usable = (s: WorkerSlot | undefined): s is WorkerSlot => s !== undefined && !s.busy && !s.stopping;
+    if (state.home !== undefined) {
+      const home = this.#slots[state.home];
+      if (usable(home)) return home;
+    }
+    for (const i of state.openOn) {
+      const s = this.#slots[i];
+      if (usable(s)) return s;
+    }
+    const n = this.#slots.length;
+    for (let k = 0; k < n; k++) {
+      const s = this.#slots[(this.#rr + k) % n];
+      if (usable(s)) {
+        this.#rr = (s.index + 1) % n;
+        return s;
+      }
+    }
+    return undefined;
+  }
+
+  #run(state: TenantState, slot: WorkerSlot): void {
+    const job = state.queue.shift()!;
+    this.#queued--;
+    this.#running++;
+    state.running = true;
+    state.home = slot.index;
+    slot.busy = true;
+    this.#call(slot, job.build).then(
+      (value) => {
+        state.openOn.add(slot.index);
+        this.#finish(state, slot);
+        job.resolve(value);
+      },
+      (err) => {
+        this.#finish(state, slot);
+        job.reject(err);
+      },
+    );
+  }
+
+  #finish(state: TenantState, slot: WorkerSlot): void {
+    slot.busy = false;
+    state.running = false;
+    this.#running--;
+    if (state.queue.length > 0 && !state.erasing) this.#markReady(state);
+    else {
+      for (const w of state.idleWaiters.splice(0)) w();
+      if (!state.erasing && state.queue.length === 0 && state.openOn.size === 0) this.#tenants.delete(state.tenant);
+    }
+    if (this.#queued === 0 && this.#running === 0) for (const w of this.#drainWaiters.splice(0)) w();
+    this.#pump();
+  }
+
+  async #erase(state: TenantState, ref: ShardRef): Promise<{ files: number }> {
+    try {
+      for (const job of state.queue.splice(0)) {
+        this.#queued--;
+        job.reject(new DomicileError('TENANT_NOT_FOUND', 'the tenant was erased'));
+      }
+      if (state.inReady) {
+        const i = this.#ready.indexOf(state);
+        if (i >= 0) this.#ready.splice(i, 1);
+        state.inReady = false;
+      }
+      if (state.running) await new Promise<void>((r) => state.idleWaiters.push(r));
+      // One worker at a time: each closes its handle before the files go.
+      for (const slot of this.#slots) {
+        await this.#call(slot, (id) => ({ id, type: 'close-tenant', tenant: ref.tenant, reason: 'erase' }));
+      }
+      let files = 0;
+      for (const suffix of SHARD_FILE_SUFFIXES) {
+        try {
+          await unlink(ref.path + suffix);
+          files++;
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
+            throw new DomicileError('INTERNAL', 'cannot delete a shard file', { file: `*.db${suffix}` }, { cause: err });
+          }
+        }
+      }
+      return { files };
+    } finally {
+      if (this.#tenants.get(ref.tenant) === state) this.#tenants.delete(ref.tenant);
+      this.#pump();
+    }
+  }
+
+  async #close(): Promise<void> {
+    if (this.#queued > 0 || this.#running > 0) await new Promise<void>((r) => this.#drainWaiters.push(r));
+    for (const state of this.#tenants.values()) if (state.erasing) await state.erasing.catch(() => undefined);
+    for (const slot of this.#slots) {
+      try {
+        await this.#call(slot, (id) => ({ id, type: 'close-all' }));
+      } catch (err) {
+        this.#log.error({ worker: slot.index, err }, 'closing shard handles failed');
+      }
+    }
+    for (const slot of this.#slots) slot.stopping = true;
+    await Promise.all(this.#slots.map((s) => s.worker.terminate()));
+  }
+
+  // ---- workers ----
+
+  #call(slot: WorkerSlot, build: (id: number) => WorkerRequest): Promise<JobValue> {
+    // A worker that died and was not replaced holds no handles and answers nothing.
+    if (slot.dead) return Promise.resolve(0);
+    const id = this.#nextId++;
+    return new Promise<JobValue>((resolve, reject) => {
+      slot.pending.set(id, { resolve, reject });
+      slot.worker.postMessage(build(id));
+    });
+  }
+
+  #spawn(index: number): Promise<void> {
+    const init: WorkerInit = {
+      index,
+      maxOpenShards: Math.max(1, Math.floor(this.#opts.maxOpenShards / this.#opts.workers)),
+      statementTimeoutMs: this.#opts.statementTimeoutMs,
+      maxResultBytes: this.#opts.maxResultBytes,
+      maxDbBytes: this.#opts.maxDbBytes,
+    };
+    const slot = new WorkerSlot(index, spawnShardWorker(init));
+    this.#slots[index] = slot;
+    return new Promise<void>((resolveReady, rejectReady) => {
+      slot.worker.on('message', (msg: WorkerReply) => {
+        if (msg.kind === 'ready') {
+          slot.ready = true;
+          resolveReady();
+          return;
+        }
+        if (msg.kind === 'log') {
+          this.#log[msg.level]({ worker: index, ...msg.fields }, msg.msg);
+          return;
+        }
+        slot.counters = msg.counters;
+        for (const t of msg.counters.closed) this.#tenants.get(t)?.openOn.delete(index);
+        const p = slot.pending.get(msg.id);
+        if (!p) return;
+        slot.pending.delete(msg.id);
+        if (msg.ok) p.resolve(msg.value);
+        else p.reject(deserializeError(msg.error));
+      });
+      slot.worker.on('error', (err) => {
+        slot.lastError = err;
+      });
+      slot.worker.on('exit', (code) => {
+        slot.dead = true;
+        if (slot.stopping) return;
+        this.#onCrash(slot, code);
+        if (!slot.ready) rejectReady(new DomicileError('INTERNAL', 'a shard worker failed to start', {}, { cause: slot.lastError }));
+      });
+    });
+  }
+
+  /** A worker died: fail its requests with INTERNAL, log, and start a replacement in its place. */
+  #onCrash(slot: WorkerSlot, code: number): void {
+    this.#log.error({ worker: slot.index, code, err: slot.lastError }, 'shard worker crashed; replacing it');
+    this.#retired.opens += slot.counters.opens;
+    this.#retired.evictions += slot.counters.evictions;
+    this.#retired.interrupts += slot.counters.interrupts;
+    for (const state of this.#tenants.values()) state.openOn.delete(slot.index);
+    const pending = [...slot.pending.values()];
+    slot.pending.clear();
+    if (this.#closing || !slot.ready) {
+      // Not replaced: a pool that is closing, or a worker that never loaded (no restart loop).
+      slot.stopping = true;
+    } else {
+      this.#spawn(slot.index).catch((err) => this.#log.error({ worker: slot.index, err }, 'replacement shard worker failed to start'));
+    }
+    for (const p of pending) p.reject(new DomicileError('INTERNAL', 'the shard worker crashed while running this request'));
+  }
+}
+
+function unavailable(): DomicileError {
+  return new DomicileError('NODE_UNAVAILABLE', 'the shard pool is shutting down');
+}

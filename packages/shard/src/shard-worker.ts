@@ -1,0 +1,96 @@
+/**
+ * Entry of a shard worker thread: the only place SQLite runs (DESIGN §7).
+ * Messages are handled one at a time, synchronously, in arrival order; the
+ * pool decides which tenant runs where.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { DomicileError, isDomicileError } from '@domicile/errors';
+import { executeBatch, executeOne } from './execute.ts';
+import { HandleCache, type CloseReason } from './handle-cache.ts';
+import { createShard, openShard, type ShardHandle, type ShardLimits } from './open-shard.ts';
+import type { WorkerCounters, WorkerInit, WorkerReply, WorkerRequest } from './protocol.ts';
+
+const init = workerData as WorkerInit;
+const port = parentPort;
+if (!port) throw new Error('shard-worker.ts must run as a worker thread');
+
+const limits: ShardLimits = Object.freeze({
+  statementTimeoutMs: init.statementTimeoutMs,
+  maxDbBytes: init.maxDbBytes,
+  group: init.index,
+});
+let interrupts = 0;
+
+const cache = new HandleCache({
+  max: init.maxOpenShards,
+  open: (ref) => openShard(ref, limits),
+  beforeClose,
+  onCloseError: (handle, reason, err) =>
+    log('warn', 'closing a shard handle failed', { tenant: handle.tenant, reason, err: String((err as Error)?.message ?? err) }),
+});
+
+/**
+ * Hook before a handle closes. Today: checkpoint the WAL into the database
+ * (TRUNCATE) so the file is whole on its own. Replication (DESIGN §8) will
+ * first ship the committed frames here ("ship, then close"). An erased shard is
+ * not checkpointed. `busy_timeout = 0`: when another worker still holds the
+ * file (a re-homed tenant), the checkpoint is skipped rather than waited for;
+ * the last handle to close checkpoints anyway.
+ */
+function beforeClose(handle: ShardHandle, reason: CloseReason): void {
+  if (reason === 'erase') return;
+  handle.guard.trusted(() => {
+    if (handle.db.inTransaction) handle.db.prepare('ROLLBACK').run();
+    handle.db.pragma('busy_timeout = 0');
+    handle.db.pragma('wal_checkpoint(TRUNCATE)');
+  });
+}
+
+function counters(): WorkerCounters {
+  const s = cache.stats();
+  return { open: s.open, opens: s.opens, evictions: s.evictions, interrupts, closed: cache.drainClosed() };
+}
+
+function log(level: 'info' | 'warn' | 'error', msg: string, fields: Record<string, unknown> = {}): void {
+  port!.postMessage({ kind: 'log', level, msg, fields } satisfies WorkerReply);
+}
+
+function handle(msg: WorkerRequest): unknown {
+  const execLimits = { maxResultBytes: init.maxResultBytes };
+  switch (msg.type) {
+    case 'query':
+      return cache.use(msg.ref, (h) => executeOne(h, msg.statement, msg.opts, execLimits));
+    case 'batch':
+      return cache.use(msg.ref, (h) => executeBatch(h, msg.statements, msg.opts, execLimits));
+    case 'create':
+      cache.adopt(createShard(msg.ref, limits));
+      return null;
+    case 'close-tenant':
+      return cache.close(msg.tenant, msg.reason) ? 1 : 0;
+    case 'close-all':
+      return cache.closeAll('shutdown');
+    case 'crash':
+      setImmediate(() => {
+        throw new Error('injected worker crash');
+      });
+      return null;
+  }
+}
+
+port.on('message', (msg: WorkerRequest) => {
+  let reply: WorkerReply;
+  try {
+    const value = handle(msg) as StatementValue;
+    reply = { kind: 'reply', id: msg.id, ok: true, value, counters: counters() };
+  } catch (err) {
+    const e = isDomicileError(err) ? err : new DomicileError('INTERNAL', 'shard worker failed', {}, { cause: err });
+    if (e.code === 'QUERY_TIMEOUT') interrupts++;
+    if (e.code === 'INTERNAL') log('error', e.message, { cause: String((err as Error)?.stack ?? err) });
+    reply = { kind: 'reply', id: msg.id, ok: false, error: e.serialize(), counters: counters() };
+  }
+  port.postMessage(reply);
+});
+
+type StatementValue = Extract<WorkerReply, { ok: true }>['value'];
+
+port.postMessage({ kind: 'ready' } satisfies WorkerReply);

@@ -1,0 +1,60 @@
+import Fastify, { LogController, type FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import { DomicileError } from '@domicile/errors';
+import { sendError } from './http-errors.ts';
+import { dataRoutes } from './routes/data-routes.ts';
+import { opsRoutes } from './routes/ops-routes.ts';
+import { tenantRoutes } from './routes/tenant-routes.ts';
+import type { Runtime } from './runtime.ts';
+
+/** Builds the fastify app over a runtime, without listening (tests use `inject()`). */
+export async function buildApp(rt: Runtime, opts: { logger?: Logger; https?: { cert: Buffer; key: Buffer } } = {}): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: opts.logger ?? rt.log,
+    bodyLimit: rt.config.maxBodyBytes,
+    // Per-request access logs are off: metrics count requests; refusals and errors are logged.
+    logController: new LogController({ disableRequestLogging: true }),
+    return503OnClosing: true,
+    // Bodies are validated strictly: no silent coercion, no silently dropped fields.
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false, allowUnionTypes: true } },
+    ...(opts.https ? { https: opts.https } : {}),
+  }) as unknown as FastifyInstance;
+
+  app.setErrorHandler((err, request, reply) => sendError(request, reply, err));
+  // Patterns of registered routes, so an unknown method on a known path is METHOD_NOT_ALLOWED.
+  const patterns: RegExp[] = [];
+  app.addHook('onRoute', (route) => {
+    const src = route.url.split('/').map((seg) => (seg.startsWith(':') ? '[^/]+' : seg.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'))).join('/');
+    patterns.push(new RegExp(`^${src}$`));
+  });
+  app.setNotFoundHandler((request, reply) => {
+    const pathOnly = request.url.split('?')[0] ?? '';
+    const err = patterns.some((re) => re.test(pathOnly))
+      ? new DomicileError('METHOD_NOT_ALLOWED', `${request.method} is not allowed on ${pathOnly}`)
+      : new DomicileError('NOT_FOUND', `no route ${request.method} ${pathOnly}`);
+    return sendError(request, reply, err);
+  });
+
+  app.addHook('onRequest', async (request) => {
+    request.startTime = process.hrtime.bigint();
+  });
+  app.addHook('onResponse', async (request, reply) => {
+    const route = request.routeOptions.url ?? 'unmatched';
+    rt.metrics.requests.inc({ route, method: request.method, status: String(reply.statusCode) });
+    const started = request.startTime;
+    if (started !== undefined) {
+      rt.metrics.duration.observe({ route, method: request.method }, Number(process.hrtime.bigint() - started) / 1e9);
+    }
+  });
+
+  opsRoutes(app, rt);
+  tenantRoutes(app, rt);
+  dataRoutes(app, rt);
+  return app;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    startTime?: bigint;
+  }
+}

@@ -1,0 +1,38 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { ShardPool } from '@domicile/shard';
+
+/**
+ * Prometheus metrics (DESIGN §11). Labels are route patterns, methods, statuses and regions:
+ * never tenant ids (cardinality and privacy).
+ */
+export class Metrics {
+  readonly registry = new Registry();
+  readonly requests = new Counter({
+    name: 'domicile_http_requests_total', help: 'HTTP requests by route pattern, method and status.',
+    labelNames: ['route', 'method', 'status'] as const, registers: [this.registry],
+  });
+  readonly duration = new Histogram({
+    name: 'domicile_http_request_duration_seconds', help: 'HTTP request latency by route pattern and method.',
+    labelNames: ['route', 'method'] as const, registers: [this.registry],
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+  });
+  readonly tenantOps = new Counter({
+    name: 'domicile_tenant_operations_total', help: 'Tenant lifecycle operations by kind and region.',
+    labelNames: ['op', 'region'] as const, registers: [this.registry],
+  });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry, prefix: 'domicile_process_' });
+  }
+
+  /** Exposes the pool's counters, read at scrape time. */
+  watchPool(pool: ShardPool): void {
+    const stats = () => pool.stats();
+    new Gauge({ name: 'domicile_open_shards', help: 'Open SQLite handles in this process.', registers: [this.registry], collect() { this.set(stats().openShards); } });
+    new Gauge({ name: 'domicile_shard_queue_depth', help: 'Requests waiting for a shard worker.', registers: [this.registry], collect() { this.set(stats().queued); } });
+    new Gauge({ name: 'domicile_shard_workers', help: 'SQLite worker threads.', registers: [this.registry], collect() { this.set(stats().workers); } });
+    new Gauge({ name: 'domicile_shard_evictions_total', help: 'Handles closed by the LRU cache (counter semantics).', registers: [this.registry], collect() { this.set(stats().evictions); } });
+    new Gauge({ name: 'domicile_shard_opens_total', help: 'Shard handles opened (counter semantics).', registers: [this.registry], collect() { this.set(stats().opens); } });
+    new Gauge({ name: 'domicile_statement_interrupts_total', help: 'Statements interrupted at the statement timeout (counter semantics).', registers: [this.registry], collect() { this.set(stats().interrupts); } });
+  }
+}

@@ -1,0 +1,50 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { DomicileError } from '@domicile/errors';
+import type { Statement } from '@domicile/shard';
+import { authenticate, authorizeTenant } from '../auth/authenticate.ts';
+import type { Runtime } from '../runtime.ts';
+import { assertTenantId, getLiveTenant } from '../tenant-service.ts';
+
+const statement = {
+  type: 'object',
+  required: ['sql'],
+  additionalProperties: false,
+  properties: {
+    sql: { type: 'string', minLength: 1 },
+    params: { type: ['array', 'object'] },
+  },
+} as const;
+
+const batchBody = {
+  type: 'object',
+  required: ['statements'],
+  additionalProperties: false,
+  properties: { statements: { type: 'array', minItems: 1, maxItems: 10_000, items: statement } },
+} as const;
+
+/** Resolves the tenant of a data-plane request and what the caller may do with it. */
+async function tenantAccess(rt: Runtime, request: FastifyRequest<{ Params: { id: string } }>) {
+  const { id } = request.params;
+  assertTenantId(id);
+  const principal = await authenticate(rt, request);
+  // A tenant token for another tenant is refused before the directory is consulted: it learns nothing.
+  if (principal.kind === 'tenant' && principal.claims.tenant !== id) {
+    throw new DomicileError('FORBIDDEN', 'the token belongs to another tenant');
+  }
+  const tenant = await getLiveTenant(rt, id);
+  const { readOnly } = authorizeTenant(principal, tenant);
+  return { ref: rt.shardRef(tenant), readOnly };
+}
+
+/** The data plane (DESIGN §5): one statement, or a batch that is one transaction. */
+export function dataRoutes(app: FastifyInstance, rt: Runtime): void {
+  app.post<{ Params: { id: string }; Body: Statement }>('/v1/tenants/:id/query', { schema: { body: statement } }, async (request) => {
+    const { ref, readOnly } = await tenantAccess(rt, request);
+    return rt.pool.query(ref, request.body, { readOnly });
+  });
+
+  app.post<{ Params: { id: string }; Body: { statements: Statement[] } }>('/v1/tenants/:id/batch', { schema: { body: batchBody } }, async (request) => {
+    const { ref, readOnly } = await tenantAccess(rt, request);
+    return { results: await rt.pool.batch(ref, request.body.statements, { readOnly }) };
+  });
+}

@@ -1,0 +1,73 @@
+import type { FastifyInstance } from 'fastify';
+import { DomicileError } from '@domicile/errors';
+import { requireAdmin } from '../auth/authenticate.ts';
+import type { Runtime } from '../runtime.ts';
+import { assertTenantId } from '../tenant-service.ts';
+import { intParam, strParam } from './query-params.ts';
+import { STATUS_PAGE } from './status-page.ts';
+
+/** Health, readiness, metrics, status, policy, cluster and audit routes. */
+export function opsRoutes(app: FastifyInstance, rt: Runtime): void {
+  app.get('/healthz', async () => ({ ok: true }));
+
+  app.get('/readyz', async (_request, reply) => {
+    if (!rt.ready) {
+      throw new DomicileError('NODE_UNAVAILABLE', 'the node is starting or shutting down');
+    }
+    return reply.send({ ready: true });
+  });
+
+  app.get('/metrics', async (_request, reply) => {
+    const body = await rt.metrics.registry.metrics();
+    return reply.type(rt.metrics.registry.contentType).send(body);
+  });
+
+  app.get('/', async (_request, reply) => reply.type('text/html; charset=utf-8').send(STATUS_PAGE));
+
+  /** Aggregates only: no tenant ids (public). */
+  app.get('/v1/status', async () => {
+    const counts = await rt.directory.countByRegion();
+    const stats = rt.pool.stats();
+    return {
+      mode: rt.config.region ? 'single-region' : 'embedded',
+      policyHash: rt.policy.hash,
+      regions: rt.policy.regionOrder.map((name) => ({
+        name,
+        jurisdiction: rt.policy.regions[name]?.jurisdiction,
+        tenants: counts.get(name) ?? 0,
+        nodes: rt.nodeForRegion(name) ? [rt.nodeForRegion(name)!.id] : [],
+      })),
+      nodes: [...rt.nodes.values()].map((n) => ({ id: n.id, region: n.region, healthy: rt.ready })),
+      tenants: [...counts.values()].reduce((a, b) => a + b, 0),
+      shards: { open: stats.openShards, queued: stats.queued, workers: stats.workers },
+      movesInProgress: 0,
+    };
+  });
+
+  app.get('/v1/policy', async (request) => {
+    await requireAdmin(rt, request);
+    const p = rt.policy;
+    return { hash: p.hash, source: p.source, version: p.version, regions: p.regions, regionOrder: p.regionOrder, residencies: p.residencies, tenants: p.tenants };
+  });
+
+  app.get('/v1/cluster', async (request) => {
+    await requireAdmin(rt, request);
+    const counts = await rt.directory.countByRegion();
+    return {
+      mode: rt.config.region ? 'single-region' : 'embedded',
+      regions: rt.policy.regionOrder.map((name) => ({ name, jurisdiction: rt.policy.regions[name]?.jurisdiction, tenants: counts.get(name) ?? 0 })),
+      nodes: [...rt.nodes.values()].map((n) => ({ id: n.id, region: n.region, healthy: rt.ready, policyHash: rt.policy.hash, tenants: counts.get(n.region) ?? 0 })),
+      policyHashes: [rt.policy.hash],
+      policyMismatch: false,
+    };
+  });
+
+  app.get<{ Querystring: Record<string, unknown> }>('/v1/audit', async (request) => {
+    await requireAdmin(rt, request);
+    const tenant = strParam(request.query, 'tenant');
+    if (tenant !== undefined) assertTenantId(tenant);
+    const cursor = strParam(request.query, 'cursor');
+    const page = rt.audit.list({ limit: intParam(request.query, 'limit', 100, 1, 1000), ...(tenant ? { tenant } : {}), ...(cursor ? { cursor } : {}) });
+    return { events: page.events, nextCursor: page.nextCursor ?? null };
+  });
+}

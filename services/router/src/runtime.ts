@@ -1,0 +1,163 @@
+import { randomUUID } from 'node:crypto';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import type { Config } from '@domicile/config';
+import { EmbeddedDirectory, type Directory, type TenantRecord } from '@domicile/directory';
+import { DomicileError } from '@domicile/errors';
+import { findRegion, loadPolicy, violations, type Policy } from '@domicile/policy';
+import { ShardPool, shardPath, type ShardRef } from '@domicile/shard';
+import { AuditLog } from './audit/audit-log.ts';
+import { AdminAuth } from './auth/admin-auth.ts';
+import { TenantTokens } from './auth/tenant-tokens.ts';
+import { Metrics } from './metrics.ts';
+import { randomSecret, readOrCreateSecret, secretFiles } from './secrets.ts';
+
+/** A node this process runs: on the embedded default one per region of the policy. */
+export interface LocalNode {
+  id: string;
+  region: string;
+  /** `<dataDir>/<region>`: shards (and later the filesystem bucket) of this region. */
+  dir: string;
+}
+
+/**
+ * Everything one Domicile process holds: configuration, the current policy, the directory,
+ * the shard pool, the audit log, auth and metrics. Routes get it; nothing else is global.
+ */
+export class Runtime {
+  readonly config: Config;
+  readonly log: Logger;
+  readonly directory: Directory;
+  readonly pool: ShardPool;
+  readonly audit: AuditLog;
+  readonly adminAuth: AdminAuth;
+  readonly tokens: TenantTokens;
+  readonly metrics: Metrics;
+  readonly nodes: ReadonlyMap<string, LocalNode>;
+  /** Where the generated admin token lives (embedded default), for the start-up log. */
+  readonly adminTokenFile: string | undefined;
+  #policy: Policy;
+  #ready = false;
+
+  private constructor(init: Omit<Runtime, 'policy' | 'ready' | 'setReady' | 'swapPolicy' | 'shardRef' | 'nodeForRegion' | 'close' | 'startupViolations'> & { policy: Policy }) {
+    this.config = init.config;
+    this.log = init.log;
+    this.directory = init.directory;
+    this.pool = init.pool;
+    this.audit = init.audit;
+    this.adminAuth = init.adminAuth;
+    this.tokens = init.tokens;
+    this.metrics = init.metrics;
+    this.nodes = init.nodes;
+    this.adminTokenFile = init.adminTokenFile;
+    this.#policy = init.policy;
+  }
+
+  /** Loads the policy (refusing to start on an invalid one), opens the directory, audit log and pool. */
+  static async open(config: Config, log: Logger): Promise<Runtime> {
+    const policy = await loadPolicy(config.policyPath);
+    if (config.redisUrl) {
+      throw new DomicileError('BAD_REQUEST', 'DOMICILE_REDIS_URL: the Redis directory (cluster mode) is not available in this build; unset it to run the embedded default');
+    }
+    const regions = config.region ? [config.region] : [...policy.regionOrder];
+    for (const r of regions) {
+      if (!findRegion(policy, r)) throw new DomicileError('BAD_REQUEST', `DOMICILE_REGION: "${r}" is not a region of ${policy.source}`);
+    }
+    const nodes = new Map<string, LocalNode>();
+    for (const region of regions) {
+      const id = config.region && config.nodeId ? config.nodeId : `${region}-1`;
+      nodes.set(region, { id, region, dir: path.join(config.dataDir, region) });
+    }
+
+    const files = secretFiles(config.dataDir);
+    let adminTokens = config.adminTokens;
+    let adminTokenFile: string | undefined;
+    if (adminTokens.size === 0) {
+      const s = readOrCreateSecret(files.adminToken, randomSecret);
+      adminTokens = new Map([['admin', s.value]]);
+      adminTokenFile = files.adminToken;
+    }
+    const secrets = config.tokenSecrets.length > 0
+      ? config.tokenSecrets
+      : [{ kid: 'k1', secret: readOrCreateSecret(files.tokenSecret, randomSecret).value }];
+
+    const metrics = new Metrics();
+    const pool = new ShardPool({
+      workers: config.workers,
+      maxOpenShards: config.maxOpenShards,
+      statementTimeoutMs: config.statementTimeoutMs,
+      maxResultBytes: config.maxResultBytes,
+      maxDbBytes: config.maxDbBytes,
+      logger: log.child({ component: 'shards' }),
+    });
+    const directory = new EmbeddedDirectory(path.join(config.dataDir, 'directory.db'));
+    const audit = new AuditLog(path.join(config.dataDir, 'audit.db'));
+    try {
+      await pool.start();
+    } catch (err) {
+      await directory.close();
+      audit.close();
+      throw err;
+    }
+    metrics.watchPool(pool);
+    return new Runtime({
+      config, log, directory, pool, audit, metrics, nodes, adminTokenFile,
+      adminAuth: new AdminAuth(adminTokens), tokens: new TenantTokens(secrets), policy,
+    });
+  }
+
+  /** The policy in force; replaced as a whole by a reload. */
+  get policy(): Policy {
+    return this.#policy;
+  }
+
+  /** True once the server listens and until shutdown starts. */
+  get ready(): boolean {
+    return this.#ready;
+  }
+
+  setReady(ready: boolean): void {
+    this.#ready = ready;
+  }
+
+  /** Installs a new policy (already validated) and returns the tenants it leaves in violation. */
+  async swapPolicy(next: Policy): Promise<ReturnType<typeof violations>> {
+    this.#policy = next;
+    return this.startupViolations();
+  }
+
+  /** Tenants whose placement the current policy forbids (logged at start and on reload). */
+  async startupViolations(): Promise<ReturnType<typeof violations>> {
+    const all: TenantRecord[] = [];
+    let cursor: string | undefined;
+    do {
+      const page = await this.directory.list({ limit: 1000, ...(cursor ? { cursor } : {}) });
+      all.push(...page.tenants);
+      cursor = page.nextCursor;
+    } while (cursor);
+    return violations(this.#policy, all);
+  }
+
+  /** The local node serving `region`, or undefined when this process does not serve it. */
+  nodeForRegion(region: string): LocalNode | undefined {
+    return this.nodes.get(region);
+  }
+
+  /** Where a tenant's shard lives on this process. Throws NODE_UNAVAILABLE when its region is not served here. */
+  shardRef(t: TenantRecord): ShardRef {
+    const node = this.nodes.get(t.region);
+    if (!node) throw new DomicileError('NODE_UNAVAILABLE', `no live node serves region "${t.region}"`, { region: t.region });
+    return { tenant: t.id, incarnation: t.incarnation, epoch: t.epoch, path: shardPath(node.dir, t.id) };
+  }
+
+  /** Graceful: finish in-flight shard work, checkpoint and close every shard, close files. */
+  async close(): Promise<void> {
+    this.#ready = false;
+    await this.pool.close();
+    await this.directory.close();
+    this.audit.close();
+  }
+}
+
+/** A fresh incarnation id. */
+export const newIncarnation = (): string => randomUUID();
