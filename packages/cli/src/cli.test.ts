@@ -364,11 +364,11 @@ describe('restore, backups, audit', () => {
     const s = await server({
       'GET /v1/audit': (req) => (req.query.get('cursor') === null
         ? { json: { events: [{ time: 't1', actor: 'admin', action: 'tenant.create', tenant: 'acme' }], nextCursor: 'c' } }
-        : { json: { events: [{ time: 't2', actor: 'ops', action: 'tenant.move', tenant: 'acme', to: 'eu-central' }], nextCursor: null } }),
+        : { json: { events: [{ seq: 2, time: 't2', actor: 'ops', action: 'tenant.move', tenant: 'acme', details: { to: 'eu-central' }, region: 'eu-west' }], nextCursor: null } }),
     });
     const r = await cli(['audit', 'log', '--tenant', 'acme'], env(s));
     expect(r.code).toBe(0);
-    expect(r.stdout).toMatch(/^t2 +ops +tenant\.move +acme +\{"to":"eu-central"\}$/m);
+    expect(r.stdout).toMatch(/^t2 +ops +tenant\.move +acme +to=eu-central region=eu-west$/m);
     expect(s.requests.map((q) => q.query.get('tenant'))).toEqual(['acme', 'acme']);
   });
 });

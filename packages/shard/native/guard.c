@@ -514,6 +514,13 @@ int sqlite3_domicileguard_init(sqlite3 *db, char **pzErrMsg, const sqlite3_api_r
     return rc;
   }
   apply_limits(db);
+  /* SQLite's temp directory is process-wide and cannot follow a tenant's region
+     (DESIGN §7): sorter spills, temp tables and VACUUM's copy stay in memory. */
+  rc = sqlite3_exec(db, "PRAGMA temp_store = MEMORY", 0, 0, 0);
+  if (rc != SQLITE_OK) {
+    *pzErrMsg = sqlite3_mprintf("domicile guard: cannot set temp_store");
+    return rc;
+  }
   sqlite3_set_authorizer(db, authorizer, c);
   sqlite3_trace_v2(db, SQLITE_TRACE_STMT | SQLITE_TRACE_PROFILE, trace_cb, c);
   /* Keep the library mapped: watchdog threads run its code until they are joined. */

@@ -246,6 +246,10 @@ describe('allowed tenant SQL', () => {
     expect(refused('BEGIN').code).toBe('STATEMENT_NOT_ALLOWED');
   });
 
+  it('keeps temporary storage in memory (the process temp dir cannot follow a region)', () => {
+    expect(guard.trusted(() => db.pragma('temp_store', { simple: true }))).toBe(2);
+  });
+
   it.each([
     'PRAGMA table_info(t)', 'PRAGMA table_xinfo(t)', 'PRAGMA table_list', 'PRAGMA index_list(_domicile_meta)',
     'PRAGMA index_info(_domicile_meta_v)', 'PRAGMA index_xinfo(_domicile_meta_v)', 'PRAGMA foreign_key_list(t)',

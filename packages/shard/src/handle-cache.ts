@@ -40,7 +40,8 @@ export class HandleCache {
   /** Handles evicted while in use or pinned, kept open until released. */
   readonly #parked = new Map<string, ShardHandle>();
   readonly #pinned = new Set<string>();
-  #inUse: ShardHandle | undefined;
+  /** Handles inside a `use` callback, with nesting depth. */
+  readonly #inUse = new Map<ShardHandle, number>();
   #opens = 0;
   #evictions = 0;
   /** Tenants whose handle closed since the last `drainClosed()`, so the pool can forget its affinity. */
@@ -53,7 +54,7 @@ export class HandleCache {
       dispose: (handle, tenant, why) => {
         if (why !== 'evict') return;
         this.#evictions++;
-        this.#retire(tenant, handle, 'evict', false);
+        this.#retire(tenant, handle, 'evict');
       },
     });
   }
@@ -73,14 +74,16 @@ export class HandleCache {
       handle = this.#opts.open(ref);
       this.#opens++;
     }
-    this.#inUse = handle;
+    this.#inUse.set(handle, (this.#inUse.get(handle) ?? 0) + 1);
     try {
       // Inserting may evict the least recently used entry, never this one.
       if (!this.#parked.has(ref.tenant)) this.#lru.set(ref.tenant, handle);
       return fn(handle);
     } finally {
-      this.#inUse = undefined;
-      if (this.#parked.get(ref.tenant) === handle && !this.#pinned.has(ref.tenant)) {
+      const depth = this.#inUse.get(handle)! - 1;
+      if (depth > 0) this.#inUse.set(handle, depth);
+      else this.#inUse.delete(handle);
+      if (depth === 0 && this.#parked.get(ref.tenant) === handle && !this.#pinned.has(ref.tenant)) {
         this.#parked.delete(ref.tenant);
         this.#closeNow(handle, 'evict');
       }
@@ -103,7 +106,7 @@ export class HandleCache {
   unpin(tenant: string): void {
     this.#pinned.delete(tenant);
     const parked = this.#parked.get(tenant);
-    if (parked && parked !== this.#inUse) {
+    if (parked && !this.#inUse.has(parked)) {
       this.#parked.delete(tenant);
       this.#closeNow(parked, 'evict');
     }
@@ -153,8 +156,8 @@ export class HandleCache {
     return { open: this.#lru.size + this.#parked.size, opens: this.#opens, evictions: this.#evictions };
   }
 
-  #retire(tenant: string, handle: ShardHandle, reason: CloseReason, force: boolean): void {
-    if (!force && (handle === this.#inUse || this.#pinned.has(tenant))) {
+  #retire(tenant: string, handle: ShardHandle, reason: CloseReason): void {
+    if (this.#inUse.has(handle) || this.#pinned.has(tenant)) {
       this.#parked.set(tenant, handle);
       return;
     }

@@ -6,8 +6,8 @@
  * 1. A tenant has at most one request in flight, so its requests run in
  *    arrival order and one writer at a time (no locks). Its queue is where
  *    group commit will later take several requests at once.
- * 2. A worker runs one request at a time (one message in flight), so a
- *    request is only ever committed to a worker that is free right now.
+ * 2. A worker gets one request at a time by default (`inFlightPerWorker`),
+ *    so a request is only committed to a worker that is free right now.
  * 3. Tenants with waiting work queue up in arrival order (round robin: a
  *    tenant with more work goes to the back after each request). The head
  *    tenant runs on its home worker (where its handle is open) when that one
@@ -45,6 +45,12 @@ export interface ShardPoolOptions {
   maxDbBytes: number;
   /** Requests waiting (not running) across all tenants before OVERLOADED; default 10000. */
   maxQueue?: number;
+  /**
+   * Requests posted to one worker at a time; default 1. More hides the message
+   * round trip (throughput) but a request posted behind a runaway statement
+   * waits for its timeout; idle workers are always preferred.
+   */
+  inFlightPerWorker?: number;
   logger?: ShardPoolLogger;
 }
 
@@ -77,8 +83,8 @@ class WorkerSlot {
   readonly index: number;
   readonly worker: Worker;
   readonly pending = new Map<number, { resolve(v: JobValue): void; reject(e: unknown): void }>();
-  /** A tenant request is in flight (control messages do not count). */
-  busy = false;
+  /** Tenant requests in flight (control messages do not count). */
+  inFlight = 0;
   ready = false;
   stopping = false;
   /** Exited and not replaced. */
@@ -125,6 +131,7 @@ export class ShardPool {
       maxResultBytes: positiveInt('maxResultBytes', opts.maxResultBytes),
       maxDbBytes: positiveInt('maxDbBytes', opts.maxDbBytes),
       maxQueue: positiveInt('maxQueue', opts.maxQueue ?? DEFAULT_MAX_QUEUE),
+      inFlightPerWorker: positiveInt('inFlightPerWorker', opts.inFlightPerWorker ?? 1),
     });
     this.#log = opts.logger ?? noopLogger;
   }
@@ -260,23 +267,29 @@ export class ShardPool {
     }
   }
 
-  /** Home if idle, else an idle worker that still has the handle, else any idle worker (round robin). */
+  /**
+   * Home if idle, else an idle worker that still has the handle, else any idle
+   * worker (round robin); only when none is idle, the same order among workers
+   * below `inFlightPerWorker`.
+   */
   #pick(state: TenantState): WorkerSlot | undefined {
-    const usable = (s: WorkerSlot | undefined): s is WorkerSlot => s !== undefined && !s.busy && !s.stopping;
-    if (state.home !== undefined) {
-      const home = this.#slots[state.home];
-      if (usable(home)) return home;
-    }
-    for (const i of state.openOn) {
-      const s = this.#slots[i];
-      if (usable(s)) return s;
-    }
-    const n = this.#slots.length;
-    for (let k = 0; k < n; k++) {
-      const s = this.#slots[(this.#rr + k) % n];
-      if (usable(s)) {
-        this.#rr = (s.index + 1) % n;
-        return s;
+    for (let limit = 1; limit <= this.#opts.inFlightPerWorker; limit++) {
+      const usable = (s: WorkerSlot | undefined): s is WorkerSlot => s !== undefined && s.inFlight < limit && !s.stopping;
+      if (state.home !== undefined) {
+        const home = this.#slots[state.home];
+        if (usable(home)) return home;
+      }
+      for (const i of state.openOn) {
+        const s = this.#slots[i];
+        if (usable(s)) return s;
+      }
+      const n = this.#slots.length;
+      for (let k = 0; k < n; k++) {
+        const s = this.#slots[(this.#rr + k) % n];
+        if (usable(s)) {
+          this.#rr = (s.index + 1) % n;
+          return s;
+        }
       }
     }
     return undefined;
@@ -288,7 +301,7 @@ export class ShardPool {
     this.#running++;
     state.running = true;
     state.home = slot.index;
-    slot.busy = true;
+    slot.inFlight++;
     this.#call(slot, job.build).then(
       (value) => {
         state.openOn.add(slot.index);
@@ -303,7 +316,7 @@ export class ShardPool {
   }
 
   #finish(state: TenantState, slot: WorkerSlot): void {
-    slot.busy = false;
+    slot.inFlight--;
     state.running = false;
     this.#running--;
     if (state.queue.length > 0 && !state.erasing) this.#markReady(state);

@@ -1,1 +1,2 @@
 export * from './s3-server.ts';
+export * from './domicile-server.ts';

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import type { AuditEvent } from '@domicile/client';
 import { DomicileError } from '@domicile/errors';
 import type { Context } from '../context.ts';
-import { bytes, pick, plural, table } from '../format.ts';
+import { bytes, cell, pick, plural, table } from '../format.ts';
 import { positiveInt, withConnectionOptions, type HttpOptions } from '../options.ts';
 
 /** Entries `audit log` prints when --limit is not given: the log only grows. */
@@ -57,8 +57,9 @@ export function registerAudit(program: Command, ctx: Context): void {
       out.result({ events, nextCursor: next }, () => events.length === 0 ? ['no audit events'] : table(
         ['time', 'actor', 'action', 'tenant', 'details'],
         events.map((e) => {
-          const { time, at, actor, action, type, tenant, id: _id, ...rest } = e as Record<string, unknown>;
-          return [time ?? at, actor, action ?? type, tenant, Object.keys(rest).length === 0 ? '' : JSON.stringify(rest)];
+          const { time, at, actor, action, type, tenant, id: _id, seq: _seq, incarnation: _inc, details, ...rest } = e as Record<string, unknown>;
+          const extra = { ...(typeof details === 'object' && details !== null ? details : {}), ...rest };
+          return [time ?? at, actor, action ?? type, tenant, Object.entries(extra).map(([k, v]) => `${k}=${cell(v)}`).join(' ')];
         }),
       ));
       if (next !== null && !out.json) out.note(`more events: continue with --cursor ${next}`);

@@ -13,7 +13,7 @@ const ROUTER = '@domicile/router';
 
 /** `domicile serve`: run a node configured by the environment (DESIGN §6a). */
 export function registerServe(program: Command, ctx: Context): void {
-  program.command('serve').description('run a Domicile node configured by DOMICILE_* environment variables (docs/configuration)')
+  program.command('serve').description('run a Domicile node configured by DOMICILE_* environment variables')
     .action(async () => {
       ctx.start({});
       const router = (await import(ROUTER)) as RouterModule;
