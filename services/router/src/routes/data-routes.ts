@@ -26,6 +26,7 @@ const batchBody = {
 async function tenantAccess(rt: Runtime, request: FastifyRequest<{ Params: { id: string } }>) {
   const { id } = request.params;
   assertTenantId(id);
+  request.log = request.log.child({ tenant: id });
   const principal = await authenticate(rt, request);
   // A tenant token for another tenant is refused before the directory is consulted: it learns nothing.
   if (principal.kind === 'tenant' && principal.claims.tenant !== id) {
