@@ -32,6 +32,8 @@ export interface DomicileServer {
   output(): string;
   /** SIGTERM and wait for exit (graceful). Returns the exit code. */
   stop(): Promise<number | null>;
+  /** Sends a signal (e.g. SIGHUP) to the running process. */
+  signal(sig: NodeJS.Signals): void;
   /** SIGKILL and wait for exit. */
   kill(): Promise<void>;
   /** Start again with the same data dir, port and env. */
@@ -87,6 +89,9 @@ export async function startDomicile(opts: { env?: Record<string, string>; dataDi
       if (!child || child.exitCode !== null) return child?.exitCode ?? null;
       child.kill('SIGTERM');
       return exited;
+    },
+    signal(sig) {
+      child?.kill(sig);
     },
     async kill() {
       if (!child || child.exitCode !== null) return;

@@ -220,3 +220,43 @@ describe('persistence and lifecycle', () => {
     }
   });
 });
+
+describe('policy reload on SIGHUP', () => {
+  it('keeps the old policy on an invalid file, installs a valid one and logs the tenants it leaves in violation', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'domicile-hup-'));
+    const policy = path.join(dir, 'placement.yaml');
+    const v1 = 'version: 1\nregions:\n  north: { jurisdiction: n }\n  south: { jurisdiction: s }\nresidencies:\n  everywhere:\n    regions: [north, south]\n';
+    writeFileSync(policy, v1);
+    const s = await startDomicile({ env: { DOMICILE_POLICY: policy } });
+    try {
+      expect((await s.api('POST', '/v1/tenants', { id: 'southerner', residency: 'everywhere', region: 'south' })).status).toBe(201);
+      const hash1 = (await s.api('GET', '/v1/policy')).body.hash as string;
+
+      writeFileSync(policy, `${v1}    transit: sideways\n`);
+      s.signal('SIGHUP');
+      await waitFor(() => s.output().includes('policy reload refused'));
+      expect(s.output()).toMatch(/placement\.yaml:8:\d+: residencies\.everywhere\.transit/);
+      expect((await s.api('GET', '/v1/policy')).body.hash).toBe(hash1);
+
+      writeFileSync(policy, v1.replace('[north, south]', '[north]'));
+      s.signal('SIGHUP');
+      await waitFor(() => s.output().includes('policy reloaded'));
+      expect((await s.api('GET', '/v1/policy')).body.hash).not.toBe(hash1);
+      await waitFor(() => /"tenant":"southerner".*violates the policy/.test(s.output()));
+      // The tenant keeps running; new placements follow the new policy.
+      expect((await s.api('POST', '/v1/tenants/southerner/query', { sql: 'SELECT 1' })).status).toBe(200);
+      expect((await s.api('POST', '/v1/tenants', { id: 'late', residency: 'everywhere', region: 'south' })).status).toBe(422);
+    } finally {
+      await s.dispose();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+async function waitFor(cond: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
