@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Installs the system packages the test suite needs, when missing (idempotent; CI runs as root).
-# Nothing is needed yet beyond Node.js and a C compiler; later suites add redis-server and chromium here.
+# Node.js comes with the machine; gcc builds the native parts, chromium runs the browser test;
+# later suites add redis-server here.
 set -euo pipefail
 need=()
 command -v cc >/dev/null 2>&1 || need+=(gcc)
+# Debian's Chromium for the status page's browser test (services/router/test/status-page.e2e.test.ts);
+# playwright-core drives it and never downloads a browser of its own.
+[ -x /usr/bin/chromium ] || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"

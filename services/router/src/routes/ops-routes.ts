@@ -4,7 +4,7 @@ import { requireAdmin } from '../auth/authenticate.ts';
 import type { Runtime } from '../runtime.ts';
 import { assertTenantId } from '../tenant-service.ts';
 import { intParam, strParam } from './query-params.ts';
-import { STATUS_PAGE } from './status-page.ts';
+import { statusPageRoutes } from './status-page.ts';
 
 /** Health, readiness, metrics, status, policy, cluster and audit routes. */
 export function opsRoutes(app: FastifyInstance, rt: Runtime): void {
@@ -22,7 +22,7 @@ export function opsRoutes(app: FastifyInstance, rt: Runtime): void {
     return reply.type(rt.metrics.registry.contentType).send(body);
   });
 
-  app.get('/', async (_request, reply) => reply.type('text/html; charset=utf-8').send(STATUS_PAGE));
+  statusPageRoutes(app);
 
   /** Aggregates only: no tenant ids (public). */
   app.get('/v1/status', async () => {
@@ -40,6 +40,8 @@ export function opsRoutes(app: FastifyInstance, rt: Runtime): void {
       nodes: [...rt.nodes.values()].map((n) => ({ id: n.id, region: n.region, healthy: rt.ready })),
       tenants: [...counts.values()].reduce((a, b) => a + b, 0),
       shards: { open: stats.openShards, queued: stats.queued, workers: stats.workers },
+      // Replication is not in this build yet: null reads as "none" (the page shows —), not as zero lag.
+      replication: { maxLagMs: null as number | null },
       movesInProgress: 0,
     };
   });
