@@ -4,6 +4,7 @@ import { registerAudit } from './commands/audit.ts';
 import { registerMove } from './commands/move.ts';
 import { registerPolicy } from './commands/policy.ts';
 import { registerRestore } from './commands/restore.ts';
+import { registerSchema } from './commands/schema.ts';
 import { registerServe } from './commands/serve.ts';
 import { registerTenant } from './commands/tenant.ts';
 import { registerToken } from './commands/token.ts';
@@ -35,5 +36,6 @@ export function buildProgram(ctx: Context): Command {
   registerMove(program, ctx);
   registerRestore(program, ctx);
   registerAudit(program, ctx);
+  registerSchema(program, ctx);
   return program;
 }

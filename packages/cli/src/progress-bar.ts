@@ -8,6 +8,8 @@ export interface Progress {
   done: number;
   /** 0 or unknown: no percentage. */
   total: number;
+  /** How `done` and `total` are printed; default: as bytes. */
+  format?: (n: number) => string;
 }
 
 const WIDTH = 30;
@@ -29,7 +31,8 @@ export class ProgressBar {
     const frac = p.total > 0 ? Math.min(1, Math.max(0, p.done / p.total)) : 0;
     const filled = Math.round(frac * WIDTH);
     const bar = p.total > 0 ? `[${'#'.repeat(filled)}${'-'.repeat(WIDTH - filled)}] ${String(Math.floor(frac * 100)).padStart(3)}%` : `[${' '.repeat(WIDTH)}]     `;
-    const amount = p.total > 0 ? `${bytes(p.done)} / ${bytes(p.total)}` : bytes(p.done);
+    const fmt = p.format ?? bytes;
+    const amount = p.total > 0 ? `${fmt(p.done)} / ${fmt(p.total)}` : fmt(p.done);
     this.#out.write(`\r${p.label.padEnd(12)} ${bar}  ${amount}\x1b[K`);
     this.#drawn = true;
   }

@@ -6,6 +6,7 @@ import type {
   EraseResult, JsonObject, ListTenantsOptions, Migration, MoveRequest, MoveStatus, QueryResult, ResidencyAudit,
   RestoreRequest, RestoreResult, RevokeResult, Statement, Tenant, TenantDetail, TenantPage, TokenResult, WriteOptions,
 } from './types.ts';
+import type { PutSchemaResult, SchemaJob, SchemaList } from './types.ts';
 import { encodeParams, type Params } from './values.ts';
 
 /** Settings of a DomicileClient. */
@@ -193,7 +194,7 @@ export class DomicileClient {
   // ---- schema fan-out -------------------------------------------------------------
 
   /** Store the cluster's ordered migration list (append-only). */
-  putSchema(migrations: readonly Migration[]): Promise<JsonObject> {
+  putSchema(migrations: readonly Migration[]): Promise<PutSchemaResult> {
     return this.#t.request({ method: 'PUT', path: '/v1/schema', body: { migrations } });
   }
 
@@ -203,8 +204,23 @@ export class DomicileClient {
   }
 
   /** Progress and per-tenant failures of a schema job. */
-  getSchemaJob(jobId: string): Promise<JsonObject> {
+  getSchemaJob(jobId: string): Promise<SchemaJob> {
     return this.#t.request({ method: 'GET', path: `/v1/schema/jobs/${encodeURIComponent(jobId)}` });
+  }
+
+  /** The cluster's stored migration list, in order. */
+  getSchema(): Promise<SchemaList> {
+    return this.#t.request({ method: 'GET', path: '/v1/schema' });
+  }
+
+  /** Poll a schema job until it is done; resolves with the final status (failures included: check `failed`). */
+  async waitForSchemaJob(jobId: string, onProgress?: (job: SchemaJob) => void): Promise<SchemaJob> {
+    for (;;) {
+      const job = await this.getSchemaJob(jobId);
+      onProgress?.(job);
+      if (job.state === 'done') return job;
+      await new Promise((r) => setTimeout(r, this.#pollIntervalMs));
+    }
   }
 }
 

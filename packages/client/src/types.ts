@@ -214,7 +214,58 @@ export interface Migration {
 export interface ApplySchemaRequest {
   /** Absent: every tenant. */
   tenants?: string[];
+  /** Tenants migrated at once, 1..64 (server default 4). */
   concurrency?: number;
+}
+
+/** A migration as the cluster stores it (`GET /v1/schema`). */
+export interface StoredMigration extends Migration {
+  /** sha256 (hex) of `sql` as UTF-8. */
+  checksum: string;
+  storedAt: string;
+}
+
+/** `GET /v1/schema`. */
+export interface SchemaList {
+  migrations: StoredMigration[];
+}
+
+/** `PUT /v1/schema`. */
+export interface PutSchemaResult {
+  /** Names this request appended; empty when the list was stored already. */
+  added: string[];
+  migrations: { name: string; checksum: string; storedAt: string }[];
+}
+
+/** One tenant that did not get the whole list. */
+export interface SchemaJobFailure {
+  tenant: string;
+  /** null: the tenant could not be reached at all. */
+  migration: string | null;
+  code: string;
+  message: string;
+  [detail: string]: unknown;
+}
+
+/** `GET /v1/schema/jobs/:jobId`. Counts are tenants unless named otherwise. */
+export interface SchemaJob {
+  jobId: string;
+  state: 'running' | 'done';
+  migrations: number;
+  total: number;
+  done: number;
+  applied: number;
+  upToDate: number;
+  failed: number;
+  skipped: number;
+  migrationsApplied: number;
+  failures: SchemaJobFailure[];
+  failuresTruncated: boolean;
+  concurrency: number;
+  startedAt: string;
+  finishedAt?: string;
+  stopped?: boolean;
+  [field: string]: unknown;
 }
 
 /** Any JSON object the server answers with and this client does not type further. */

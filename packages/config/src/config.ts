@@ -29,6 +29,8 @@ export interface Config {
   workers: number;
   maxOpenShards: number;
   statementTimeoutMs: number;
+  /** Idle time after which an interactive (Hrana) transaction is rolled back and its tenant released. */
+  sessionIdleTimeoutMs: number;
   maxResultBytes: number;
   maxBodyBytes: number;
   maxDbBytes: number;
@@ -166,6 +168,7 @@ const VARIABLES: ReadonlyArray<Variable<keyof Config>> = [
   { key: 'workers', env: 'DOMICILE_WORKERS', parse: parseInteger(1, 256), default: () => availableParallelism() },
   { key: 'maxOpenShards', env: 'DOMICILE_MAX_OPEN_SHARDS', parse: parseInteger(1, 10_000_000), default: () => maxOpenShardsForFdLimit(fdSoftLimit()) },
   { key: 'statementTimeoutMs', env: 'DOMICILE_STATEMENT_TIMEOUT_MS', parse: parseInteger(1, 86_400_000), default: () => 5000 },
+  { key: 'sessionIdleTimeoutMs', env: 'DOMICILE_SESSION_IDLE_TIMEOUT_MS', parse: parseInteger(1, 3_600_000), default: () => 10_000 },
   { key: 'maxResultBytes', env: 'DOMICILE_MAX_RESULT_BYTES', parse: parseBytes, default: () => 16 * MIB },
   { key: 'maxBodyBytes', env: 'DOMICILE_MAX_BODY_BYTES', parse: parseBytes, default: () => 10 * MIB },
   { key: 'maxDbBytes', env: 'DOMICILE_MAX_DB_BYTES', parse: parseBytes, default: () => 1 * GIB },

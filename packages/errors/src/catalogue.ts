@@ -18,6 +18,7 @@ export const ERROR_CATALOGUE = Object.freeze({
   TENANT_EXISTS: { status: 409, message: 'A tenant with this id exists.' },
   MOVE_IN_PROGRESS: { status: 409, message: 'The tenant is being moved.' },
   POLICY_MISMATCH: { status: 409, message: 'Nodes disagree on the placement policy.' },
+  SCHEMA_CONFLICT: { status: 409, message: 'The migration list conflicts with the stored or applied migrations.' },
   PAYLOAD_TOO_LARGE: { status: 413, message: 'The request body exceeds the size cap.' },
   POLICY_VIOLATION: { status: 422, message: 'The placement policy forbids this.' },
   INTERNAL: { status: 500, message: 'Internal error.' },

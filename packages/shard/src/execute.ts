@@ -64,12 +64,13 @@ export function executeBatch(h: ShardHandle, stmts: Statement[], opts: ExecOptio
 }
 
 /** Prepare tenant SQL (untrusted: the guard's authorizer decides). */
-function prepareTenant(h: ShardHandle, sql: unknown): SqliteStatement {
+export function prepareTenant(h: ShardHandle, sql: unknown): SqliteStatement {
   if (typeof sql !== 'string') throw new DomicileError('BAD_REQUEST', 'sql must be a string');
   return wrap(h, () => h.db.prepare(sql));
 }
 
-function refuseWriteIfReadOnly(prepared: SqliteStatement, opts: ExecOptions): void {
+/** FORBIDDEN for a statement that would write under a read-only token. */
+export function refuseWriteIfReadOnly(prepared: SqliteStatement, opts: ExecOptions): void {
   if (opts.readOnly && !prepared.readonly) throw new DomicileError('FORBIDDEN', 'read-only token cannot write');
 }
 
@@ -108,7 +109,7 @@ function rollback(h: ShardHandle): void {
 type SizedResult = StatementResult & { bytes: number };
 
 /** Execute one prepared statement: readers stream rows up to the byte cap, the rest report changes. */
-function run(h: ShardHandle, prepared: SqliteStatement, params: BindParams, limits: ExecLimits, budget: number): SizedResult {
+export function run(h: ShardHandle, prepared: SqliteStatement, params: BindParams, limits: ExecLimits, budget: number): SizedResult {
   if (!prepared.reader) {
     prepared.safeIntegers(true);
     const info = Array.isArray(params) ? prepared.run(...params) : prepared.run(params);
@@ -149,12 +150,13 @@ function run(h: ShardHandle, prepared: SqliteStatement, params: BindParams, limi
   return { columns: cols.map((c) => c.name), columnTypes: cols.map((c) => c.type), rows, rowsAffected, lastInsertRowid, bytes };
 }
 
-function strip({ bytes: _bytes, ...result }: SizedResult): StatementResult {
+/** Drop the size estimate of a result. */
+export function strip({ bytes: _bytes, ...result }: SizedResult): StatementResult {
   return result;
 }
 
 /** Run `fn`, turning SQLite and better-sqlite3 errors into DomicileErrors. */
-function wrap<T>(h: ShardHandle, fn: () => T): T {
+export function wrap<T>(h: ShardHandle, fn: () => T): T {
   try {
     return fn();
   } catch (err) {
@@ -162,7 +164,8 @@ function wrap<T>(h: ShardHandle, fn: () => T): T {
   }
 }
 
-function toDomicile(h: ShardHandle, err: unknown): DomicileError {
+/** Classify anything thrown while running tenant SQL as a DomicileError. */
+export function toDomicile(h: ShardHandle, err: unknown): DomicileError {
   if (isDomicileError(err)) return err;
   const code = (err as { code?: unknown }).code;
   if (typeof code === 'string' && code.startsWith('SQLITE_')) return h.guard.classify(err);

@@ -3,3 +3,5 @@ export { ShardPool, DEFAULT_MAX_QUEUE, type ShardPoolOptions, type ShardPoolLogg
 export { shardPath, assertTenantId, TENANT_ID_PATTERN, SHARD_FILE_SUFFIXES } from './shard-path.ts';
 export { toBindParams, toBindValue, toWireValue, type BindParams, type BindValue } from './values.ts';
 export type * from './types.ts';
+export { migrationChecksum, MIGRATIONS_TABLE, type ShardMigration, type MigrateResult, type MigrationFailure } from './migrate.ts';
+export { DEFAULT_SESSION_IDLE_TIMEOUT_MS, type SessionInfo } from './session-manager.ts';

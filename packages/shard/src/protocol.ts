@@ -6,6 +6,7 @@
 import type { SerializedError } from '@domicile/errors';
 import type { CloseReason } from './handle-cache.ts';
 import type { ExecOptions, ShardRef, Statement, StatementResult } from './types.ts';
+import type { MigrateResult, ShardMigration } from './migrate.ts';
 
 /** `workerData` of a shard worker. */
 export interface WorkerInit {
@@ -24,8 +25,21 @@ export type WorkerRequest =
   | { id: number; type: 'create'; ref: ShardRef }
   | { id: number; type: 'close-tenant'; tenant: string; reason: CloseReason }
   | { id: number; type: 'close-all' }
+  /** Apply the migrations the shard has not recorded yet (migrate.ts). */
+  | { id: number; type: 'migrate'; ref: ShardRef; migrations: ShardMigration[] }
+  /** Interactive sessions (worker-sessions.ts): pin the handle, run a statement with transaction control, roll back and unpin. */
+  | { id: number; type: 'session-open'; sessionId: string; ref: ShardRef }
+  | { id: number; type: 'session-exec'; sessionId: string; statement: Statement; opts: ExecOptions }
+  | { id: number; type: 'session-close'; sessionId: string }
   /** Test hook: throw an uncaught exception inside the worker. */
   | { id: number; type: 'crash' };
+
+/** Reply value of `session-exec`: the statement's result or error, and whether the connection is in autocommit afterwards. */
+export interface SessionStepValue {
+  result?: StatementResult;
+  error?: SerializedError;
+  autocommit: boolean;
+}
 
 /** Counters a worker reports with every reply. */
 export interface WorkerCounters {
@@ -39,7 +53,7 @@ export interface WorkerCounters {
 
 /** Worker → main. */
 export type WorkerReply =
-  | { kind: 'reply'; id: number; ok: true; value: StatementResult | StatementResult[] | number | null; counters: WorkerCounters }
+  | { kind: 'reply'; id: number; ok: true; value: StatementResult | StatementResult[] | MigrateResult | SessionStepValue | number | null; counters: WorkerCounters }
   | { kind: 'reply'; id: number; ok: false; error: SerializedError; counters: WorkerCounters }
   | { kind: 'ready' }
   | { kind: 'log'; level: 'info' | 'warn' | 'error'; msg: string; fields: Record<string, unknown> };

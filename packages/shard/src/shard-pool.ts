@@ -19,10 +19,12 @@
 import { unlink } from 'node:fs/promises';
 import type { Worker } from 'node:worker_threads';
 import { DomicileError, deserializeError } from '@domicile/errors';
-import type { WorkerCounters, WorkerInit, WorkerReply, WorkerRequest } from './protocol.ts';
+import type { SessionStepValue, WorkerCounters, WorkerInit, WorkerReply, WorkerRequest } from './protocol.ts';
 import { SHARD_FILE_SUFFIXES, assertTenantId } from './shard-path.ts';
 import { spawnShardWorker } from './spawn-worker.ts';
 import type { ExecOptions, ShardPoolStats, ShardRef, Statement, StatementResult } from './types.ts';
+import type { MigrateResult, ShardMigration } from './migrate.ts';
+import { DEFAULT_SESSION_IDLE_TIMEOUT_MS, SessionManager, type SessionInfo } from './session-manager.ts';
 
 /** The smallest logger shape the pool needs (pino fits). */
 export interface ShardPoolLogger {
@@ -51,18 +53,22 @@ export interface ShardPoolOptions {
    * waits for its timeout; idle workers are always preferred.
    */
   inFlightPerWorker?: number;
+  /** Idle time after which an interactive session is rolled back and its tenant released; default 10 s (session-manager.ts). */
+  sessionIdleTimeoutMs?: number;
   logger?: ShardPoolLogger;
 }
 
 /** Default bound on waiting requests. */
 export const DEFAULT_MAX_QUEUE = 10_000;
 
-type JobValue = StatementResult | StatementResult[] | number | null;
+type JobValue = StatementResult | StatementResult[] | MigrateResult | SessionStepValue | number | null;
 
 interface Job {
   build(id: number): WorkerRequest;
   resolve(value: JobValue): void;
   reject(err: unknown): void;
+  /** Set by session opens: called when the request starts on a worker; the tenant stays held from then on. */
+  hold?(slot: number): void;
 }
 
 interface TenantState {
@@ -76,6 +82,8 @@ interface TenantState {
   readonly openOn: Set<number>;
   erasing: Promise<{ files: number }> | undefined;
   readonly idleWaiters: (() => void)[];
+  /** An interactive session owns the tenant: its queue waits (session-manager.ts). */
+  held: boolean;
 }
 
 /** One worker thread and its pending calls. */
@@ -116,6 +124,7 @@ export class ShardPool {
   readonly #drainWaiters: (() => void)[] = [];
   /** Counters of replaced workers, so stats never go backwards. */
   readonly #retired = { opens: 0, evictions: 0, interrupts: 0 };
+  readonly #sessions: SessionManager;
 
   constructor(opts: ShardPoolOptions) {
     const positiveInt = (key: keyof ShardPoolOptions, v: unknown): number => {
@@ -132,8 +141,15 @@ export class ShardPool {
       maxDbBytes: positiveInt('maxDbBytes', opts.maxDbBytes),
       maxQueue: positiveInt('maxQueue', opts.maxQueue ?? DEFAULT_MAX_QUEUE),
       inFlightPerWorker: positiveInt('inFlightPerWorker', opts.inFlightPerWorker ?? 1),
+      sessionIdleTimeoutMs: positiveInt('sessionIdleTimeoutMs', opts.sessionIdleTimeoutMs ?? DEFAULT_SESSION_IDLE_TIMEOUT_MS),
     });
     this.#log = opts.logger ?? noopLogger;
+    this.#sessions = new SessionManager({
+      enqueueHolding: (ref, build, hold) => this.#enqueue(ref, build, hold),
+      call: (slot, build) => this.#callSession(slot, build),
+      release: (tenant) => this.#release(tenant),
+      log: (level, obj, msg) => this.#log[level](obj, msg),
+    }, this.#opts.sessionIdleTimeoutMs);
   }
 
   /** Start the workers; resolves when every one has loaded. */
@@ -160,6 +176,18 @@ export class ShardPool {
     const statement: Statement = stmt.params === undefined ? { sql: stmt.sql } : { sql: stmt.sql, params: stmt.params };
     const o: ExecOptions = { readOnly: opts.readOnly === true };
     return (await this.#enqueue(ref, (id) => ({ id, type: 'query', ref, statement, opts: o }))) as StatementResult;
+  }
+
+  /**
+   * Apply, in order, each migration the shard has not recorded in
+   * `_domicile_migrations`, each in its own transaction (migrate.ts). Stops at
+   * the first failure, which the result carries (it does not reject for it).
+   */
+  async migrate(ref: ShardRef, migrations: readonly ShardMigration[]): Promise<MigrateResult> {
+    assertTenantId(ref.tenant);
+    if (!Array.isArray(migrations)) throw new DomicileError('BAD_REQUEST', 'migrations must be an array');
+    const list = migrations.map((m) => ({ name: m.name, sql: m.sql, checksum: m.checksum }));
+    return (await this.#enqueue(ref, (id) => ({ id, type: 'migrate', ref, migrations: list }))) as MigrateResult;
   }
 
   /** Run statements in one transaction, all or nothing; a failure carries `details.statementIndex`. */
@@ -193,7 +221,8 @@ export class ShardPool {
    * -wal), then stop the workers.
    */
   close(): Promise<void> {
-    this.#closing ??= this.#close();
+    // Open sessions hold their tenants' queues: roll them back first, then drain.
+    this.#closing ??= this.#sessions.closeAll('shutdown').then(() => this.#close());
     return this.#closing;
   }
 
@@ -213,6 +242,39 @@ export class ShardPool {
   }
 
   /**
+   * Open an interactive session (Hrana transactions): it waits behind the
+   * tenant's earlier requests, then holds the tenant on one worker and one
+   * pinned handle until `closeSession` or the idle timeout. Meanwhile the
+   * tenant's other requests wait; other tenants are unaffected.
+   */
+  async openSession(ref: ShardRef): Promise<string> {
+    assertTenantId(ref.tenant);
+    return this.#sessions.open({ tenant: ref.tenant, incarnation: ref.incarnation, path: ref.path, epoch: ref.epoch });
+  }
+
+  /**
+   * Run one statement in a session; BEGIN, COMMIT, ROLLBACK, SAVEPOINT and
+   * RELEASE are allowed. A session that ended (closed, expired, erased, worker
+   * crash) answers BAD_REQUEST naming why.
+   */
+  async sessionExecute(sessionId: string, stmt: Statement, opts: ExecOptions = {}): Promise<StatementResult> {
+    if (this.#closing) throw unavailable();
+    if (!stmt || typeof stmt !== 'object') throw new DomicileError('BAD_REQUEST', 'statement must be an object');
+    const statement: Statement = stmt.params === undefined ? { sql: stmt.sql } : { sql: stmt.sql, params: stmt.params };
+    return this.#sessions.execute(sessionId, statement, { readOnly: opts.readOnly === true });
+  }
+
+  /** Whether a session is live and in autocommit (no open transaction); undefined once it ended. */
+  sessionInfo(sessionId: string): SessionInfo | undefined {
+    return this.#sessions.info(sessionId);
+  }
+
+  /** End a session, rolling back an open transaction; false when it had already ended. */
+  closeSession(sessionId: string): Promise<boolean> {
+    return this.#sessions.close(sessionId, 'closed');
+  }
+
+  /**
    * @internal Test hook: `throw` makes worker `index` throw an uncaught
    * exception; `terminate` kills it mid-request as a crash would.
    */
@@ -225,7 +287,28 @@ export class ShardPool {
 
   // ---- scheduling ----
 
-  #enqueue(ref: ShardRef, build: (id: number) => WorkerRequest): Promise<JobValue> {
+  /** A session statement goes straight to its worker; it counts as in flight there so the scheduler prefers others. */
+  #callSession(index: number, build: (id: number) => WorkerRequest): Promise<JobValue> {
+    const slot = this.#slots[index];
+    if (!slot || slot.dead || slot.stopping) return Promise.reject(new DomicileError('INTERNAL', 'the shard worker of this session is gone'));
+    slot.inFlight++;
+    return this.#call(slot, build).finally(() => {
+      slot.inFlight--;
+      this.#pump();
+    });
+  }
+
+  /** A session ended: the tenant's queue may run again. */
+  #release(tenant: string): void {
+    const state = this.#tenants.get(tenant);
+    if (!state) return;
+    state.held = false;
+    if (state.queue.length > 0 && !state.erasing) this.#markReady(state);
+    else if (!state.running && !state.erasing && state.openOn.size === 0) this.#tenants.delete(tenant);
+    this.#pump();
+  }
+
+  #enqueue(ref: ShardRef, build: (id: number) => WorkerRequest, hold?: (slot: number) => void): Promise<JobValue> {
     if (this.#closing) return Promise.reject(unavailable());
     if (!this.#started) return Promise.reject(new DomicileError('INTERNAL', 'ShardPool.start() was not called'));
     if (this.#queued >= this.#opts.maxQueue) {
@@ -234,7 +317,7 @@ export class ShardPool {
     const state = this.#state(ref.tenant);
     if (state.erasing) return Promise.reject(new DomicileError('TENANT_NOT_FOUND', 'the tenant is being erased'));
     return new Promise<JobValue>((resolve, reject) => {
-      state.queue.push({ build, resolve, reject });
+      state.queue.push({ build, resolve, reject, ...(hold ? { hold } : {}) });
       this.#queued++;
       this.#markReady(state);
       this.#pump();
@@ -244,14 +327,14 @@ export class ShardPool {
   #state(tenant: string): TenantState {
     let s = this.#tenants.get(tenant);
     if (!s) {
-      s = { tenant, queue: [], running: false, inReady: false, home: undefined, openOn: new Set(), erasing: undefined, idleWaiters: [] };
+      s = { tenant, queue: [], running: false, inReady: false, home: undefined, openOn: new Set(), erasing: undefined, idleWaiters: [], held: false };
       this.#tenants.set(tenant, s);
     }
     return s;
   }
 
   #markReady(state: TenantState): void {
-    if (state.running || state.inReady || state.queue.length === 0) return;
+    if (state.running || state.inReady || state.queue.length === 0 || state.held) return;
     state.inReady = true;
     this.#ready.push(state);
   }
@@ -297,6 +380,10 @@ export class ShardPool {
 
   #run(state: TenantState, slot: WorkerSlot): void {
     const job = state.queue.shift()!;
+    if (job.hold) {
+      state.held = true;
+      job.hold(slot.index);
+    }
     this.#queued--;
     this.#running++;
     state.running = true;
@@ -322,7 +409,7 @@ export class ShardPool {
     if (state.queue.length > 0 && !state.erasing) this.#markReady(state);
     else {
       for (const w of state.idleWaiters.splice(0)) w();
-      if (!state.erasing && state.queue.length === 0 && state.openOn.size === 0) this.#tenants.delete(state.tenant);
+      if (!state.erasing && !state.held && state.queue.length === 0 && state.openOn.size === 0) this.#tenants.delete(state.tenant);
     }
     if (this.#queued === 0 && this.#running === 0) for (const w of this.#drainWaiters.splice(0)) w();
     this.#pump();
@@ -339,6 +426,7 @@ export class ShardPool {
         if (i >= 0) this.#ready.splice(i, 1);
         state.inReady = false;
       }
+      await this.#sessions.closeTenant(ref.tenant, 'erased');
       if (state.running) await new Promise<void>((r) => state.idleWaiters.push(r));
       // One worker at a time: each closes its handle before the files go.
       for (const slot of this.#slots) {
@@ -436,6 +524,7 @@ export class ShardPool {
     this.#retired.evictions += slot.counters.evictions;
     this.#retired.interrupts += slot.counters.interrupts;
     for (const state of this.#tenants.values()) state.openOn.delete(slot.index);
+    this.#sessions.workerCrashed(slot.index);
     const pending = [...slot.pending.values()];
     slot.pending.clear();
     if (this.#closing || !slot.ready) {

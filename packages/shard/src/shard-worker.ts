@@ -6,6 +6,8 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { DomicileError, isDomicileError } from '@domicile/errors';
 import { executeBatch, executeOne } from './execute.ts';
+import { applyMigrations } from './migrate.ts';
+import { WorkerSessions } from './worker-sessions.ts';
 import { HandleCache, type CloseReason } from './handle-cache.ts';
 import { createShard, openShard, type ShardHandle, type ShardLimits } from './open-shard.ts';
 import type { WorkerCounters, WorkerInit, WorkerReply, WorkerRequest } from './protocol.ts';
@@ -46,6 +48,8 @@ function beforeClose(handle: ShardHandle, reason: CloseReason): void {
   });
 }
 
+const sessions = new WorkerSessions(cache, { maxResultBytes: init.maxResultBytes });
+
 function counters(): WorkerCounters {
   const s = cache.stats();
   return { open: s.open, opens: s.opens, evictions: s.evictions, interrupts, closed: cache.drainClosed() };
@@ -62,6 +66,8 @@ function handle(msg: WorkerRequest): unknown {
       return cache.use(msg.ref, (h) => executeOne(h, msg.statement, msg.opts, execLimits));
     case 'batch':
       return cache.use(msg.ref, (h) => executeBatch(h, msg.statements, msg.opts, execLimits));
+    case 'migrate':
+      return cache.use(msg.ref, (h) => applyMigrations(h, msg.migrations));
     case 'create':
       cache.adopt(createShard(msg.ref, limits));
       return null;
@@ -69,6 +75,15 @@ function handle(msg: WorkerRequest): unknown {
       return cache.close(msg.tenant, msg.reason) ? 1 : 0;
     case 'close-all':
       return cache.closeAll('shutdown');
+    case 'session-open':
+      return sessions.open(msg.sessionId, msg.ref);
+    case 'session-exec': {
+      const step = sessions.execute(msg.sessionId, msg.statement, msg.opts);
+      if (step.error?.code === 'QUERY_TIMEOUT') interrupts++;
+      return step;
+    }
+    case 'session-close':
+      return sessions.close(msg.sessionId);
     case 'crash':
       setImmediate(() => {
         throw new Error('injected worker crash');

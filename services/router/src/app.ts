@@ -3,7 +3,9 @@ import type { Logger } from 'pino';
 import { DomicileError } from '@domicile/errors';
 import { sendError } from './http-errors.ts';
 import { dataRoutes } from './routes/data-routes.ts';
+import { hranaRoutes } from './hrana/hrana-routes.ts';
 import { opsRoutes } from './routes/ops-routes.ts';
+import { schemaRoutes } from './routes/schema-routes.ts';
 import { tenantRoutes } from './routes/tenant-routes.ts';
 import type { Runtime } from './runtime.ts';
 
@@ -49,7 +51,9 @@ export async function buildApp(rt: Runtime, opts: { logger?: Logger; https?: { c
 
   opsRoutes(app, rt);
   tenantRoutes(app, rt);
+  schemaRoutes(app, rt);
   dataRoutes(app, rt);
+  hranaRoutes(app, rt);
   return app;
 }
 

@@ -7,6 +7,9 @@ import { DomicileError } from '@domicile/errors';
 import { findRegion, loadPolicy, violations, type Policy } from '@domicile/policy';
 import { ShardPool, shardPath, type ShardRef } from '@domicile/shard';
 import { AuditLog } from './audit/audit-log.ts';
+import { SchemaJobs } from './schema/schema-jobs.ts';
+import type { SchemaStore } from './schema/schema-store.ts';
+import { SqliteSchemaStore } from './schema/sqlite-schema-store.ts';
 import { AdminAuth } from './auth/admin-auth.ts';
 import { TenantTokens } from './auth/tenant-tokens.ts';
 import { Metrics } from './metrics.ts';
@@ -30,6 +33,10 @@ export class Runtime {
   readonly directory: Directory;
   readonly pool: ShardPool;
   readonly audit: AuditLog;
+  /** The cluster's migration list (schema fan-out, DESIGN §5). */
+  readonly schema: SchemaStore;
+  /** Schema jobs of this node, in memory. */
+  readonly schemaJobs: SchemaJobs;
   readonly adminAuth: AdminAuth;
   readonly tokens: TenantTokens;
   readonly metrics: Metrics;
@@ -39,12 +46,16 @@ export class Runtime {
   #policy: Policy;
   #ready = false;
 
-  private constructor(init: Omit<Runtime, 'policy' | 'ready' | 'setReady' | 'swapPolicy' | 'shardRef' | 'nodeForRegion' | 'close' | 'startupViolations'> & { policy: Policy }) {
+  private constructor(init: Omit<Runtime, 'policy' | 'ready' | 'setReady' | 'swapPolicy' | 'shardRef' | 'nodeForRegion' | 'close' | 'startupViolations' | 'schemaJobs'> & { policy: Policy }) {
     this.config = init.config;
     this.log = init.log;
     this.directory = init.directory;
     this.pool = init.pool;
     this.audit = init.audit;
+    this.schema = init.schema;
+    this.schemaJobs = new SchemaJobs({
+      schema: init.schema, directory: init.directory, pool: init.pool, shardRef: (t) => this.shardRef(t), log: init.log.child({ component: 'schema' }),
+    });
     this.adminAuth = init.adminAuth;
     this.tokens = init.tokens;
     this.metrics = init.metrics;
@@ -86,22 +97,25 @@ export class Runtime {
       workers: config.workers,
       maxOpenShards: config.maxOpenShards,
       statementTimeoutMs: config.statementTimeoutMs,
+      sessionIdleTimeoutMs: config.sessionIdleTimeoutMs,
       maxResultBytes: config.maxResultBytes,
       maxDbBytes: config.maxDbBytes,
       logger: log.child({ component: 'shards' }),
     });
     const directory = new EmbeddedDirectory(path.join(config.dataDir, 'directory.db'));
     const audit = new AuditLog(path.join(config.dataDir, 'audit.db'));
+    const schema = new SqliteSchemaStore(path.join(config.dataDir, 'schema.db'));
     try {
       await pool.start();
     } catch (err) {
       await directory.close();
       audit.close();
+      await schema.close();
       throw err;
     }
     metrics.watchPool(pool);
     return new Runtime({
-      config, log, directory, pool, audit, metrics, nodes, adminTokenFile,
+      config, log, directory, pool, audit, schema, metrics, nodes, adminTokenFile,
       adminAuth: new AdminAuth(adminTokens), tokens: new TenantTokens(secrets), policy,
     });
   }
@@ -153,9 +167,11 @@ export class Runtime {
   /** Graceful: finish in-flight shard work, checkpoint and close every shard, close files. */
   async close(): Promise<void> {
     this.#ready = false;
+    await this.schemaJobs.close();
     await this.pool.close();
     await this.directory.close();
     this.audit.close();
+    await this.schema.close();
   }
 }
 

@@ -2,6 +2,7 @@ import { DomicileError } from '@domicile/errors';
 import type { TenantDurability, TenantRecord } from '@domicile/directory';
 import { placeTenant } from '@domicile/policy';
 import { newIncarnation, type Runtime } from './runtime.ts';
+import { applyStoredSchema } from './schema/schema-jobs.ts';
 
 /** Tenant ids (DESIGN §1); checked before any path is built from one. */
 export const TENANT_ID = /^[a-z0-9][a-z0-9_-]{0,62}$/;
@@ -54,6 +55,8 @@ export async function createTenant(
     // A file left by a crash between claim and activation belongs to no one: clear it first.
     await rt.pool.erase(ref);
     await rt.pool.create(ref);
+    // Every stored migration, before the tenant serves (DESIGN §5); a failing one fails the creation.
+    await applyStoredSchema(rt, ref);
     const active = await rt.directory.compareAndSet(record.id, record, { state: 'active' });
     if (!active) throw new DomicileError('INTERNAL', 'tenant record changed during creation');
     rt.audit.append({ actor, action: 'tenant.create', tenant: record.id, incarnation: record.incarnation, details: { residency: record.residency, region, node: node.id, epoch: 1, durability: record.durability } });

@@ -23,7 +23,7 @@ const batchBody = {
 } as const;
 
 /** Resolves the tenant of a data-plane request and what the caller may do with it. */
-async function tenantAccess(rt: Runtime, request: FastifyRequest<{ Params: { id: string } }>) {
+export async function tenantAccess(rt: Runtime, request: FastifyRequest<{ Params: { id: string } }>) {
   const { id } = request.params;
   assertTenantId(id);
   request.log = request.log.child({ tenant: id });
