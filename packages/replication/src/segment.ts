@@ -1,0 +1,216 @@
+/**
+ * Segments: immutable objects holding one or more committed transactions of
+ * one generation, in txid order. Each transaction keeps its own page set so a
+ * restore can stop at any txid inside a segment (PITR). Byte layout:
+ * docs/replication-format.md.
+ */
+import { hash } from 'node:crypto';
+import { backupInvalid, ByteReader, ByteWriter } from './binary.ts';
+import { Compression, compress, decompress, isKnownCompression, type CompressionId } from './compression.ts';
+import type { DbChecksum } from './checksum.ts';
+
+/** Magic of a segment object. */
+export const SEGMENT_MAGIC = 'DSEG';
+/** Format major version this build writes and reads; another major is refused. */
+export const SEGMENT_MAJOR = 1;
+/** Format minor version this build writes; higher minors only append fields older readers skip. */
+export const SEGMENT_MINOR = 0;
+const TX_ENTRY_SIZE = 40;
+const TRAILER_SIZE = 32;
+
+/** Who and where a segment or snapshot belongs to. */
+export interface ObjectIdentity {
+  tenant: string;
+  incarnation: string;
+  /** Generation id (see `newGenerationId`). */
+  generation: string;
+  epoch: number;
+}
+
+/** One page image. */
+export interface PageImage {
+  pgno: number;
+  data: Uint8Array;
+}
+
+/** One transaction (one txid) inside a segment. */
+export interface SegmentTransaction {
+  txid: number;
+  /** Commit time, ms since the epoch (as seen by the shipper). */
+  time: number;
+  /** Smallest database size (pages) among the WAL commits of this txid: pages past it are dropped before `pages` are written. */
+  truncateTo: number;
+  /** Database size in pages after the transaction. */
+  commitSize: number;
+  /** Database checksum after the transaction. */
+  postChecksum: DbChecksum;
+  /** Pages written, ascending by page number, each at most once (the last image wins). */
+  pages: PageImage[];
+}
+
+/** Fields of a segment besides its transactions. */
+export interface SegmentHeader extends ObjectIdentity {
+  pageSize: number;
+  /** Database checksum before the first transaction. */
+  preChecksum: DbChecksum;
+  /** Database size in pages before the first transaction. */
+  prePageCount: number;
+}
+
+/** Encoder options. */
+export interface EncodeOptions {
+  /** Default brotli (quality 1). */
+  compression?: CompressionId;
+}
+
+/** Encode a segment. Throws RangeError on inputs the format cannot hold (a programming error, not corruption). */
+export function encodeSegment(header: SegmentHeader, txs: readonly SegmentTransaction[], opts: EncodeOptions = {}): Uint8Array {
+  if (txs.length === 0) throw new RangeError('a segment holds at least one transaction');
+  const compression = opts.compression ?? Compression.brotli;
+  for (let i = 1; i < txs.length; i++) {
+    if (txs[i]!.txid !== txs[i - 1]!.txid + 1) throw new RangeError('segment transactions must have consecutive txids');
+  }
+  const bodies = txs.map((tx) => {
+    const raw = Buffer.allocUnsafe(tx.pages.length * (4 + header.pageSize));
+    let at = 0;
+    let prev = 0;
+    for (const p of tx.pages) {
+      if (p.pgno <= prev || p.data.byteLength !== header.pageSize) throw new RangeError('pages must be ascending, unique and page-sized');
+      prev = p.pgno;
+      raw.writeUInt32BE(p.pgno, at);
+      raw.set(p.data, at + 4);
+      at += 4 + header.pageSize;
+    }
+    return compress(compression, raw);
+  });
+  const w = new ByteWriter();
+  w.bytes(Buffer.from(SEGMENT_MAGIC, 'latin1')).u16(SEGMENT_MAJOR).u16(SEGMENT_MINOR);
+  const headerLengthAt = w.length;
+  w.u32(0).u32(compression).u32(header.pageSize).u32(txs.length).u16(TX_ENTRY_SIZE).u16(0);
+  w.u53(header.epoch).u53(txs[0]!.txid).u53(txs.at(-1)!.txid).u64(header.preChecksum).u32(header.prePageCount);
+  w.str(header.tenant).str(header.incarnation).str(header.generation);
+  w.setU32(headerLengthAt, w.length);
+  txs.forEach((tx, i) => {
+    w.u53(tx.txid).u53(tx.time).u32(tx.truncateTo).u32(tx.commitSize).u32(tx.pages.length).u64(tx.postChecksum).u32(bodies[i]!.byteLength);
+  });
+  for (const b of bodies) w.bytes(b);
+  w.bytes(hash('sha256', w.view(), 'buffer'));
+  return new Uint8Array(w.view());
+}
+
+/** A decoded transaction; `pages()` decompresses (and validates) its page images on demand. */
+export interface DecodedTransaction extends Omit<SegmentTransaction, 'pages'> {
+  /** Number of page images. */
+  pageCount: number;
+  /** Decompress the page images (views into one buffer). */
+  pages(): PageImage[];
+}
+
+/** A decoded segment. */
+export interface DecodedSegment extends SegmentHeader {
+  minor: number;
+  minTxid: number;
+  maxTxid: number;
+  /** Database checksum after the last transaction. */
+  postChecksum: DbChecksum;
+  /** Database size after the last transaction. */
+  postPageCount: number;
+  transactions: DecodedTransaction[];
+  /** Encoded size in bytes. */
+  bytes: number;
+}
+
+/**
+ * Decode and validate a segment: magic, major version, trailer SHA-256 over the
+ * whole object, then every field. Any problem is BACKUP_INVALID (`what` names
+ * the object in the message, e.g. its key).
+ */
+export function decodeSegment(bytes: Uint8Array, what = 'segment'): DecodedSegment {
+  const r = new ByteReader(bytes, what);
+  const magic = Buffer.from(r.bytes(4, 'magic')).toString('latin1');
+  if (magic !== SEGMENT_MAGIC) throw backupInvalid(`${what} is not a Domicile segment (bad magic).`);
+  const major = r.u16('major version');
+  const minor = r.u16('minor version');
+  if (major !== SEGMENT_MAJOR) {
+    throw backupInvalid(`${what} has segment format ${major}.${minor}; this build reads major version ${SEGMENT_MAJOR} only.`, { formatMajor: major });
+  }
+  if (bytes.byteLength < r.pos + TRAILER_SIZE) throw backupInvalid(`${what} is truncated.`);
+  const body = bytes.subarray(0, bytes.byteLength - TRAILER_SIZE);
+  const trailer = bytes.subarray(bytes.byteLength - TRAILER_SIZE);
+  if (!Buffer.from(trailer).equals(hash('sha256', body, 'buffer'))) throw backupInvalid(`${what}: trailer checksum mismatch (corrupt or truncated object).`);
+
+  const hr = new ByteReader(body, what, r.pos);
+  const headerLength = hr.u32('header length');
+  const compression = hr.u32('flags');
+  const pageSize = hr.u32('page size');
+  const txCount = hr.u32('transaction count');
+  const entrySize = hr.u16('transaction entry size');
+  hr.u16('reserved');
+  const epoch = hr.u53('epoch');
+  const minTxid = hr.u53('min txid');
+  const maxTxid = hr.u53('max txid');
+  const preChecksum = hr.u64('pre checksum');
+  const prePageCount = hr.u32('pre page count');
+  const tenant = hr.str('tenant');
+  const incarnation = hr.str('incarnation');
+  const generation = hr.str('generation');
+  if (!isKnownCompression(compression)) throw backupInvalid(`${what}: unknown compression ${compression}.`);
+  if (pageSize < 512 || pageSize > 65536 || (pageSize & (pageSize - 1)) !== 0) throw backupInvalid(`${what}: invalid page size ${pageSize}.`);
+  if (headerLength < hr.pos || headerLength > body.byteLength) throw backupInvalid(`${what}: invalid header length.`);
+  if (entrySize < TX_ENTRY_SIZE) throw backupInvalid(`${what}: invalid transaction entry size.`);
+  if (txCount < 1 || maxTxid < minTxid || maxTxid - minTxid + 1 !== txCount) throw backupInvalid(`${what}: txid range ${minTxid}..${maxTxid} does not match ${txCount} transactions.`);
+
+  const tr = new ByteReader(body, what, headerLength);
+  const entries: Array<Omit<DecodedTransaction, 'pages'> & { bodyLength: number }> = [];
+  for (let i = 0; i < txCount; i++) {
+    const er = new ByteReader(tr.bytes(entrySize, 'transaction entry'), what);
+    entries.push({
+      txid: er.u53('txid'),
+      time: er.u53('time'),
+      truncateTo: er.u32('truncate size'),
+      commitSize: er.u32('commit size'),
+      pageCount: er.u32('page count'),
+      postChecksum: er.u64('post checksum'),
+      bodyLength: er.u32('body length'),
+    });
+  }
+  let at = tr.pos;
+  let prevTime = 0;
+  const transactions: DecodedTransaction[] = entries.map((e, i) => {
+    if (e.txid !== minTxid + i) throw backupInvalid(`${what}: transaction ${i} has txid ${e.txid}, expected ${minTxid + i}.`);
+    if (e.time < prevTime) throw backupInvalid(`${what}: commit times go backwards at txid ${e.txid}.`);
+    prevTime = e.time;
+    if (e.commitSize < 1 || e.truncateTo > e.commitSize) throw backupInvalid(`${what}: invalid database size at txid ${e.txid}.`);
+    if (e.pageCount > e.commitSize) throw backupInvalid(`${what}: more pages than the database holds at txid ${e.txid}.`);
+    if (at + e.bodyLength > body.byteLength) throw backupInvalid(`${what}: transaction body past the end.`);
+    const compressed = body.subarray(at, at + e.bodyLength);
+    at += e.bodyLength;
+    const { bodyLength: _drop, ...fields } = e;
+    let cached: PageImage[] | undefined;
+    return {
+      ...fields,
+      pages: () => (cached ??= decodePages(compression, compressed, e.pageCount, pageSize, e.commitSize, `${what} txid ${e.txid}`)),
+    };
+  });
+  if (at !== body.byteLength) throw backupInvalid(`${what}: ${body.byteLength - at} unexpected bytes after the last transaction.`);
+  const last = transactions.at(-1)!;
+  return {
+    tenant, incarnation, generation, epoch, pageSize, preChecksum, prePageCount, minor, minTxid, maxTxid,
+    postChecksum: last.postChecksum, postPageCount: last.commitSize, transactions, bytes: bytes.byteLength,
+  };
+}
+
+function decodePages(compression: number, data: Uint8Array, count: number, pageSize: number, commitSize: number, what: string): PageImage[] {
+  const raw = decompress(compression, data, count * (4 + pageSize), what);
+  const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
+  const pages: PageImage[] = [];
+  let prev = 0;
+  for (let i = 0; i < count; i++) {
+    const at = i * (4 + pageSize);
+    const pgno = view.getUint32(at);
+    if (pgno <= prev || pgno > commitSize) throw backupInvalid(`${what}: page numbers out of order or past the database size.`);
+    prev = pgno;
+    pages.push({ pgno, data: raw.subarray(at + 4, at + 4 + pageSize) });
+  }
+  return pages;
+}

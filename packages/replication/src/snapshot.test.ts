@@ -1,0 +1,66 @@
+import { randomBytes } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { PassThrough, Readable } from 'node:stream';
+import { afterEach, describe, expect, it } from 'vitest';
+import { DbHashState } from './checksum.ts';
+import { newGenerationId } from './keys.ts';
+import { createSnapshot, readSnapshot } from './snapshot.ts';
+import { createTestShard, tempDir } from './test-support.ts';
+
+let cleanups: Array<() => void> = [];
+afterEach(() => { for (const c of cleanups) c(); cleanups = []; });
+
+function bigShard(mb: number) {
+  const { dir, cleanup } = tempDir();
+  cleanups.push(cleanup);
+  const path = join(dir, 'big.db');
+  const s = createTestShard(path, 'acme', 'inc-1');
+  cleanups.unshift(() => { if (s.db.open) s.db.close(); });
+  s.write((db) => {
+    db.exec('CREATE TABLE blobs (id INTEGER PRIMARY KEY, b BLOB)');
+    const ins = db.prepare('INSERT INTO blobs (b) VALUES (?)');
+    for (let i = 0; i < mb * 32; i++) ins.run(randomBytes(65536 / 2)); // half random, half compressible
+  });
+  s.checkpoint();
+  return { dir, path, s };
+}
+
+describe('snapshot', () => {
+  it('streams a 40 MB database into the store and back with peak RSS growth below one copy of it', () => {
+    // A child process with --expose-gc: the baseline is taken after a full GC, away from vitest's own heap.
+    const out = execFileSync(process.execPath, ['--expose-gc', '--import', 'tsx', fileURLToPath(new URL('./snapshot-memory-probe.ts', import.meta.url)), '40'], { encoding: 'utf8' });
+    const r = JSON.parse(out.trim().split('\n').at(-1)!) as { dbBytes: number; objectBytes: number; rssGrowth: number; txid: number; restoredTxid: number; identical: boolean };
+    console.log(`snapshot of ${(r.dbBytes / 1e6).toFixed(1)} MB → ${(r.objectBytes / 1e6).toFixed(1)} MB object; peak RSS growth ${(r.rssGrowth / 1e6).toFixed(1)} MB`);
+    expect(r.dbBytes).toBeGreaterThan(40e6);
+    expect(r.identical).toBe(true);
+    expect(r.restoredTxid).toBe(r.txid);
+    expect(r.rssGrowth).toBeLessThan(r.dbBytes / 2);
+  });
+
+  it('refuses corrupted bytes and a file that changes while it streams', async () => {
+    const { path, s } = bigShard(1);
+    const ref = { tenant: 'acme', incarnation: 'inc-1', epoch: 1, generation: newGenerationId() };
+    const snap = createSnapshot({ dbPath: path, ...ref, chunkPages: 16 });
+    const chunks: Buffer[] = [];
+    for await (const c of snap.stream) chunks.push(c as Buffer);
+    const whole = Buffer.concat(chunks);
+    const sink = () => {};
+    const ok = await readSnapshot(Readable.from([whole]), sink);
+    expect(ok.header.txid).toBe(s.txid());
+    for (let i = 0; i < 200; i++) {
+      const bad = Buffer.from(whole);
+      const at = Math.floor(Math.random() * bad.length);
+      bad[at]! ^= 1 + Math.floor(Math.random() * 255);
+      await expect(readSnapshot(Readable.from([bad]), sink), `byte ${at}`).rejects.toMatchObject({ code: 'BACKUP_INVALID' });
+    }
+    await expect(readSnapshot(Readable.from([whole.subarray(0, whole.length - 1)]), sink)).rejects.toMatchObject({ code: 'BACKUP_INVALID' });
+    // The database changes under the writer (a checkpoint it should have held): the stream fails.
+    const snap2 = createSnapshot({ dbPath: path, ...ref, checksum: new DbHashState().checksum });
+    const sinkStream = new PassThrough();
+    sinkStream.resume();
+    await expect(new Promise((resolve, reject) => { snap2.stream.on('error', reject).on('end', resolve).pipe(sinkStream); })).rejects.toThrow(/changed while being read/);
+    await expect(snap2.done).rejects.toThrow(/changed while being read/);
+  });
+});

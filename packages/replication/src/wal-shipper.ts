@@ -1,0 +1,425 @@
+/**
+ * The shipper core: turns the committed frames a shard's WAL gained since the
+ * last capture into one segment. It runs on the worker thread that owns the
+ * connection, synchronously after a commit (or a group of commits), and hands
+ * the encoded bytes to whoever uploads them; only after the upload is durable
+ * may the WAL be checkpointed (DESIGN §8). It reads the `-wal` and database
+ * files directly and never touches the connection.
+ *
+ * Txids: each WAL commit's txid is read from the `_domicile_meta` row in the
+ * page images as of that commit (docs/replication-format.md, "Attributing
+ * txids"). Commits that do not move the txid (a VACUUM or PRAGMA runs in
+ * autocommit before its own txid bump) belong to the next commit that does.
+ */
+import { closeSync, existsSync, openSync, readSync } from 'node:fs';
+import { DomicileError } from '@domicile/errors';
+import { applyTransactionHashes, DbHashState, formatChecksum, type DbChecksum } from './checksum.ts';
+import type { CompressionId } from './compression.ts';
+import { DbFile } from './db-file.ts';
+import { readDomicileMeta, type DomicileMeta } from './domicile-meta.ts';
+import { segmentKey } from './keys.ts';
+import { encodeSegment, type ObjectIdentity, type PageImage, type SegmentTransaction } from './segment.ts';
+import { positionAfter, readWal, WAL_FRAME_HEADER_SIZE, walStartPosition, type WalFrame, type WalPosition } from './wal-reader.ts';
+
+/** Options of a shipper. */
+export interface ShipperOptions extends ObjectIdentity {
+  /** The shard's database file; its WAL is `dbPath + '-wal'`. */
+  dbPath: string;
+  compression?: CompressionId;
+  /** Clock for commit times (ms). */
+  now?: () => number;
+}
+
+/** Where a generation's replicated history ends (the newest object's txid and checksum). */
+export interface GenerationTip {
+  txid: number;
+  checksum: DbChecksum;
+}
+
+/** Result of {@link WalShipper.capture}. */
+export type CaptureResult =
+  | {
+      kind: 'segment';
+      /** Object key (carries tenant, incarnation, epoch, generation, txid range). */
+      key: string;
+      /** Encoded segment; upload it as is (write once), then call {@link WalShipper.acknowledge}. */
+      bytes: Uint8Array;
+      minTxid: number;
+      maxTxid: number;
+      postChecksum: DbChecksum;
+      pageCount: number;
+      /** WAL commits after `maxTxid` that did not move the txid yet (held back). */
+      pendingCommits: number;
+    }
+  | { kind: 'none'; pendingCommits: number }
+  /**
+   * The WAL is not the continuation of what was shipped (it changed behind the
+   * shipper's back, or a commit's txid is not the next one): stop this
+   * generation; checkpoint and begin a new one.
+   */
+  | { kind: 'restart'; reason: string };
+
+interface Unit {
+  txid: number;
+  truncateTo: number;
+  commitSize: number;
+  pages: Map<number, Uint8Array>;
+  lastFrame: WalFrame;
+  frames: WalFrame[];
+}
+
+/**
+ * One shipper per open shard handle and generation. Not thread-safe; keep it
+ * on the thread that commits. Close it with the handle.
+ */
+export class WalShipper {
+  readonly #opts: ShipperOptions;
+  readonly #walPath: string;
+  readonly #db: DbFile;
+  readonly #state: DbHashState;
+  #txid: number;
+  #shippedTxid: number;
+  /** Where the next capture reads; null: accept any log from its start (the WAL was empty). */
+  #position: WalPosition | null = null;
+  /** Latest committed-and-consumed frame (page data offset) per page in the current log. */
+  #walIndex = new Map<number, number>();
+  /** Set by a checkpoint the caller ran when everything was shipped: the next log may have new salts. */
+  #expectRestart = false;
+  #holds = 0;
+  #closed = false;
+
+  private constructor(opts: ShipperOptions, db: DbFile, state: DbHashState, txid: number) {
+    this.#opts = Object.freeze({ ...opts });
+    this.#walPath = `${opts.dbPath}-wal`;
+    this.#db = db;
+    this.#state = state;
+    this.#txid = txid;
+    this.#shippedTxid = txid;
+  }
+
+  /**
+   * Start a generation at the database's current state. The caller has just
+   * run a complete `PRAGMA wal_checkpoint(TRUNCATE)`: the WAL holds no
+   * committed frame (else INTERNAL). Hashes every page of the file (about
+   * 0.3 s per 100 MB); the snapshot of the same file must carry
+   * {@link checksum} (pass it to `createSnapshot`).
+   */
+  static beginGeneration(opts: ShipperOptions): WalShipper {
+    const { shipper, meta: raw } = WalShipper.#fromDbFile(opts);
+    try {
+      shipper.#checkMeta(raw);
+      const wal = shipper.#openWal();
+      if (wal !== null) {
+        try {
+          const res = readWal(wal);
+          if (res.kind === 'frames') {
+            if (res.commits > 0) throw new DomicileError('INTERNAL', 'the WAL holds committed frames; checkpoint (TRUNCATE) before beginning a generation');
+            shipper.#position = walStartPosition(res.header);
+          }
+        } finally {
+          closeSync(wal);
+        }
+      }
+      return shipper;
+    } catch (err) {
+      shipper.close();
+      throw err;
+    }
+  }
+
+  /**
+   * Continue a generation after a restart: replays the WAL onto the database
+   * file up to `tip.txid` and checks the checksum. Returns null when the local
+   * files do not continue the tip (begin a new generation then).
+   */
+  static resume(opts: ShipperOptions, tip: GenerationTip): WalShipper | null {
+    const { shipper, meta: raw } = WalShipper.#fromDbFile(opts);
+    try {
+      const meta = shipper.#checkMeta(raw);
+      if (meta.txid > tip.txid) return shipper.#discard();
+      if (meta.txid === tip.txid) {
+        if (shipper.#state.checksum !== tip.checksum) return shipper.#discard();
+      }
+      const wal = shipper.#openWal();
+      if (wal === null) return meta.txid === tip.txid ? shipper : shipper.#discard();
+      try {
+        const res = readWal(wal);
+        if (res.kind !== 'frames') return meta.txid === tip.txid ? shipper : shipper.#discard();
+        const start = walStartPosition(res.header);
+        shipper.#position = start;
+        if (meta.txid === tip.txid) {
+          // Committed frames of an old log already in the file would be replayed as new transactions: refuse.
+          return res.commits === 0 ? shipper : shipper.#discard();
+        }
+        const { units } = shipper.#group(wal, start, res.frames, tip.txid);
+        const upTo = units.filter((u) => u.txid <= tip.txid);
+        if (upTo.length === 0 || upTo.at(-1)!.txid !== tip.txid) return shipper.#discard();
+        for (const u of upTo) shipper.#apply(u, start);
+        if (shipper.#state.checksum !== tip.checksum) return shipper.#discard();
+        shipper.#shippedTxid = shipper.#txid;
+        return shipper;
+      } finally {
+        closeSync(wal);
+      }
+    } catch (err) {
+      shipper.close();
+      throw err;
+    }
+  }
+
+  static #fromDbFile(opts: ShipperOptions): { shipper: WalShipper; meta: DomicileMeta | null } {
+    const fd = openSync(opts.dbPath, 'r');
+    try {
+      const db = new DbFile(fd);
+      const pages = db.pageCount();
+      const state = new DbHashState(Math.max(1, pages));
+      for (let p = 1; p <= pages; p++) state.setPage(p, db.page(p)!);
+      const meta = readDomicileMeta((p) => (p <= pages ? db.page(p) : undefined));
+      return { shipper: new WalShipper(opts, db, state, meta?.txid ?? 0), meta };
+    } catch (err) {
+      closeSync(fd);
+      throw err;
+    }
+  }
+
+  #discard(): null {
+    this.close();
+    return null;
+  }
+
+  #checkMeta(meta: DomicileMeta | null): DomicileMeta {
+    if (!meta) throw new DomicileError('INTERNAL', 'not a Domicile shard (no _domicile_meta row)');
+    if (meta.tenant !== this.#opts.tenant || meta.incarnation !== this.#opts.incarnation) {
+      throw new DomicileError('INTERNAL', 'shard file belongs to another tenant or incarnation');
+    }
+    return meta;
+  }
+
+  /** Last txid captured into a segment (or the generation's start). */
+  get txid(): number { return this.#txid; }
+  /** Last txid whose segment the caller acknowledged as stored. */
+  get shippedTxid(): number { return this.#shippedTxid; }
+  /** Database checksum at {@link txid}. */
+  get checksum(): DbChecksum { return this.#state.checksum; }
+  /** Database size in pages at {@link txid}. */
+  get pageCount(): number { return this.#state.pageCount; }
+  /** Page size of the database. */
+  get pageSize(): number { return this.#db.pageSize; }
+
+  #openWal(): number | null {
+    if (!existsSync(this.#walPath)) return null;
+    try {
+      return openSync(this.#walPath, 'r');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw err;
+    }
+  }
+
+  /**
+   * Read the WAL's new committed frames and encode them as one segment of
+   * the transactions they complete. Advances {@link txid} at once (the next
+   * capture continues after it, before this one is uploaded); upload the
+   * segments in order and {@link acknowledge} each.
+   */
+  capture(): CaptureResult {
+    if (this.#closed) throw new DomicileError('INTERNAL', 'shipper closed');
+    const wal = this.#openWal();
+    if (wal === null) {
+      if (this.#position === null || this.#expectRestart) return { kind: 'none', pendingCommits: 0 };
+      return { kind: 'restart', reason: 'wal-missing' };
+    }
+    try {
+      let from = this.#position;
+      let res = from ? readWal(wal, from) : readWal(wal);
+      if (res.kind === 'restart') {
+        if (!this.#expectRestart) return { kind: 'restart', reason: `wal-${res.reason}` };
+        // Our own checkpoint folded every shipped frame into the file and SQLite began a new log.
+        this.#expectRestart = false;
+        this.#walIndex.clear();
+        this.#position = null;
+        from = null;
+        res = readWal(wal);
+      }
+      if (res.kind === 'empty') return { kind: 'none', pendingCommits: 0 };
+      if (res.kind === 'restart') return { kind: 'restart', reason: `wal-${res.reason}` };
+      const start = from ?? walStartPosition(res.header);
+      if (res.commits > 0) this.#expectRestart = false;
+      let grouped: { units: Unit[]; pending: number };
+      try {
+        grouped = this.#group(wal, start, res.frames, Number.MAX_SAFE_INTEGER);
+      } catch (err) {
+        if ((err as { code?: unknown }).code === 'TXID_DISCONTINUITY') return { kind: 'restart', reason: (err as Error).message };
+        throw err;
+      }
+      const { units, pending } = grouped;
+      this.#position = start;
+      if (units.length === 0) return { kind: 'none', pendingCommits: pending };
+      const preChecksum = this.#state.checksum;
+      const prePageCount = this.#state.pageCount;
+      const now = this.#opts.now ?? Date.now;
+      const time = now();
+      const txs: SegmentTransaction[] = units.map((u) => {
+        const pages: PageImage[] = [...u.pages.entries()].sort((a, b) => a[0] - b[0]).map(([pgno, data]) => ({ pgno, data }));
+        const postChecksum = this.#apply(u, start, pages);
+        return { txid: u.txid, time, truncateTo: u.truncateTo, commitSize: u.commitSize, postChecksum, pages };
+      });
+      const bytes = encodeSegment(
+        { ...this.#identity(), pageSize: this.#db.pageSize, preChecksum, prePageCount },
+        txs,
+        this.#opts.compression === undefined ? {} : { compression: this.#opts.compression },
+      );
+      const minTxid = txs[0]!.txid;
+      const maxTxid = txs.at(-1)!.txid;
+      return {
+        kind: 'segment', key: segmentKey(this.#identity(), minTxid, maxTxid), bytes, minTxid, maxTxid,
+        postChecksum: this.#state.checksum, pageCount: this.#state.pageCount, pendingCommits: pending,
+      };
+    } finally {
+      closeSync(wal);
+    }
+  }
+
+  #identity(): ObjectIdentity {
+    const { tenant, incarnation, generation, epoch } = this.#opts;
+    return { tenant, incarnation, generation, epoch };
+  }
+
+  /**
+   * Group committed frames into transactions by the txid each commit leaves in
+   * `_domicile_meta`. Units up to `stopAfter` are returned; trailing commits
+   * that did not move the txid are counted as pending. Throws an error with
+   * code TXID_DISCONTINUITY when a commit's txid is not the current or the next.
+   */
+  #group(wal: number, start: WalPosition, frames: WalFrame[], stopAfter: number): { units: Unit[]; pending: number } {
+    const overlay = new Map<number, Uint8Array>();
+    const units: Unit[] = [];
+    let txid = this.#txid;
+    let cur: Unit | null = null;
+    let pendingCommits = 0;
+    let size = this.#state.pageCount;
+    const getPage = (pgno: number): Uint8Array | undefined => {
+      if (pgno < 1 || pgno > size) return undefined;
+      const o = overlay.get(pgno);
+      if (o) return o;
+      const at = this.#walIndex.get(pgno);
+      if (at !== undefined) {
+        const out = new Uint8Array(this.#db.pageSize);
+        if (readSync(wal, out, 0, out.byteLength, at) === out.byteLength) return out;
+        return undefined;
+      }
+      return this.#db.page(pgno);
+    };
+    for (const f of frames) {
+      overlay.set(f.pgno, f.data);
+      cur ??= { txid: txid + 1, truncateTo: Number.MAX_SAFE_INTEGER, commitSize: 0, pages: new Map(), lastFrame: f, frames: [] };
+      cur.pages.set(f.pgno, f.data);
+      cur.frames.push(f);
+      if (f.commitSize === 0) continue;
+      size = f.commitSize;
+      cur.truncateTo = Math.min(cur.truncateTo, f.commitSize);
+      cur.commitSize = f.commitSize;
+      cur.lastFrame = f;
+      for (const p of cur.pages.keys()) if (p > f.commitSize) cur.pages.delete(p);
+      let meta: DomicileMeta | null;
+      try {
+        meta = readDomicileMeta(getPage);
+      } catch (err) {
+        throw discontinuity(`unreadable _domicile_meta after WAL frame at ${f.offset}: ${(err as Error).message}`);
+      }
+      if (!meta || meta.tenant !== this.#opts.tenant || meta.incarnation !== this.#opts.incarnation) {
+        throw discontinuity('a WAL commit without this tenant\'s _domicile_meta row');
+      }
+      if (meta.txid === txid) {
+        pendingCommits++;
+        continue;
+      }
+      if (meta.txid !== txid + 1) throw discontinuity(`txid ${meta.txid} follows ${txid} in the WAL`);
+      if (meta.txid > stopAfter) break;
+      txid = meta.txid;
+      units.push(cur);
+      cur = null;
+      pendingCommits = 0;
+    }
+    return { units, pending: pendingCommits };
+  }
+
+  /** Apply a unit to the hash state, the WAL index and the position; returns the post checksum. */
+  #apply(u: Unit, start: WalPosition, sorted?: PageImage[]): DbChecksum {
+    const pages = sorted ?? [...u.pages.entries()].sort((a, b) => a[0] - b[0]).map(([pgno, data]) => ({ pgno, data }));
+    const sum = applyTransactionHashes(this.#state, { truncateTo: u.truncateTo, commitSize: u.commitSize, pages });
+    for (const f of u.frames) this.#walIndex.set(f.pgno, f.offset + WAL_FRAME_HEADER_SIZE);
+    for (const p of this.#walIndex.keys()) if (p > u.commitSize) this.#walIndex.delete(p);
+    this.#position = positionAfter(this.#position ?? start, u.lastFrame);
+    this.#txid = u.txid;
+    return sum;
+  }
+
+  /** The segment ending at `maxTxid` is durably stored. Segments must be acknowledged in order. */
+  acknowledge(maxTxid: number): void {
+    if (maxTxid > this.#txid || maxTxid < this.#shippedTxid) {
+      throw new DomicileError('INTERNAL', `acknowledged txid ${maxTxid} outside ${this.#shippedTxid}..${this.#txid}`);
+    }
+    this.#shippedTxid = maxTxid;
+  }
+
+  /** Keep {@link checkpointAllowed} false (e.g. while a snapshot reads the file); call the returned function to release. */
+  hold(): () => void {
+    this.#holds++;
+    let released = false;
+    return () => {
+      if (!released) { released = true; this.#holds--; }
+    };
+  }
+
+  /**
+   * True when a checkpoint loses nothing: every committed frame of the WAL is
+   * in an acknowledged segment and no hold is active. Call it on the thread
+   * that commits, right before `PRAGMA wal_checkpoint(TRUNCATE)`, with no
+   * commit in between; then report the result with {@link noteCheckpoint}.
+   */
+  checkpointAllowed(): boolean {
+    if (this.#closed || this.#holds > 0 || this.#shippedTxid !== this.#txid) return false;
+    const wal = this.#openWal();
+    if (wal === null) return true;
+    try {
+      const res = this.#position ? readWal(wal, this.#position) : readWal(wal);
+      if (res.kind === 'empty') return true;
+      if (res.kind === 'restart') return this.#expectRestart && res.reason !== 'format-changed' ? noNewCommits(wal) : false;
+      return res.commits === 0;
+    } finally {
+      closeSync(wal);
+    }
+  }
+
+  /**
+   * Report a checkpoint the caller ran after {@link checkpointAllowed}: pass
+   * the row of `PRAGMA wal_checkpoint(TRUNCATE)`. Whether or not it completed
+   * (`busy`), SQLite may start a new log (new salts) at the next write, and the
+   * shipper then continues from the log's start instead of reporting a restart.
+   */
+  noteCheckpoint(_result: { busy: number; log?: number; checkpointed?: number }): void {
+    this.#expectRestart = true;
+  }
+
+  /** Release the file descriptors. Idempotent. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    closeSync(this.#db.fd);
+  }
+
+  /** For messages. */
+  toString(): string {
+    return `WalShipper(${this.#opts.tenant} txid ${this.#txid} checksum ${formatChecksum(this.#state.checksum)})`;
+  }
+}
+
+function noNewCommits(wal: number): boolean {
+  const res = readWal(wal);
+  return res.kind !== 'frames' || res.commits === 0;
+}
+
+function discontinuity(message: string): Error & { code: string } {
+  return Object.assign(new Error(message), { code: 'TXID_DISCONTINUITY' });
+}
