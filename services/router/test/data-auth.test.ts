@@ -173,3 +173,13 @@ describe('auth', () => {
     expect(r.body.error.code).toBe('UNAUTHORIZED');
   });
 });
+
+describe('token claims', () => {
+  it('carries sub, inc, scope, iat, exp and kid, signed with the first key', async () => {
+    const tok = await token('alpha', 'read', 120);
+    const [h, p] = tok.split('.').slice(0, 2).map((part) => JSON.parse(Buffer.from(part, 'base64url').toString('utf8')));
+    expect(h).toMatchObject({ alg: 'HS256', kid: 'k2' });
+    expect(p).toMatchObject({ sub: 'alpha', inc: (await t.rt.directory.get('alpha'))!.incarnation, scope: 'read', kid: 'k2' });
+    expect(p.exp - p.iat).toBe(120);
+  });
+});

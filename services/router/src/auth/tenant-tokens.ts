@@ -41,7 +41,8 @@ export class TenantTokens {
     const signer = this.#keys[0]!;
     const iat = Math.max(Math.floor(Date.now() / 1000), Math.ceil(claims.notBeforeMs / 1000));
     const exp = iat + claims.ttlSeconds;
-    const token = await new SignJWT({ inc: claims.incarnation, scope: claims.scope })
+    // `kid` is in the header (where JWT libraries look) and, per the contract, among the claims.
+    const token = await new SignJWT({ inc: claims.incarnation, scope: claims.scope, kid: signer.kid })
       .setProtectedHeader({ alg: 'HS256', kid: signer.kid, typ: 'JWT' })
       .setSubject(claims.tenant)
       .setIssuedAt(iat)
