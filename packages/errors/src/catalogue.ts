@@ -21,6 +21,7 @@ export const ERROR_CATALOGUE = Object.freeze({
   SCHEMA_CONFLICT: { status: 409, message: 'The migration list conflicts with the stored or applied migrations.' },
   PAYLOAD_TOO_LARGE: { status: 413, message: 'The request body exceeds the size cap.' },
   POLICY_VIOLATION: { status: 422, message: 'The placement policy forbids this.' },
+  IDEMPOTENCY_KEY_REUSED: { status: 422, message: 'The Idempotency-Key was used for a different request.' },
   INTERNAL: { status: 500, message: 'Internal error.' },
   BACKUP_INVALID: { status: 500, message: 'A backup object is missing or corrupt.' },
   TENANT_MOVING: { status: 503, message: 'The tenant is being moved; retry shortly.' },

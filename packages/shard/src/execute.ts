@@ -16,11 +16,21 @@ export interface ExecLimits {
   maxResultBytes: number;
 }
 
+/**
+ * Called inside a write transaction, after the request's statements and
+ * before its txid bump and COMMIT, so whatever it writes commits or vanishes
+ * with them (the idempotency record, idempotency.ts). Runs in trusted mode;
+ * not called for requests that wrote nothing.
+ */
+export interface ExecHooks {
+  beforeCommit?(result: StatementResult | StatementResult[]): void;
+}
+
 /** Statements SQLite refuses (VACUUM) or ignores (PRAGMA foreign_keys) inside a transaction: they run in autocommit. */
 const AUTOCOMMIT_ONLY = /^(?:\s+|--[^\n]*(?:\n|$)|\/\*[\s\S]*?\*\/)*(?:pragma|vacuum)\b/i;
 
 /** One statement as its own transaction (`/query`). */
-export function executeOne(h: ShardHandle, stmt: Statement, opts: ExecOptions, limits: ExecLimits): StatementResult {
+export function executeOne(h: ShardHandle, stmt: Statement, opts: ExecOptions, limits: ExecLimits, hooks: ExecHooks = {}): StatementResult {
   const prepared = prepareTenant(h, stmt.sql);
   const params = toBindParams(stmt.params);
   refuseWriteIfReadOnly(prepared, opts);
@@ -28,17 +38,19 @@ export function executeOne(h: ShardHandle, stmt: Statement, opts: ExecOptions, l
   if (AUTOCOMMIT_ONLY.test(stmt.sql)) {
     const result = strip(wrap(h, () => run(h, prepared, params, limits, limits.maxResultBytes)));
     // The statement committed on its own; record it as a transaction of its own.
-    wrap(h, () => h.guard.trusted(() => h.own.bumpTxid.run()));
+    if (!hooks.beforeCommit) wrap(h, () => h.guard.trusted(() => h.own.bumpTxid.run()));
+    // With a hook, its writes share that transaction: not atomic with the statement (docs/shards.md, "Idempotency keys").
+    else inTransaction(h, true, () => ({ result, wrote: true }), hooks.beforeCommit);
     return result;
   }
   return inTransaction(h, true, () => {
     const result = strip(wrap(h, () => run(h, prepared, params, limits, limits.maxResultBytes)));
     return { result, wrote: true };
-  });
+  }, hooks.beforeCommit);
 }
 
 /** Statements in one transaction, all or nothing (`/batch`); a failure carries `details.statementIndex`. */
-export function executeBatch(h: ShardHandle, stmts: Statement[], opts: ExecOptions, limits: ExecLimits): StatementResult[] {
+export function executeBatch(h: ShardHandle, stmts: Statement[], opts: ExecOptions, limits: ExecLimits, hooks: ExecHooks = {}): StatementResult[] {
   if (stmts.length === 0) return [];
   return inTransaction(h, !opts.readOnly, () => {
     const results: StatementResult[] = [];
@@ -60,7 +72,7 @@ export function executeBatch(h: ShardHandle, stmts: Statement[], opts: ExecOptio
       }
     }
     return { result: results, wrote };
-  });
+  }, hooks.beforeCommit);
 }
 
 /** Prepare tenant SQL (untrusted: the guard's authorizer decides). */
@@ -76,17 +88,20 @@ export function refuseWriteIfReadOnly(prepared: SqliteStatement, opts: ExecOptio
 
 /**
  * Run `body` between a trusted BEGIN (IMMEDIATE for writers: one writer per
- * shard, so it never waits) and COMMIT, bumping the txid when it wrote. Any
+ * shard, so it never waits) and COMMIT, bumping the txid (after `beforeCommit`) when it wrote. Any
  * failure rolls back, unless SQLite already did (interrupt, disk full,
  * RAISE(ROLLBACK)).
  */
-function inTransaction<T>(h: ShardHandle, write: boolean, body: () => { result: T; wrote: boolean }): T {
+function inTransaction<T>(h: ShardHandle, write: boolean, body: () => { result: T; wrote: boolean }, beforeCommit?: (result: T) => void): T {
   wrap(h, () => h.guard.trusted(() => (write ? h.own.beginImmediate : h.own.begin).run()));
   try {
     const { result, wrote } = body();
     wrap(h, () => h.guard.trusted(() => {
       if (!h.db.inTransaction) throw new DomicileError('INTERNAL', 'transaction ended unexpectedly');
-      if (wrote) h.own.bumpTxid.run();
+      if (wrote) {
+        beforeCommit?.(result);
+        h.own.bumpTxid.run();
+      }
       h.own.commit.run();
     }));
     return result;

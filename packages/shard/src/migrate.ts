@@ -15,16 +15,26 @@ import { createHash } from 'node:crypto';
 import type { ErrorCode } from '@domicile/errors';
 import { DomicileError } from '@domicile/errors';
 import type { ShardHandle } from './open-shard.ts';
+import { ensureReservedTable, reservedTableExists, type ReservedTable } from './reserved-table.ts';
 
 /** Name of the reserved table recording the migrations a shard applied. */
 export const MIGRATIONS_TABLE = '_domicile_migrations';
 
-const CREATE_MIGRATIONS_TABLE = `CREATE TABLE IF NOT EXISTS ${MIGRATIONS_TABLE} (
+/**
+ * Created lazily and verified before every use (reserved-table.ts): a tenant table renamed to
+ * this name, triggers and all, must never receive Domicile's trusted writes.
+ */
+const TABLE: ReservedTable = Object.freeze({
+  name: MIGRATIONS_TABLE,
+  // Compared byte for byte with sqlite_schema.sql: keep the text stable.
+  ddl: `CREATE TABLE ${MIGRATIONS_TABLE} (
   name TEXT PRIMARY KEY,
   checksum TEXT NOT NULL,
   applied_at TEXT NOT NULL,
   txid INTEGER NOT NULL
-) STRICT`;
+) STRICT`,
+  extras: [],
+});
 
 /** One migration as a shard applies it. */
 export interface ShardMigration {
@@ -95,9 +105,8 @@ export function applyMigrations(h: ShardHandle, migrations: readonly ShardMigrat
 
 /** Names and checksums recorded in the shard; empty when the table does not exist yet (trusted). */
 function readApplied(h: ShardHandle): Map<string, string> {
-  const exists = h.db.prepare("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?").pluck().get(MIGRATIONS_TABLE);
-  if (exists === undefined) return new Map();
-  const rows = h.db.prepare(`SELECT name, checksum FROM ${MIGRATIONS_TABLE}`).raw(true).all() as [string, string][];
+  if (!reservedTableExists(h, TABLE)) return new Map();
+  const rows = h.db.prepare(`SELECT name, checksum FROM main.${MIGRATIONS_TABLE}`).raw(true).all() as [string, string][];
   return new Map(rows);
 }
 
@@ -111,9 +120,9 @@ function applyOne(h: ShardHandle, m: ShardMigration): void {
         throw new DomicileError('SQL_ERROR', `migration "${m.name}" ended its own transaction`, { sqliteCode: 'SQLITE_ERROR' });
       }
       // The table is created inside the first migration's transaction: no write transaction of its own.
-      h.db.exec(CREATE_MIGRATIONS_TABLE);
-      h.db.prepare(`INSERT INTO ${MIGRATIONS_TABLE} (name, checksum, applied_at, txid)
-        VALUES (?, ?, ?, (SELECT txid + 1 FROM _domicile_meta WHERE id = 1))`).run(m.name, m.checksum, new Date().toISOString());
+      ensureReservedTable(h, TABLE);
+      h.db.prepare(`INSERT INTO main.${MIGRATIONS_TABLE} (name, checksum, applied_at, txid)
+        VALUES (?, ?, ?, (SELECT txid + 1 FROM main._domicile_meta WHERE id = 1))`).run(m.name, m.checksum, new Date().toISOString());
       h.own.bumpTxid.run();
       h.own.commit.run();
     });

@@ -155,7 +155,8 @@ function prepareOwn(db: SqliteDatabase): OwnStatements {
     beginImmediate: db.prepare('BEGIN IMMEDIATE'),
     commit: db.prepare('COMMIT'),
     rollback: db.prepare('ROLLBACK'),
-    bumpTxid: db.prepare('UPDATE _domicile_meta SET txid = txid + 1 WHERE id = 1'),
+    // `main.`: a tenant temp table renamed to _domicile_meta (with a temp trigger) would otherwise capture this trusted write (reserved-table.ts).
+    bumpTxid: db.prepare('UPDATE main._domicile_meta SET txid = txid + 1 WHERE id = 1'),
     changes: db.prepare('SELECT changes(), last_insert_rowid()').raw(true).safeIntegers(true),
   };
 }

@@ -5,7 +5,7 @@
  */
 import type { SerializedError } from '@domicile/errors';
 import type { CloseReason } from './handle-cache.ts';
-import type { ExecOptions, ShardRef, Statement, StatementResult } from './types.ts';
+import type { ExecOptions, ExecOutcome, ShardRef, Statement, StatementResult } from './types.ts';
 import type { MigrateResult, ShardMigration } from './migrate.ts';
 
 /** `workerData` of a shard worker. */
@@ -16,9 +16,14 @@ export interface WorkerInit {
   statementTimeoutMs: number;
   maxResultBytes: number;
   maxDbBytes: number;
+  /** How long an idempotency record answers retries (idempotency.ts). */
+  idempotencyTtlMs: number;
 }
 
-/** Main → worker. */
+/**
+ * Main → worker. `query` and `batch` answer the plain result, or an
+ * `ExecOutcome` when `opts.idempotencyKey` is set.
+ */
 export type WorkerRequest =
   | { id: number; type: 'query'; ref: ShardRef; statement: Statement; opts: ExecOptions }
   | { id: number; type: 'batch'; ref: ShardRef; statements: Statement[]; opts: ExecOptions }
@@ -53,7 +58,7 @@ export interface WorkerCounters {
 
 /** Worker → main. */
 export type WorkerReply =
-  | { kind: 'reply'; id: number; ok: true; value: StatementResult | StatementResult[] | MigrateResult | SessionStepValue | number | null; counters: WorkerCounters }
+  | { kind: 'reply'; id: number; ok: true; value: StatementResult | StatementResult[] | ExecOutcome<StatementResult | StatementResult[]> | MigrateResult | SessionStepValue | number | null; counters: WorkerCounters }
   | { kind: 'reply'; id: number; ok: false; error: SerializedError; counters: WorkerCounters }
   | { kind: 'ready' }
   | { kind: 'log'; level: 'info' | 'warn' | 'error'; msg: string; fields: Record<string, unknown> };

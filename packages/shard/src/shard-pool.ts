@@ -22,7 +22,8 @@ import { DomicileError, deserializeError } from '@domicile/errors';
 import type { SessionStepValue, WorkerCounters, WorkerInit, WorkerReply, WorkerRequest } from './protocol.ts';
 import { SHARD_FILE_SUFFIXES, assertTenantId } from './shard-path.ts';
 import { spawnShardWorker } from './spawn-worker.ts';
-import type { ExecOptions, ShardPoolStats, ShardRef, Statement, StatementResult } from './types.ts';
+import type { ExecOptions, ExecOutcome, ShardPoolStats, ShardRef, Statement, StatementResult } from './types.ts';
+import { DEFAULT_IDEMPOTENCY_TTL_MS, assertIdempotencyKey } from './idempotency-key.ts';
 import type { MigrateResult, ShardMigration } from './migrate.ts';
 import { DEFAULT_SESSION_IDLE_TIMEOUT_MS, SessionManager, type SessionInfo } from './session-manager.ts';
 
@@ -55,13 +56,15 @@ export interface ShardPoolOptions {
   inFlightPerWorker?: number;
   /** Idle time after which an interactive session is rolled back and its tenant released; default 10 s (session-manager.ts). */
   sessionIdleTimeoutMs?: number;
+  /** How long a write recorded under an Idempotency-Key answers retries; default 24 h (DESIGN §5). Tests shorten it. */
+  idempotencyTtlMs?: number;
   logger?: ShardPoolLogger;
 }
 
 /** Default bound on waiting requests. */
 export const DEFAULT_MAX_QUEUE = 10_000;
 
-type JobValue = StatementResult | StatementResult[] | MigrateResult | SessionStepValue | number | null;
+type JobValue = StatementResult | StatementResult[] | ExecOutcome<StatementResult | StatementResult[]> | MigrateResult | SessionStepValue | number | null;
 
 interface Job {
   build(id: number): WorkerRequest;
@@ -142,6 +145,7 @@ export class ShardPool {
       maxQueue: positiveInt('maxQueue', opts.maxQueue ?? DEFAULT_MAX_QUEUE),
       inFlightPerWorker: positiveInt('inFlightPerWorker', opts.inFlightPerWorker ?? 1),
       sessionIdleTimeoutMs: positiveInt('sessionIdleTimeoutMs', opts.sessionIdleTimeoutMs ?? DEFAULT_SESSION_IDLE_TIMEOUT_MS),
+      idempotencyTtlMs: positiveInt('idempotencyTtlMs', opts.idempotencyTtlMs ?? DEFAULT_IDEMPOTENCY_TTL_MS),
     });
     this.#log = opts.logger ?? noopLogger;
     this.#sessions = new SessionManager({
@@ -169,13 +173,19 @@ export class ShardPool {
     await this.#enqueue(ref, (id) => ({ id, type: 'create', ref }));
   }
 
-  /** Run one statement as its own transaction. */
+  /** Run one statement as its own transaction; with `opts.idempotencyKey`, at most once (idempotency.ts). */
   async query(ref: ShardRef, stmt: Statement, opts: ExecOptions = {}): Promise<StatementResult> {
+    return (await this.queryOutcome(ref, stmt, opts)).result;
+  }
+
+  /** `query`, telling also whether the answer was replayed from the record of an earlier request with the same key. */
+  async queryOutcome(ref: ShardRef, stmt: Statement, opts: ExecOptions = {}): Promise<ExecOutcome<StatementResult>> {
     assertTenantId(ref.tenant);
     if (!stmt || typeof stmt !== 'object') throw new DomicileError('BAD_REQUEST', 'statement must be an object');
     const statement: Statement = stmt.params === undefined ? { sql: stmt.sql } : { sql: stmt.sql, params: stmt.params };
-    const o: ExecOptions = { readOnly: opts.readOnly === true };
-    return (await this.#enqueue(ref, (id) => ({ id, type: 'query', ref, statement, opts: o }))) as StatementResult;
+    const o = execOptions(opts);
+    const value = await this.#enqueue(ref, (id) => ({ id, type: 'query', ref, statement, opts: o }));
+    return o.idempotencyKey === undefined ? { result: value as StatementResult, replayed: false } : (value as ExecOutcome<StatementResult>);
   }
 
   /**
@@ -190,13 +200,22 @@ export class ShardPool {
     return (await this.#enqueue(ref, (id) => ({ id, type: 'migrate', ref, migrations: list }))) as MigrateResult;
   }
 
-  /** Run statements in one transaction, all or nothing; a failure carries `details.statementIndex`. */
+  /**
+   * Run statements in one transaction, all or nothing; a failure carries
+   * `details.statementIndex`. With `opts.idempotencyKey`, at most once (idempotency.ts).
+   */
   async batch(ref: ShardRef, stmts: Statement[], opts: ExecOptions = {}): Promise<StatementResult[]> {
+    return (await this.batchOutcome(ref, stmts, opts)).result;
+  }
+
+  /** `batch`, telling also whether the answer was replayed from the record of an earlier request with the same key. */
+  async batchOutcome(ref: ShardRef, stmts: Statement[], opts: ExecOptions = {}): Promise<ExecOutcome<StatementResult[]>> {
     assertTenantId(ref.tenant);
     if (!Array.isArray(stmts)) throw new DomicileError('BAD_REQUEST', 'statements must be an array');
     const statements = stmts.map((s) => (s.params === undefined ? { sql: s.sql } : { sql: s.sql, params: s.params }));
-    const o: ExecOptions = { readOnly: opts.readOnly === true };
-    return (await this.#enqueue(ref, (id) => ({ id, type: 'batch', ref, statements, opts: o }))) as StatementResult[];
+    const o = execOptions(opts);
+    const value = await this.#enqueue(ref, (id) => ({ id, type: 'batch', ref, statements, opts: o }));
+    return o.idempotencyKey === undefined ? { result: value as StatementResult[], replayed: false } : (value as ExecOutcome<StatementResult[]>);
   }
 
   /**
@@ -483,6 +502,7 @@ export class ShardPool {
       statementTimeoutMs: this.#opts.statementTimeoutMs,
       maxResultBytes: this.#opts.maxResultBytes,
       maxDbBytes: this.#opts.maxDbBytes,
+      idempotencyTtlMs: this.#opts.idempotencyTtlMs,
     };
     const slot = new WorkerSlot(index, spawnShardWorker(init));
     this.#slots[index] = slot;
@@ -535,6 +555,13 @@ export class ShardPool {
     }
     for (const p of pending) p.reject(new DomicileError('INTERNAL', 'the shard worker crashed while running this request'));
   }
+}
+
+/** The options a worker gets: a copy with only known fields, the key checked (BAD_REQUEST naming the header). */
+function execOptions(opts: ExecOptions): ExecOptions {
+  const o: ExecOptions = { readOnly: opts.readOnly === true };
+  if (opts.idempotencyKey !== undefined) o.idempotencyKey = assertIdempotencyKey(opts.idempotencyKey);
+  return o;
 }
 
 function unavailable(): DomicileError {

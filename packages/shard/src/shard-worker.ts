@@ -6,6 +6,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { DomicileError, isDomicileError } from '@domicile/errors';
 import { executeBatch, executeOne } from './execute.ts';
+import { executeIdempotent } from './idempotency.ts';
 import { applyMigrations } from './migrate.ts';
 import { WorkerSessions } from './worker-sessions.ts';
 import { HandleCache, type CloseReason } from './handle-cache.ts';
@@ -62,10 +63,20 @@ function log(level: 'info' | 'warn' | 'error', msg: string, fields: Record<strin
 function handle(msg: WorkerRequest): unknown {
   const execLimits = { maxResultBytes: init.maxResultBytes };
   switch (msg.type) {
-    case 'query':
+    case 'query': {
+      const key = msg.opts.idempotencyKey;
+      if (key !== undefined) {
+        return cache.use(msg.ref, (h) => executeIdempotent(h, 'query', [msg.statement], { ...msg.opts, idempotencyKey: key }, execLimits, init.idempotencyTtlMs));
+      }
       return cache.use(msg.ref, (h) => executeOne(h, msg.statement, msg.opts, execLimits));
-    case 'batch':
+    }
+    case 'batch': {
+      const key = msg.opts.idempotencyKey;
+      if (key !== undefined) {
+        return cache.use(msg.ref, (h) => executeIdempotent(h, 'batch', msg.statements, { ...msg.opts, idempotencyKey: key }, execLimits, init.idempotencyTtlMs));
+      }
       return cache.use(msg.ref, (h) => executeBatch(h, msg.statements, msg.opts, execLimits));
+    }
     case 'migrate':
       return cache.use(msg.ref, (h) => applyMigrations(h, msg.migrations));
     case 'create':

@@ -45,6 +45,26 @@ export interface ShardRef {
 export interface ExecOptions {
   /** A read-scoped token: any statement that would write is refused with FORBIDDEN. */
   readOnly?: boolean;
+  /**
+   * `Idempotency-Key` of a `/query` or `/batch` (DESIGN §5): 1–255 visible
+   * ASCII characters. A write is recorded under it in the shard, in its own
+   * transaction; a later request with the key is answered from the record
+   * instead of running. Ignored by sessions.
+   */
+  idempotencyKey?: string;
+}
+
+/** A `/query` or `/batch` answer and whether it came from an idempotency record. */
+export interface ExecOutcome<T> {
+  result: T;
+  /** Answered from the record of an earlier request with the same key; nothing ran. */
+  replayed: boolean;
+  /**
+   * Replays only: the txid the recorded write committed as. Sync durability
+   * (DESIGN §8) must not acknowledge a replay before this txid is shipped,
+   * exactly as for the original write.
+   */
+  txid?: number;
 }
 
 /** Counters for /metrics. */

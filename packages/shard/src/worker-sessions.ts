@@ -48,7 +48,7 @@ const readTxidStatements = new WeakMap<ShardHandle, SqliteStatement>();
 function readTxid(h: ShardHandle): bigint {
   let stmt = readTxidStatements.get(h);
   if (!stmt) {
-    stmt = h.guard.trusted(() => h.db.prepare('SELECT txid FROM _domicile_meta WHERE id = 1').pluck().safeIntegers(true));
+    stmt = h.guard.trusted(() => h.db.prepare('SELECT txid FROM main._domicile_meta WHERE id = 1').pluck().safeIntegers(true));
     readTxidStatements.set(h, stmt);
   }
   const s = stmt;

@@ -4,6 +4,7 @@ import type { Statement } from '@domicile/shard';
 import { authenticate, authorizeTenant } from '../auth/authenticate.ts';
 import type { Runtime } from '../runtime.ts';
 import { assertTenantId, getLiveTenant } from '../tenant-service.ts';
+import { answer, idempotencyKeyOf } from './idempotency-header.ts';
 
 const statement = {
   type: 'object',
@@ -37,15 +38,17 @@ export async function tenantAccess(rt: Runtime, request: FastifyRequest<{ Params
   return { ref: rt.shardRef(tenant), readOnly };
 }
 
-/** The data plane (DESIGN §5): one statement, or a batch that is one transaction. */
+/** The data plane (DESIGN §5): one statement, or a batch that is one transaction; both take an optional Idempotency-Key. */
 export function dataRoutes(app: FastifyInstance, rt: Runtime): void {
-  app.post<{ Params: { id: string }; Body: Statement }>('/v1/tenants/:id/query', { schema: { body: statement } }, async (request) => {
+  app.post<{ Params: { id: string }; Body: Statement }>('/v1/tenants/:id/query', { schema: { body: statement } }, async (request, reply) => {
+    const idempotencyKey = idempotencyKeyOf(request);
     const { ref, readOnly } = await tenantAccess(rt, request);
-    return rt.pool.query(ref, request.body, { readOnly });
+    return answer(reply, await rt.pool.queryOutcome(ref, request.body, { readOnly, idempotencyKey }));
   });
 
-  app.post<{ Params: { id: string }; Body: { statements: Statement[] } }>('/v1/tenants/:id/batch', { schema: { body: batchBody } }, async (request) => {
+  app.post<{ Params: { id: string }; Body: { statements: Statement[] } }>('/v1/tenants/:id/batch', { schema: { body: batchBody } }, async (request, reply) => {
+    const idempotencyKey = idempotencyKeyOf(request);
     const { ref, readOnly } = await tenantAccess(rt, request);
-    return { results: await rt.pool.batch(ref, request.body.statements, { readOnly }) };
+    return { results: answer(reply, await rt.pool.batchOutcome(ref, request.body.statements, { readOnly, idempotencyKey })) };
   });
 }
