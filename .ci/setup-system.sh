@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages the test suite needs, when missing (idempotent; CI runs as root).
-# Node.js comes with the machine; gcc builds the native parts, chromium runs the browser test;
+# Node.js comes with the machine; gcc builds the native parts, chromium runs the browser test,
+# postgresql is the benchmark's peer;
 # later suites add redis-server here.
 set -euo pipefail
 need=()
@@ -8,6 +9,9 @@ command -v cc >/dev/null 2>&1 || need+=(gcc)
 # Debian's Chromium for the status page's browser test (services/router/test/status-page.e2e.test.ts);
 # playwright-core drives it and never downloads a browser of its own.
 [ -x /usr/bin/chromium ] || need+=(chromium)
+# Debian's PostgreSQL for the benchmark harness's peer baseline (loadtest/harness.test.ts starts a
+# throwaway cluster from /usr/lib/postgresql/*/bin; the packaged service is never used).
+[ -d /usr/lib/postgresql ] || need+=(postgresql)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"

@@ -193,8 +193,20 @@ export interface RestoreResult {
   [field: string]: unknown;
 }
 
-/** One generation of a tenant's backups. */
+/** One generation of a tenant's backups: one unbroken history (snapshot + segments) of one epoch. */
 export interface BackupGeneration {
+  generation: string;
+  epoch: number;
+  /** Region whose bucket holds it (the tenant's current region). */
+  region: string;
+  /** Snapshots, oldest first; `time` is RFC 3339. */
+  snapshots: Array<{ txid: number; time: string | null; bytes: number; [field: string]: unknown }>;
+  segmentCount: number;
+  firstTxid: number;
+  lastTxid: number;
+  /** RFC 3339, or null when unknown. */
+  firstTime: string | null;
+  lastTime: string | null;
   [field: string]: unknown;
 }
 

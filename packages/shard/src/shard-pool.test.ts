@@ -310,7 +310,7 @@ describe('ShardPool', () => {
 
 describe('ShardPool with the statement guard', () => {
   it('interrupts a runaway query on one tenant while others keep answering fast', async () => {
-    const { pool, ref } = await setup({ workers: 2, statementTimeoutMs: 300 });
+    const { pool, ref } = await setup({ workers: 2, statementTimeoutMs: 1000 });
     const a = ref('runaway');
     const b = ref('bystander');
     await pool.create(a);
@@ -332,9 +332,10 @@ describe('ShardPool with the statement guard', () => {
     }
     const err = await runaway;
     expect(err).toMatchObject({ code: 'QUERY_TIMEOUT' });
-    expect(performance.now() - t0).toBeLessThan(2000);
+    expect(performance.now() - t0).toBeLessThan(3000);
     expect(answered).toBeGreaterThan(5);
-    expect(maxLatency).toBeLessThan(100);
+    // Well under the timeout: the bystander never waited for the runaway statement (a loaded CI box adds jitter).
+    expect(maxLatency).toBeLessThan(400);
     await expect(pool.query(a, { sql: 'SELECT 41 + 1' })).resolves.toMatchObject({ rows: [[42]] });
     expect(pool.stats().interrupts).toBe(1);
   });

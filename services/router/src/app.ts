@@ -2,6 +2,7 @@ import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { DomicileError } from '@domicile/errors';
 import { sendError } from './http-errors.ts';
+import { backupRoutes } from './routes/backup-routes.ts';
 import { dataRoutes } from './routes/data-routes.ts';
 import { hranaRoutes } from './hrana/hrana-routes.ts';
 import { opsRoutes } from './routes/ops-routes.ts';
@@ -51,6 +52,7 @@ export async function buildApp(rt: Runtime, opts: { logger?: Logger; https?: { c
 
   opsRoutes(app, rt);
   tenantRoutes(app, rt);
+  backupRoutes(app, rt);
   schemaRoutes(app, rt);
   dataRoutes(app, rt);
   hranaRoutes(app, rt);

@@ -4,9 +4,13 @@ import type { Logger } from 'pino';
 import type { Config } from '@domicile/config';
 import { EmbeddedDirectory, type Directory, type TenantRecord } from '@domicile/directory';
 import { DomicileError } from '@domicile/errors';
+import type { ObjectStore } from '@domicile/object-store';
 import { findRegion, loadPolicy, violations, type Policy } from '@domicile/policy';
 import { ShardPool, shardPath, type ShardRef } from '@domicile/shard';
 import { AuditLog } from './audit/audit-log.ts';
+import { sweepTenantObjects } from './buckets/bucket-eraser.ts';
+import { LateSweeps } from './buckets/late-sweeps.ts';
+import { RegionBuckets, type RegionBucket } from './buckets/region-buckets.ts';
 import { SchemaJobs } from './schema/schema-jobs.ts';
 import type { SchemaStore } from './schema/schema-store.ts';
 import { SqliteSchemaStore } from './schema/sqlite-schema-store.ts';
@@ -41,12 +45,15 @@ export class Runtime {
   readonly tokens: TenantTokens;
   readonly metrics: Metrics;
   readonly nodes: ReadonlyMap<string, LocalNode>;
+  /** Second sweeps of erased tenants' bucket prefixes, one lease TTL after each erase. */
+  readonly lateSweeps: LateSweeps;
   /** Where the generated admin token lives (embedded default), for the start-up log. */
   readonly adminTokenFile: string | undefined;
   #policy: Policy;
   #ready = false;
+  readonly #buckets: RegionBuckets;
 
-  private constructor(init: Omit<Runtime, 'policy' | 'ready' | 'setReady' | 'swapPolicy' | 'shardRef' | 'nodeForRegion' | 'close' | 'startupViolations' | 'schemaJobs'> & { policy: Policy }) {
+  private constructor(init: Omit<Runtime, 'policy' | 'ready' | 'setReady' | 'swapPolicy' | 'shardRef' | 'nodeForRegion' | 'close' | 'startupViolations' | 'schemaJobs' | 'buckets' | 'bucketFor' | 'lateSweeps'> & { policy: Policy; regionBuckets: RegionBuckets }) {
     this.config = init.config;
     this.log = init.log;
     this.directory = init.directory;
@@ -62,6 +69,16 @@ export class Runtime {
     this.nodes = init.nodes;
     this.adminTokenFile = init.adminTokenFile;
     this.#policy = init.policy;
+    this.#buckets = init.regionBuckets;
+    this.lateSweeps = new LateSweeps({
+      delayMs: init.config.leaseTtlMs,
+      log: init.log.child({ component: 'erase' }),
+      // By now the id may belong to a new incarnation: spare that one's objects.
+      sweep: async (tenant) => {
+        const current = await this.directory.get(tenant);
+        return sweepTenantObjects(this.buckets, tenant, current ? { keepIncarnation: current.incarnation } : {});
+      },
+    });
   }
 
   /** Loads the policy (refusing to start on an invalid one), opens the directory, audit log and pool. */
@@ -79,6 +96,11 @@ export class Runtime {
       const id = config.region && config.nodeId ? config.nodeId : `${region}-1`;
       nodes.set(region, { id, region, dir: path.join(config.dataDir, region) });
     }
+
+    // Before anything is opened: a bad DOMICILE_BUCKETS stops the start with nothing to clean up.
+    const regionBuckets = RegionBuckets.open({
+      spec: config.buckets, policyRegions: policy.regionOrder, servedRegions: regions, dataDir: config.dataDir,
+    });
 
     const files = secretFiles(config.dataDir);
     let adminTokens = config.adminTokens;
@@ -111,11 +133,12 @@ export class Runtime {
       await directory.close();
       audit.close();
       await schema.close();
+      regionBuckets.close();
       throw err;
     }
     metrics.watchPool(pool);
     return new Runtime({
-      config, log, directory, pool, audit, schema, metrics, nodes, adminTokenFile,
+      config, log, directory, pool, audit, schema, metrics, nodes, adminTokenFile, regionBuckets,
       adminAuth: new AdminAuth(adminTokens), tokens: new TenantTokens(secrets), policy,
     });
   }
@@ -164,14 +187,26 @@ export class Runtime {
     return { tenant: t.id, incarnation: t.incarnation, epoch: t.epoch, path: shardPath(node.dir, t.id) };
   }
 
+  /** Every region bucket this process knows, in policy order (on the embedded default: every region). */
+  get buckets(): RegionBucket[] {
+    return this.#buckets.all();
+  }
+
+  /** The object store of `region`'s bucket, or undefined when this process knows none for it. */
+  bucketFor(region: string): ObjectStore | undefined {
+    return this.#buckets.get(region)?.store;
+  }
+
   /** Graceful: finish in-flight shard work, checkpoint and close every shard, close files. */
   async close(): Promise<void> {
     this.#ready = false;
     await this.schemaJobs.close();
+    await this.lateSweeps.close();
     await this.pool.close();
     await this.directory.close();
     this.audit.close();
     await this.schema.close();
+    this.#buckets.close();
   }
 }
 

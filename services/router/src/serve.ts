@@ -58,6 +58,7 @@ export async function serve(opts: { env: NodeJS.ProcessEnv }): Promise<void> {
   }
   const rt = server.runtime;
   log.info({ url: server.url, regions: [...rt.nodes.keys()], dataDir: config.dataDir, policy: config.policyPath, policyHash: rt.policy.hash }, 'domicile listening');
+  for (const b of rt.buckets) log.info({ region: b.region, bucket: b.url, configured: b.configured }, 'region bucket');
   if (rt.adminTokenFile) log.info({ file: rt.adminTokenFile }, 'admin token generated for the embedded default (read it from this file)');
   for (const v of await rt.startupViolations()) log.warn({ tenant: v.tenant, region: v.region, reason: v.reason }, 'tenant placement violates the policy');
 

@@ -1,6 +1,7 @@
 import { DomicileError } from '@domicile/errors';
 import type { TenantDurability, TenantRecord } from '@domicile/directory';
 import { placeTenant } from '@domicile/policy';
+import { sweepTenantObjects } from './buckets/bucket-eraser.ts';
 import { newIncarnation, type Runtime } from './runtime.ts';
 import { applyStoredSchema } from './schema/schema-jobs.ts';
 
@@ -71,9 +72,13 @@ export async function createTenant(
 
 /**
  * Erases a tenant: the record turns `erasing` (requests stop), the shard's files are deleted
- * (every handle closed first), the record is removed, and the audit log keeps the event.
+ * (every handle closed first), then every object under `tenants/<id>/` in every region bucket
+ * this process knows, verified gone by a fresh listing; only then is the record removed and
+ * the audit event written, and a second sweep is scheduled one lease TTL later.
+ * Resumable: a bucket failure (503 REPLICATION_UNAVAILABLE, or INTERNAL when objects survive)
+ * leaves the record `erasing` (still holding the id), and calling again finishes the job.
  */
-export async function eraseTenant(rt: Runtime, id: string, actor: string): Promise<{ files: number; bucketObjects: number }> {
+export async function eraseTenant(rt: Runtime, id: string, actor: string): Promise<{ files: number; bucketObjects: number; bucketRegions: string[] }> {
   const t = await rt.directory.get(id);
   if (!t || t.state === 'creating') throw new DomicileError('TENANT_NOT_FOUND', `tenant "${id}" not found`, { tenant: id });
   if (t.state === 'moving') throw new DomicileError('MOVE_IN_PROGRESS', `tenant "${id}" is being moved; erase it after the move`, { tenant: id });
@@ -82,8 +87,18 @@ export async function eraseTenant(rt: Runtime, id: string, actor: string): Promi
     if (!marked) throw new DomicileError('TENANT_MOVING', `tenant "${id}" changed hands; retry`, { tenant: id });
   }
   const { files } = await rt.pool.erase(rt.shardRef(t));
+  // Buckets after the local files: closing the shard's handles is where a shipper ships its last frames.
+  let swept;
+  try {
+    swept = await sweepTenantObjects(rt.buckets, id);
+  } catch (err) {
+    rt.log.warn({ tenant: id, err }, 'erase incomplete: bucket objects remain; the tenant stays erasing until a retried DELETE finishes');
+    throw err;
+  }
+  const bucketRegions = Object.keys(swept.byRegion);
   await rt.directory.remove(id, t.incarnation);
-  rt.audit.append({ actor, action: 'tenant.erase', tenant: id, incarnation: t.incarnation, details: { region: t.region, files, bucketObjects: 0 } });
+  rt.audit.append({ actor, action: 'tenant.erase', tenant: id, incarnation: t.incarnation, details: { region: t.region, files, bucketObjects: swept.deleted, bucketRegions } });
   rt.metrics.tenantOps.inc({ op: 'erase', region: t.region });
-  return { files, bucketObjects: 0 };
+  rt.lateSweeps.schedule(id);
+  return { files, bucketObjects: swept.deleted, bucketRegions };
 }

@@ -37,7 +37,7 @@ describe('domicile serve, end to end over HTTP', () => {
   let s: DomicileServer;
   const outside = mkdtempSync(path.join(tmpdir(), 'domicile-outside-'));
   beforeAll(async () => {
-    s = await startDomicile({ env: { DOMICILE_STATEMENT_TIMEOUT_MS: '500', DOMICILE_MAX_OPEN_SHARDS: '32' } });
+    s = await startDomicile({ env: { DOMICILE_STATEMENT_TIMEOUT_MS: '1000', DOMICILE_MAX_OPEN_SHARDS: '32' } });
     for (const id of ['victim', 'bystander']) expect((await s.api('POST', '/v1/tenants', { id, residency: 'eu' })).status).toBe(201);
     await s.api('POST', '/v1/tenants/victim/query', { sql: 'CREATE TABLE t (x)' });
     await s.api('POST', '/v1/tenants/victim/query', { sql: 'INSERT INTO t VALUES (1)' });
@@ -137,11 +137,11 @@ describe('domicile serve, end to end over HTTP', () => {
     const took = Date.now() - started;
     expect(r.status).toBe(408);
     expect(r.body.error.code).toBe('QUERY_TIMEOUT');
-    expect(took).toBeGreaterThanOrEqual(450);
-    expect(took).toBeLessThan(3000);
+    expect(took).toBeGreaterThanOrEqual(950);
+    expect(took).toBeLessThan(4000);
     expect(latencies.length).toBeGreaterThan(5);
-    // The bystander never waited for the runaway statement.
-    expect(Math.max(...latencies)).toBeLessThan(250);
+    // The bystander never waited for the runaway statement (well under the 1 s timeout, with room for CI jitter).
+    expect(Math.max(...latencies)).toBeLessThan(400);
     expect((await s.api('POST', '/v1/tenants/victim/query', { sql: 'SELECT count(*) FROM t' })).body.rows).toEqual([[1]]);
     const metrics = (await s.api('GET', '/metrics')).body as string;
     expect(metrics).toMatch(/domicile_statement_interrupts_total [1-9]/);

@@ -64,7 +64,7 @@ export function tenantRoutes(app: FastifyInstance, rt: Runtime): void {
     assertTenantId(id);
     const { actor } = await requireAdmin(rt, request);
     const erased = await eraseTenant(rt, id, actor);
-    request.log.info({ tenant: id, files: erased.files }, 'tenant erased');
+    request.log.info({ tenant: id, files: erased.files, bucketObjects: erased.bucketObjects }, 'tenant erased');
     return { erased };
   });
 

@@ -1,0 +1,59 @@
+/**
+ * `pnpm bench`: the data-plane scenarios against Domicile and its baselines in
+ * one run (loadtest/bench/harness.ts), printed as Markdown and appended to
+ * loadtest/RESULTS.md.
+ *
+ *   pnpm bench [--scenario NAME]... [--duration S] [--tiny] [--no-append] [--json FILE]
+ *
+ * --tiny: a few seconds and few tenants (CI smoke). --no-append (or
+ * DOMICILE_BENCH_NO_APPEND=1): print only. --tiny never appends.
+ */
+import { writeFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { appendResults, formatReport, runBench } from './bench/harness.ts';
+import { loadScenarioFile } from './bench/scenarios.ts';
+
+const { values } = parseArgs({
+  options: {
+    scenario: { type: 'string', multiple: true },
+    duration: { type: 'string' },
+    tiny: { type: 'boolean', default: false },
+    'no-append': { type: 'boolean', default: false },
+    json: { type: 'string' },
+  },
+  strict: true,
+  allowPositionals: false,
+});
+
+const duration = values.duration === undefined ? undefined : Number(values.duration);
+if (duration !== undefined && !(duration > 0 && duration <= 600)) {
+  console.error(`--duration must be seconds in (0, 600], got ${JSON.stringify(values.duration)}`);
+  process.exit(2);
+}
+const file = loadScenarioFile();
+const names = values.scenario ?? Object.keys(file.scenarios);
+for (const n of names) {
+  if (!file.scenarios[n]) {
+    console.error(`unknown scenario ${JSON.stringify(n)} (known: ${Object.keys(file.scenarios).join(', ')})`);
+    process.exit(2);
+  }
+}
+
+// Hard bound on the whole run: 4 targets × (warm-up + window) per scenario, plus start-up and setup.
+const perTarget = (n: string) => (duration ?? (values.tiny ? file.tiny.durationSeconds : file.scenarios[n]!.durationSeconds)) + 2;
+const budgetMs = (names.reduce((s, n) => s + 4 * perTarget(n), 0) + 180) * 1000;
+setTimeout(() => {
+  console.error(`pnpm bench: exceeded its ${Math.round(budgetMs / 1000)} s budget; stopping`);
+  process.exit(1); // exit handlers SIGKILL the servers and delete Postgres' temp dir
+}, budgetMs).unref();
+for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => process.exit(130));
+
+const command = ['pnpm bench', ...process.argv.slice(2)].join(' ');
+const report = await runBench({ scenarios: names, ...(duration === undefined ? {} : { durationSeconds: duration }), tiny: values.tiny });
+const markdown = formatReport(report, command);
+process.stdout.write(`${markdown}\n`);
+if (values.json) writeFileSync(values.json, JSON.stringify(report, null, 2));
+if (!values.tiny && !values['no-append'] && process.env.DOMICILE_BENCH_NO_APPEND !== '1') {
+  appendResults(markdown);
+  process.stderr.write('appended to loadtest/RESULTS.md\n');
+}

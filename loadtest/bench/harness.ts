@@ -1,0 +1,292 @@
+/**
+ * The same-run comparison harness behind `pnpm bench`: every scenario of
+ * loadtest/scenarios.json against a real `domicile serve` and, in the same run
+ * on the same machine, against three baselines: the HTTP ceiling (bare
+ * fastify), the storage ceiling (raw better-sqlite3) and the peer (fastify +
+ * pg on a throwaway Postgres). Targets of a scenario run one after another, so
+ * each gets the whole machine; ratios are what to compare across machines.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, platform, release, tmpdir, totalmem } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { freePort, startDomicile, type DomicileServer } from '@domicile/testkit';
+import { drive, type TargetResult } from './load.ts';
+import { RawShards } from './raw-sqlite.ts';
+import { startPostgresCluster, type PostgresCluster } from './postgres-cluster.ts';
+import { loadScenarioFile, tenantIds, type Scenario, type ScenarioFile } from './scenarios.ts';
+
+const REPO = fileURLToPath(new URL('../../', import.meta.url));
+const BASELINE_SERVER = fileURLToPath(new URL('./baseline-server.ts', import.meta.url));
+/** The results file a full run appends to. */
+export const RESULTS_FILE = path.join(REPO, 'loadtest/RESULTS.md');
+
+/** The four things measured, in the order they run within a scenario. */
+export const TARGETS = ['fastify-ceiling', 'raw-sqlite', 'domicile', 'postgres-peer'] as const;
+/** One of {@link TARGETS}. */
+export type Target = (typeof TARGETS)[number];
+
+const TARGET_LABEL: Record<Target, string> = {
+  'fastify-ceiling': 'fastify ceiling (HTTP + JSON, no storage)',
+  'raw-sqlite': 'raw better-sqlite3 (in-process, no HTTP)',
+  domicile: '**Domicile** (`domicile serve`)',
+  'postgres-peer': 'Postgres peer (fastify + pg, one table)',
+};
+
+/** Postgres matched to SQLite's WAL + synchronous=NORMAL: commits do not wait for the WAL flush; fsync stays on. */
+const PG_SETTINGS = { synchronous_commit: 'off', shared_buffers: '128MB', max_connections: '40' };
+/** Domicile's pool size in the run (as `startDomicile` sets it). */
+const DOMICILE_WORKERS = 2;
+/** Concurrent admin requests while creating tenants. */
+const SETUP_CONCURRENCY = 16;
+
+/** What to run. */
+export interface BenchOptions {
+  /** Scenario names; default all. */
+  scenarios?: string[];
+  /** Measured seconds per target per scenario (overrides the file). */
+  durationSeconds?: number;
+  /** CI smoke run: the file's `tiny` tenants, connections and duration, no warm-up. */
+  tiny?: boolean;
+  /** Progress lines (default: stderr). */
+  log?: (line: string) => void;
+}
+
+/** One scenario as run, with every target's result. */
+export interface ScenarioReport {
+  readonly scenario: Scenario;
+  readonly tenants: number;
+  readonly connections: number;
+  readonly durationSeconds: number;
+  readonly warmupSeconds: number;
+  readonly results: Readonly<Record<Target, TargetResult>>;
+  readonly ratios: { readonly domicileOverCeiling: number; readonly domicileOverPostgres: number; readonly domicileOverRaw: number };
+  /** Domicile against the scenario's thresholds. */
+  readonly thresholds: { readonly errorRate: number; readonly passed: boolean };
+}
+
+/** A whole run. */
+export interface BenchReport {
+  readonly date: string;
+  readonly machine: { readonly cpu: string; readonly cores: number; readonly node: string; readonly os: string; readonly memGiB: number; readonly loadavg1: number };
+  readonly method: readonly string[];
+  readonly setup: { readonly domicileTenantsPerSec: number; readonly tenants: number };
+  readonly scenarios: readonly ScenarioReport[];
+}
+
+interface Child { stop(): Promise<void> }
+
+/** Starts a baseline server process and waits for its `listening` line. */
+async function startBaseline(mode: 'ceiling' | 'postgres', pgUrl?: string): Promise<Child & { url: string }> {
+  const port = await freePort();
+  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', BASELINE_SERVER, mode, String(port), ...(pgUrl ? [pgUrl] : [])], {
+    cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const kill = () => child.kill('SIGKILL');
+  process.once('exit', kill);
+  let out = '';
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => { kill(); reject(new Error(`baseline ${mode} did not start within 20 s:\n${out}`)); }, 20_000);
+    child.stderr!.on('data', (d: Buffer) => { out += d.toString(); });
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (out.includes('listening\n')) { clearTimeout(timer); resolve(); }
+    });
+    child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`baseline ${mode} exited with ${code}:\n${out}`)); });
+  });
+  return {
+    url: `http://127.0.0.1:${port}`,
+    async stop() {
+      process.off('exit', kill);
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGTERM');
+      const timer = setTimeout(kill, 5_000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
+
+/** Runs `fn` over `items` with at most `limit` in flight. */
+async function eachLimit<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let i = 0;
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (i < items.length) await fn(items[i++]!);
+  }));
+}
+
+async function setupDomicile(server: DomicileServer, file: ScenarioFile, tenants: readonly string[]): Promise<number> {
+  const t0 = performance.now();
+  await eachLimit(tenants, SETUP_CONCURRENCY, async (id) => {
+    const created = await server.api('POST', '/v1/tenants', { id, residency: file.residency });
+    if (created.status !== 201) throw new Error(`creating tenant ${id}: ${created.status} ${JSON.stringify(created.body)}`);
+    const schema = await server.api('POST', `/v1/tenants/${id}/batch`, { statements: file.schema.map((sql) => ({ sql })) });
+    if (schema.status !== 200) throw new Error(`schema of tenant ${id}: ${schema.status} ${JSON.stringify(schema.body)}`);
+  });
+  return tenants.length / ((performance.now() - t0) / 1000);
+}
+
+async function setupPostgres(url: string, file: ScenarioFile, tenants: readonly string[]): Promise<void> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    for (const sql of file.postgresSchema) await client.query(sql);
+    // The seed row of each tenant, as the SQLite schema's INSERT gives every shard one.
+    await client.query("INSERT INTO events (tenant, kind, body, at) SELECT t, 'seed', 'seed row', 0 FROM unnest($1::text[]) AS t", [tenants]);
+    await client.query('ANALYZE events');
+  } finally {
+    await client.end();
+  }
+}
+
+function machine(): BenchReport['machine'] {
+  const cpu = cpus();
+  return {
+    cpu: cpu[0]?.model.trim() ?? 'unknown', cores: cpu.length, node: process.version,
+    os: `${platform()} ${release()}`, memGiB: Math.round(totalmem() / 2 ** 30), loadavg1: Number(loadavg()[0]!.toFixed(2)),
+  };
+}
+
+/** Runs the benchmark and returns the report (prints nothing but progress; never writes RESULTS.md). */
+export async function runBench(opts: BenchOptions = {}): Promise<BenchReport> {
+  const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const file = loadScenarioFile();
+  const names = opts.scenarios?.length ? opts.scenarios : Object.keys(file.scenarios);
+  for (const n of names) if (!file.scenarios[n]) throw new Error(`unknown scenario ${JSON.stringify(n)} (known: ${Object.keys(file.scenarios).join(', ')})`);
+  if (opts.durationSeconds !== undefined && !(opts.durationSeconds > 0 && opts.durationSeconds <= 600)) throw new Error('durationSeconds must be in (0, 600]');
+  const plans = names.map((n) => {
+    const s = file.scenarios[n]!;
+    const durationSeconds = opts.durationSeconds ?? (opts.tiny ? file.tiny.durationSeconds : s.durationSeconds);
+    return {
+      scenario: s,
+      tenants: opts.tiny ? Math.min(s.tenants, file.tiny.tenants) : s.tenants,
+      connections: opts.tiny ? Math.min(s.connections, file.tiny.connections) : s.connections,
+      durationSeconds,
+      warmupSeconds: opts.tiny ? 0 : Math.min(2, Math.floor(durationSeconds / 5)),
+    };
+  });
+  const all = tenantIds(file, Math.max(...plans.map((p) => p.tenants)));
+  const date = new Date().toISOString();
+  const mach = machine();
+
+  const scratch = mkdtempSync(path.join(tmpdir(), 'domicile-bench-'));
+  let domicile: DomicileServer | undefined;
+  let postgres: PostgresCluster | undefined;
+  let raw: RawShards | undefined;
+  const children: Child[] = [];
+  try {
+    log(`starting: domicile serve, Postgres, baseline servers (${all.length} tenants)`);
+    [domicile, postgres] = await Promise.all([
+      startDomicile({ env: { DOMICILE_LOG_LEVEL: 'warn', DOMICILE_WORKERS: String(DOMICILE_WORKERS) }, dataDir: path.join(scratch, 'domicile') }),
+      startPostgresCluster(PG_SETTINGS),
+    ]);
+    const ceiling = await startBaseline('ceiling');
+    children.push(ceiling);
+    const peer = await startBaseline('postgres', postgres.url);
+    children.push(peer);
+    const domicileTenantsPerSec = await setupDomicile(domicile, file, all);
+    await setupPostgres(postgres.url, file, all);
+    raw = new RawShards(file, path.join(scratch, 'raw'));
+    raw.open(all);
+    log(`setup done: ${all.length} Domicile tenants at ${domicileTenantsPerSec.toFixed(0)}/s`);
+
+    const scenarios: ScenarioReport[] = [];
+    for (const plan of plans) {
+      const tenants = all.slice(0, plan.tenants);
+      const http = async (baseUrl: string, token: string) => {
+        const load = { baseUrl, token, file, mix: plan.scenario.mix, tenants, connections: plan.connections };
+        if (plan.warmupSeconds > 0) await drive({ ...load, durationSeconds: plan.warmupSeconds });
+        return drive({ ...load, durationSeconds: plan.durationSeconds });
+      };
+      const results = {} as Record<Target, TargetResult>;
+      for (const target of TARGETS) {
+        log(`${plan.scenario.name}: ${target} (${plan.durationSeconds} s)`);
+        switch (target) {
+          case 'fastify-ceiling': results[target] = await http(ceiling.url, 'bench-token'); break;
+          case 'domicile': results[target] = await http(domicile.url, domicile.adminToken); break;
+          case 'postgres-peer': results[target] = await http(peer.url, 'bench-token'); break;
+          case 'raw-sqlite':
+            if (plan.warmupSeconds > 0) raw.run(plan.scenario.mix, tenants, plan.warmupSeconds);
+            results[target] = raw.run(plan.scenario.mix, tenants, plan.durationSeconds);
+            break;
+        }
+      }
+      const d = results.domicile;
+      const errorRate = d.errors / Math.max(1, d.ok + d.errors);
+      scenarios.push({
+        ...plan,
+        results,
+        ratios: {
+          domicileOverCeiling: d.opsPerSec / results['fastify-ceiling'].opsPerSec,
+          domicileOverPostgres: d.opsPerSec / results['postgres-peer'].opsPerSec,
+          domicileOverRaw: d.opsPerSec / results['raw-sqlite'].opsPerSec,
+        },
+        thresholds: { errorRate, passed: errorRate <= plan.scenario.thresholds.maxErrorRate && d.p99Ms < plan.scenario.thresholds.p99Ms },
+      });
+    }
+    const method = [
+      `Closed loop: autocannon 8 in the harness process, one scenario at a time, its targets one after another (${TARGETS.join(' → ')}); ` +
+        (opts.tiny ? 'no warm-up (--tiny).' : 'each measured window follows a warm-up of the same load (≤ 2 s).'),
+      'Requests: POST /v1/tenants/:id/query with the scenario statement and params (loadtest/scenarios.json), tenant uniformly at random, writes spread evenly by a counter; ops/s counts 2xx answers only.',
+      `Domicile: \`domicile serve\` child process, ${DOMICILE_WORKERS} SQLite workers, statement guard on, admin token, DOMICILE_LOG_LEVEL=warn, durability async; replication is not wired in this build.`,
+      'fastify ceiling: a child process with the same route and body schema that parses the JSON and answers a /query-shaped result without storage.',
+      `Postgres peer: a child process, fastify + pg (pool of 16, named prepared statements) on one table keyed by (tenant, id), Postgres ${postgres.version} started by the harness (${Object.entries(PG_SETTINGS).map(([k, v]) => `${k}=${v}`).join(', ')}, fsync=on).`,
+      'raw better-sqlite3: the harness process, one thread, one file per tenant, WAL, synchronous=NORMAL and the shard cache/checkpoint pragmas, statements prepared once; no HTTP.',
+    ];
+    return { date, machine: mach, method, setup: { domicileTenantsPerSec, tenants: all.length }, scenarios };
+  } finally {
+    raw?.close();
+    await Promise.allSettled([...children.map((c) => c.stop()), domicile?.stop(), postgres?.stop()]);
+    rmSync(scratch, { recursive: true, force: true });
+  }
+}
+
+const n0 = (x: number) => Math.round(x).toLocaleString('en-US');
+const ms = (x: number) => (x >= 10 ? `${x.toFixed(0)} ms` : x >= 1 ? `${x.toFixed(1)} ms` : `${Math.round(x * 1000)} µs`);
+const ratio = (x: number) => `${x.toFixed(2)}×`;
+
+/** The report as Markdown (what the CLI prints and RESULTS.md keeps). */
+export function formatReport(r: BenchReport, command: string): string {
+  const m = r.machine;
+  const lines = [
+    `## Data plane: Domicile vs the HTTP ceiling, raw SQLite and Postgres (\`pnpm bench\`), ${r.date.slice(0, 10)}`,
+    '',
+    `Command: \`${command}\`, ${r.date}.`,
+    `Machine: ${m.cpu} × ${m.cores} cores, ${m.memGiB} GiB, Node ${m.node}, ${m.os}; load average ${m.loadavg1} at start.`,
+    '',
+    'Method:',
+    ...r.method.map((x) => `- ${x}`),
+    `- Setup (not measured as load): ${r.setup.tenants} tenants created through the admin API at ${n0(r.setup.domicileTenantsPerSec)} tenants/s (create + schema batch, ${SETUP_CONCURRENCY} in flight).`,
+    '',
+  ];
+  for (const s of r.scenarios) {
+    const mix = s.scenario.mix.read === 0 ? '100% writes' : `${Math.round(s.scenario.mix.read * 100)}% reads / ${Math.round(s.scenario.mix.write * 100)}% writes`;
+    lines.push(
+      `### ${s.scenario.name}: ${s.tenants} tenant${s.tenants === 1 ? '' : 's'}, ${s.connections} connections, ${s.durationSeconds} s per target, ${mix}`,
+      '',
+      '| target | ops/s | p50 | p99 | ok | errors |',
+      '|---|---|---|---|---|---|',
+      ...TARGETS.map((t) => {
+        const x = s.results[t];
+        const conc = t === 'raw-sqlite' ? ' (1 at a time)' : '';
+        return `| ${TARGET_LABEL[t]} | ${n0(x.opsPerSec)} | ${ms(x.p50Ms)}${conc} | ${ms(x.p99Ms)} | ${n0(x.ok)} | ${n0(x.errors)} |`;
+      }),
+      '',
+      `Ratios: Domicile / fastify ceiling **${ratio(s.ratios.domicileOverCeiling)}** · Domicile / Postgres peer **${ratio(s.ratios.domicileOverPostgres)}** · Domicile / raw better-sqlite3 ${ratio(s.ratios.domicileOverRaw)}. ` +
+        `Thresholds (Domicile: error rate ≤ ${s.scenario.thresholds.maxErrorRate}, p99 < ${s.scenario.thresholds.p99Ms} ms): ${s.thresholds.passed ? 'pass' : '**missed**'}.`,
+      '',
+    );
+  }
+  return lines.join('\n');
+}
+
+/** Inserts a report block into RESULTS.md as its newest entry (the file is newest first). */
+export function appendResults(markdown: string, file = RESULTS_FILE): void {
+  const text = readFileSync(file, 'utf8');
+  const at = text.indexOf('\n## ');
+  const next = at < 0 ? `${text.trimEnd()}\n\n${markdown.trimEnd()}\n` : `${text.slice(0, at + 1)}${markdown.trimEnd()}\n\n${text.slice(at + 1)}`;
+  writeFileSync(file, next);
+}

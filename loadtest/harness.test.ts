@@ -1,0 +1,30 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { RESULTS_FILE, TARGETS, formatReport, runBench } from './bench/harness.ts';
+
+// The harness itself on the tiny scenario (the full benchmark is not a test): every target
+// measured, Domicile error-free, the Postgres peer really ran, RESULTS.md untouched.
+describe('pnpm bench --tiny', () => {
+  it('measures every target in every scenario, Domicile with zero errors, against a real Postgres', async () => {
+    const before = readFileSync(RESULTS_FILE, 'utf8');
+    const report = await runBench({ tiny: true, log: () => {} });
+    expect(report.scenarios.map((s) => s.scenario.name)).toEqual(['writes-across-tenants', 'mixed-80-20', 'hot-tenant']);
+    for (const s of report.scenarios) {
+      for (const t of TARGETS) {
+        const r = s.results[t];
+        expect(r.opsPerSec, `${s.scenario.name} ${t} ops/s`).toBeGreaterThan(0);
+        expect(r.ok, `${s.scenario.name} ${t} ok`).toBeGreaterThan(0);
+        expect(r.p99Ms, `${s.scenario.name} ${t} p99`).toBeGreaterThan(0);
+      }
+      expect(s.results.domicile.errors, `${s.scenario.name} domicile errors`).toBe(0);
+      expect(s.results['postgres-peer'].errors, `${s.scenario.name} postgres errors`).toBe(0);
+      expect(s.ratios.domicileOverCeiling).toBeGreaterThan(0);
+      expect(s.ratios.domicileOverPostgres).toBeGreaterThan(0);
+    }
+    expect(report.method.join('\n')).toMatch(/Postgres \d+ started by the harness \(synchronous_commit=off/);
+    expect(report.machine.cores).toBeGreaterThan(0);
+    const md = formatReport(report, 'pnpm bench --tiny');
+    expect(md).toContain('Domicile / Postgres peer');
+    expect(readFileSync(RESULTS_FILE, 'utf8')).toBe(before);
+  }, 90_000);
+});
