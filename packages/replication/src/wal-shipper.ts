@@ -128,6 +128,26 @@ export class WalShipper {
   }
 
   /**
+   * Start a generation from a copy of the database file taken right after a
+   * complete `wal_checkpoint(TRUNCATE)` (the `-wal` was empty): hashes the
+   * copy — which the caller may do off the tenant's queue while it writes on —
+   * and reads the live `dbPath` from then on. The live file must not be
+   * checkpointed meanwhile (replication's connections never checkpoint on
+   * close); the live WAL's first log is then read from its start, whatever
+   * commits it gained since the copy. The snapshot is made from the copy.
+   */
+  static beginGenerationFromCopy(opts: ShipperOptions, copyPath: string): WalShipper {
+    const { shipper, meta } = WalShipper.#fromDbFile(opts, copyPath);
+    try {
+      shipper.#checkMeta(meta);
+      return shipper;
+    } catch (err) {
+      shipper.close();
+      throw err;
+    }
+  }
+
+  /**
    * Continue a generation after a restart: replays the WAL onto the database
    * file up to `tip.txid` and checks the checksum. Returns null when the local
    * files do not continue the tip (begin a new generation then).
@@ -167,17 +187,26 @@ export class WalShipper {
     }
   }
 
-  static #fromDbFile(opts: ShipperOptions): { shipper: WalShipper; meta: DomicileMeta | null } {
-    const fd = openSync(opts.dbPath, 'r');
+  static #fromDbFile(opts: ShipperOptions, hashPath = opts.dbPath): { shipper: WalShipper; meta: DomicileMeta | null } {
+    const fd = openSync(hashPath, 'r');
+    let liveFd: number | undefined;
     try {
       const db = new DbFile(fd);
       const pages = db.pageCount();
       const state = new DbHashState(Math.max(1, pages));
       for (let p = 1; p <= pages; p++) state.setPage(p, db.page(p)!);
       const meta = readDomicileMeta((p) => (p <= pages ? db.page(p) : undefined));
-      return { shipper: new WalShipper(opts, db, state, meta?.txid ?? 0), meta };
+      let live = db;
+      if (hashPath !== opts.dbPath) {
+        liveFd = openSync(opts.dbPath, 'r');
+        live = new DbFile(liveFd);
+        if (live.pageSize !== db.pageSize) throw new DomicileError('INTERNAL', 'the copy and the live database differ in page size');
+        closeSync(fd);
+      }
+      return { shipper: new WalShipper(opts, live, state, meta?.txid ?? 0), meta };
     } catch (err) {
-      closeSync(fd);
+      if (liveFd !== undefined) closeSync(liveFd);
+      try { closeSync(fd); } catch { /* closed already */ }
       throw err;
     }
   }

@@ -446,6 +446,15 @@ static void control(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
     sqlite3_result_int(ctx, c->timedout);
     c->timedout = 0;
     if (g) pthread_mutex_unlock(&g->mu);
+  } else if (strcmp(op, "no_ckpt_on_close") == 0) {
+    /* Replication (DESIGN §8): closing the connection must never checkpoint the
+       WAL into the database nor delete the -wal (unshipped frames live there). */
+    int now = -1;
+    if (sqlite3_db_config(c->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, arg != 0, &now) != SQLITE_OK) {
+      sqlite3_result_error(ctx, "cannot set SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE", -1);
+      return;
+    }
+    sqlite3_result_int(ctx, now);
   } else if (strcmp(op, "threads") == 0) {
     pthread_mutex_lock(&g_registry);
     sqlite3_result_int(ctx, g_threads);

@@ -30,6 +30,12 @@ export interface GuardOptions {
   timeoutMs: number;
   /** Watchdog group (one per worker thread): connections of a group share one watchdog thread. */
   group: number;
+  /**
+   * Replication (DESIGN §8): set `SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE`, so closing
+   * the connection never checkpoints the WAL nor deletes `-wal`. Default false
+   * (SQLite's behaviour: the last connection's close checkpoints).
+   */
+  noCheckpointOnClose?: boolean;
 }
 
 /** Handle on one guarded connection. */
@@ -81,6 +87,9 @@ export function installGuard(db: Database, opts: GuardOptions): Guard {
   const guard = new ConnectionGuard(stmt, secret);
   guard.setTimeout(opts.timeoutMs);
   guard.control('group', opts.group);
+  if (opts.noCheckpointOnClose) {
+    if (Number(guard.control('no_ckpt_on_close', 1)) !== 1) throw domicileError('INTERNAL', 'statement guard: cannot set NO_CKPT_ON_CLOSE');
+  }
   return guard;
 }
 

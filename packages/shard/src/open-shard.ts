@@ -16,8 +16,8 @@ import type { ShardRef } from './types.ts';
 export const CACHE_SIZE_KIB = 2000;
 
 /**
- * WAL auto-checkpoint in pages. DESIGN §8: replication will run its own
- * checkpoints after shipping frames and set this to 0; until then SQLite's default.
+ * WAL auto-checkpoint in pages when replication is off. With replication on
+ * (DESIGN §8) it is 0: the replicator checkpoints after shipping frames.
  */
 export const WAL_AUTOCHECKPOINT_PAGES = 1000;
 
@@ -33,6 +33,12 @@ export interface ShardLimits {
   maxDbBytes: number;
   /** Worker index, the guard's watchdog group. */
   group: number;
+  /**
+   * Replication on (DESIGN §8): `wal_autocheckpoint = 0` and no checkpoint on
+   * close (guard.c), so only the replicator's checkpoints fold the WAL. Off:
+   * SQLite's defaults (auto-checkpoint, checkpoint on the last close).
+   */
+  replication?: boolean;
 }
 
 /** Domicile's own statements on one handle, prepared once in trusted mode; run them only inside `guard.trusted`. */
@@ -77,7 +83,7 @@ export function openShard(ref: ShardRef, limits: ShardLimits): ShardHandle {
     throw new DomicileError('INTERNAL', 'cannot open shard file', {}, { cause: err });
   }
   try {
-    const guard = installGuard(db, { timeoutMs: limits.statementTimeoutMs, group: limits.group });
+    const guard = installGuard(db, { timeoutMs: limits.statementTimeoutMs, group: limits.group, noCheckpointOnClose: limits.replication === true });
     guard.trusted(() => configure(db, limits));
     const meta = guard.trusted(() => readMeta(db));
     if (meta.tenant !== ref.tenant) throw new DomicileError('INTERNAL', 'shard file belongs to another tenant');
@@ -101,7 +107,7 @@ export function createShard(ref: ShardRef, limits: ShardLimits): ShardHandle {
   mkdirSync(dirname(ref.path), { recursive: true });
   const db = new Database(ref.path, { timeout: BUSY_TIMEOUT_MS });
   try {
-    const guard = installGuard(db, { timeoutMs: limits.statementTimeoutMs, group: limits.group });
+    const guard = installGuard(db, { timeoutMs: limits.statementTimeoutMs, group: limits.group, noCheckpointOnClose: limits.replication === true });
     guard.trusted(() => {
       configure(db, limits);
       db.exec(`CREATE TABLE _domicile_meta (
@@ -134,7 +140,7 @@ function configure(db: SqliteDatabase, limits: ShardLimits): void {
   // SQLite's temp directory is process-wide and cannot follow regions (DESIGN §7).
   db.pragma('temp_store = MEMORY');
   db.pragma(`cache_size = -${CACHE_SIZE_KIB}`);
-  db.pragma(`wal_autocheckpoint = ${WAL_AUTOCHECKPOINT_PAGES}`);
+  db.pragma(`wal_autocheckpoint = ${limits.replication ? 0 : WAL_AUTOCHECKPOINT_PAGES}`);
   const pageSize = db.pragma('page_size', { simple: true }) as number;
   db.pragma(`max_page_count = ${Math.max(1, Math.floor(limits.maxDbBytes / pageSize))}`);
 }

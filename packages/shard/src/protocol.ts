@@ -18,6 +18,30 @@ export interface WorkerInit {
   maxDbBytes: number;
   /** How long an idempotency record answers retries (idempotency.ts). */
   idempotencyTtlMs: number;
+  /** Replication on (DESIGN §8): no auto-checkpoint, no checkpoint on close (open-shard.ts). */
+  replication: boolean;
+}
+
+/**
+ * A replication job in a tenant's queue (between its writes, on any worker):
+ * `checkpoint` = `wal_checkpoint(TRUNCATE)`, skipped when `expectWalBytes` is
+ * given and the `-wal` file's size differs (a commit the shipper has not seen);
+ * `snapshot-copy` = checkpoint TRUNCATE, then copy the database file to `dest`
+ * (skipped, nothing copied, when the checkpoint was busy).
+ */
+export type MaintenanceOp =
+  | { op: 'checkpoint'; expectWalBytes?: number }
+  | { op: 'snapshot-copy'; dest: string };
+
+/** Result of a maintenance job: the checkpoint's row, or why it was skipped. */
+export interface MaintenanceResult {
+  busy: number;
+  log: number;
+  checkpointed: number;
+  /** Set when nothing was done. */
+  skipped?: 'wal-changed' | 'busy';
+  /** `snapshot-copy`: the copy exists. */
+  copied?: boolean;
 }
 
 /**
@@ -36,6 +60,8 @@ export type WorkerRequest =
   | { id: number; type: 'session-open'; sessionId: string; ref: ShardRef }
   | { id: number; type: 'session-exec'; sessionId: string; statement: Statement; opts: ExecOptions }
   | { id: number; type: 'session-close'; sessionId: string }
+  /** Replication jobs (checkpoint, snapshot copy), run in the tenant's queue. */
+  | { id: number; type: 'maintenance'; ref: ShardRef; job: MaintenanceOp }
   /** Test hook: throw an uncaught exception inside the worker. */
   | { id: number; type: 'crash' };
 
@@ -58,7 +84,7 @@ export interface WorkerCounters {
 
 /** Worker → main. */
 export type WorkerReply =
-  | { kind: 'reply'; id: number; ok: true; value: StatementResult | StatementResult[] | ExecOutcome<StatementResult | StatementResult[]> | MigrateResult | SessionStepValue | number | null; counters: WorkerCounters }
+  | { kind: 'reply'; id: number; ok: true; value: StatementResult | StatementResult[] | ExecOutcome<StatementResult | StatementResult[]> | MigrateResult | SessionStepValue | MaintenanceResult | number | null; counters: WorkerCounters }
   | { kind: 'reply'; id: number; ok: false; error: SerializedError; counters: WorkerCounters }
   | { kind: 'ready' }
   | { kind: 'log'; level: 'info' | 'warn' | 'error'; msg: string; fields: Record<string, unknown> };

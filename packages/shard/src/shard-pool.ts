@@ -16,10 +16,11 @@
  *    The handle left on the old worker stays cached (two connections on one
  *    WAL file are fine while only one writes) until the LRU evicts it.
  */
-import { unlink } from 'node:fs/promises';
+import { readdir, rm, unlink } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import type { Worker } from 'node:worker_threads';
 import { DomicileError, deserializeError } from '@domicile/errors';
-import type { SessionStepValue, WorkerCounters, WorkerInit, WorkerReply, WorkerRequest } from './protocol.ts';
+import type { MaintenanceOp, MaintenanceResult, SessionStepValue, WorkerCounters, WorkerInit, WorkerReply, WorkerRequest } from './protocol.ts';
 import { SHARD_FILE_SUFFIXES, assertTenantId } from './shard-path.ts';
 import { spawnShardWorker } from './spawn-worker.ts';
 import type { ExecOptions, ExecOutcome, ShardPoolStats, ShardRef, Statement, StatementResult } from './types.ts';
@@ -59,12 +60,23 @@ export interface ShardPoolOptions {
   /** How long a write recorded under an Idempotency-Key answers retries; default 24 h (DESIGN §5). Tests shorten it. */
   idempotencyTtlMs?: number;
   logger?: ShardPoolLogger;
+  /**
+   * Replication on (DESIGN §8): handles never auto-checkpoint nor checkpoint
+   * on close; only `maintenance` jobs do. Default false (today's behaviour).
+   */
+  replication?: boolean;
+  /**
+   * Called on the main thread after every successful tenant request (and
+   * when an interactive session ends): the tenant's WAL may have gained
+   * commits. The replicator captures from it.
+   */
+  onCommit?: (ref: ShardRef) => void;
 }
 
 /** Default bound on waiting requests. */
 export const DEFAULT_MAX_QUEUE = 10_000;
 
-type JobValue = StatementResult | StatementResult[] | ExecOutcome<StatementResult | StatementResult[]> | MigrateResult | SessionStepValue | number | null;
+type JobValue = StatementResult | StatementResult[] | ExecOutcome<StatementResult | StatementResult[]> | MigrateResult | SessionStepValue | MaintenanceResult | number | null;
 
 interface Job {
   build(id: number): WorkerRequest;
@@ -72,6 +84,9 @@ interface Job {
   reject(err: unknown): void;
   /** Set by session opens: called when the request starts on a worker; the tenant stays held from then on. */
   hold?(slot: number): void;
+  /** The request may have committed: report it through `onCommit` when it succeeds. */
+  notify: boolean;
+  ref: ShardRef;
 }
 
 interface TenantState {
@@ -87,6 +102,8 @@ interface TenantState {
   readonly idleWaiters: (() => void)[];
   /** An interactive session owns the tenant: its queue waits (session-manager.ts). */
   held: boolean;
+  /** Ref of the latest request, for `onCommit` when a session ends. */
+  lastRef: ShardRef | undefined;
 }
 
 /** One worker thread and its pending calls. */
@@ -113,7 +130,8 @@ const noopLogger: ShardPoolLogger = { info() {}, warn() {}, error() {} };
 
 /** Runs tenant SQL on a pool of worker threads; see the file comment for the scheduling rules. */
 export class ShardPool {
-  readonly #opts: Readonly<Required<Omit<ShardPoolOptions, 'logger'>>>;
+  readonly #opts: Readonly<Required<Omit<ShardPoolOptions, 'logger' | 'onCommit'>>>;
+  readonly #onCommit: ((ref: ShardRef) => void) | undefined;
   readonly #log: ShardPoolLogger;
   readonly #slots: WorkerSlot[] = [];
   readonly #tenants = new Map<string, TenantState>();
@@ -146,7 +164,9 @@ export class ShardPool {
       inFlightPerWorker: positiveInt('inFlightPerWorker', opts.inFlightPerWorker ?? 1),
       sessionIdleTimeoutMs: positiveInt('sessionIdleTimeoutMs', opts.sessionIdleTimeoutMs ?? DEFAULT_SESSION_IDLE_TIMEOUT_MS),
       idempotencyTtlMs: positiveInt('idempotencyTtlMs', opts.idempotencyTtlMs ?? DEFAULT_IDEMPOTENCY_TTL_MS),
+      replication: opts.replication === true,
     });
+    this.#onCommit = opts.onCommit;
     this.#log = opts.logger ?? noopLogger;
     this.#sessions = new SessionManager({
       enqueueHolding: (ref, build, hold) => this.#enqueue(ref, build, hold),
@@ -237,12 +257,26 @@ export class ShardPool {
    * Shut down gracefully: refuse new work with NODE_UNAVAILABLE, finish what is
    * queued and in flight, checkpoint (TRUNCATE) and close every handle worker by
    * worker (so the last connection of each file closes alone and removes its
-   * -wal), then stop the workers.
+   * -wal), then stop the workers. With replication on nothing is checkpointed:
+   * the -wal stays for the replicator (which flushes before and after this).
    */
   close(): Promise<void> {
     // Open sessions hold their tenants' queues: roll them back first, then drain.
     this.#closing ??= this.#sessions.closeAll('shutdown').then(() => this.#close());
     return this.#closing;
+  }
+
+  /**
+   * Run a replication job (protocol.ts `MaintenanceOp`) in the tenant's queue:
+   * after its earlier requests and before its later ones, on whichever worker
+   * the scheduler picks, so it never races with the tenant's writes.
+   */
+  async maintenance(ref: ShardRef, job: MaintenanceOp): Promise<MaintenanceResult> {
+    assertTenantId(ref.tenant);
+    const j: MaintenanceOp = job.op === 'checkpoint'
+      ? (job.expectWalBytes === undefined ? { op: 'checkpoint' } : { op: 'checkpoint', expectWalBytes: job.expectWalBytes })
+      : { op: 'snapshot-copy', dest: job.dest };
+    return (await this.#enqueue(ref, (id) => ({ id, type: 'maintenance', ref, job: j }), undefined, false)) as MaintenanceResult;
   }
 
   /** Counters for /metrics; `openShards` is as of each worker's latest reply. */
@@ -322,12 +356,22 @@ export class ShardPool {
     const state = this.#tenants.get(tenant);
     if (!state) return;
     state.held = false;
+    if (state.lastRef && !state.erasing) this.#notify(state.lastRef);
     if (state.queue.length > 0 && !state.erasing) this.#markReady(state);
     else if (!state.running && !state.erasing && state.openOn.size === 0) this.#tenants.delete(tenant);
     this.#pump();
   }
 
-  #enqueue(ref: ShardRef, build: (id: number) => WorkerRequest, hold?: (slot: number) => void): Promise<JobValue> {
+  #notify(ref: ShardRef): void {
+    if (!this.#onCommit) return;
+    try {
+      this.#onCommit(ref);
+    } catch (err) {
+      this.#log.error({ tenant: ref.tenant, err }, 'onCommit failed');
+    }
+  }
+
+  #enqueue(ref: ShardRef, build: (id: number) => WorkerRequest, hold?: (slot: number) => void, notify = true): Promise<JobValue> {
     if (this.#closing) return Promise.reject(unavailable());
     if (!this.#started) return Promise.reject(new DomicileError('INTERNAL', 'ShardPool.start() was not called'));
     if (this.#queued >= this.#opts.maxQueue) {
@@ -335,8 +379,9 @@ export class ShardPool {
     }
     const state = this.#state(ref.tenant);
     if (state.erasing) return Promise.reject(new DomicileError('TENANT_NOT_FOUND', 'the tenant is being erased'));
+    state.lastRef = ref;
     return new Promise<JobValue>((resolve, reject) => {
-      state.queue.push({ build, resolve, reject, ...(hold ? { hold } : {}) });
+      state.queue.push({ build, resolve, reject, notify, ref, ...(hold ? { hold } : {}) });
       this.#queued++;
       this.#markReady(state);
       this.#pump();
@@ -346,7 +391,7 @@ export class ShardPool {
   #state(tenant: string): TenantState {
     let s = this.#tenants.get(tenant);
     if (!s) {
-      s = { tenant, queue: [], running: false, inReady: false, home: undefined, openOn: new Set(), erasing: undefined, idleWaiters: [], held: false };
+      s = { tenant, queue: [], running: false, inReady: false, home: undefined, openOn: new Set(), erasing: undefined, idleWaiters: [], held: false, lastRef: undefined };
       this.#tenants.set(tenant, s);
     }
     return s;
@@ -412,6 +457,7 @@ export class ShardPool {
       (value) => {
         state.openOn.add(slot.index);
         this.#finish(state, slot);
+        if (job.notify && !job.hold) this.#notify(job.ref);
         job.resolve(value);
       },
       (err) => {
@@ -462,6 +508,16 @@ export class ShardPool {
           }
         }
       }
+      // Snapshot copies the replicator left behind (a crash during a generation start).
+      try {
+        const dir = dirname(ref.path);
+        const prefix = `${basename(ref.path)}.snapshot-`;
+        for (const name of await readdir(dir)) {
+          if (name.startsWith(prefix) && name.endsWith('.tmp')) await rm(join(dir, name), { force: true });
+        }
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new DomicileError('INTERNAL', 'cannot delete a snapshot copy', {}, { cause: err });
+      }
       return { files };
     } finally {
       if (this.#tenants.get(ref.tenant) === state) this.#tenants.delete(ref.tenant);
@@ -503,6 +559,7 @@ export class ShardPool {
       maxResultBytes: this.#opts.maxResultBytes,
       maxDbBytes: this.#opts.maxDbBytes,
       idempotencyTtlMs: this.#opts.idempotencyTtlMs,
+      replication: this.#opts.replication,
     };
     const slot = new WorkerSlot(index, spawnShardWorker(init));
     this.#slots[index] = slot;

@@ -3,6 +3,7 @@
  * Messages are handled one at a time, synchronously, in arrival order; the
  * pool decides which tenant runs where.
  */
+import { copyFileSync, statSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { DomicileError, isDomicileError } from '@domicile/errors';
 import { executeBatch, executeOne } from './execute.ts';
@@ -11,7 +12,7 @@ import { applyMigrations } from './migrate.ts';
 import { WorkerSessions } from './worker-sessions.ts';
 import { HandleCache, type CloseReason } from './handle-cache.ts';
 import { createShard, openShard, type ShardHandle, type ShardLimits } from './open-shard.ts';
-import type { WorkerCounters, WorkerInit, WorkerReply, WorkerRequest } from './protocol.ts';
+import type { MaintenanceOp, MaintenanceResult, WorkerCounters, WorkerInit, WorkerReply, WorkerRequest } from './protocol.ts';
 
 const init = workerData as WorkerInit;
 const port = parentPort;
@@ -21,6 +22,7 @@ const limits: ShardLimits = Object.freeze({
   statementTimeoutMs: init.statementTimeoutMs,
   maxDbBytes: init.maxDbBytes,
   group: init.index,
+  replication: init.replication,
 });
 let interrupts = 0;
 
@@ -33,20 +35,55 @@ const cache = new HandleCache({
 });
 
 /**
- * Hook before a handle closes. Today: checkpoint the WAL into the database
- * (TRUNCATE) so the file is whole on its own. Replication (DESIGN §8) will
- * first ship the committed frames here ("ship, then close"). An erased shard is
- * not checkpointed. `busy_timeout = 0`: when another worker still holds the
- * file (a re-homed tenant), the checkpoint is skipped rather than waited for;
- * the last handle to close checkpoints anyway.
+ * Hook before a handle closes. Replication off: checkpoint the WAL into the
+ * database (TRUNCATE) so the file is whole on its own. Replication on (DESIGN
+ * §8): never checkpoint here — the connection has NO_CKPT_ON_CLOSE, the
+ * unshipped frames stay in `-wal` and the replicator (main thread) ships them
+ * and checkpoints through the tenant's queue. An erased shard is not
+ * checkpointed. `busy_timeout = 0`: when another worker still holds the file
+ * (a re-homed tenant), the checkpoint is skipped rather than waited for; the
+ * last handle to close checkpoints anyway.
  */
 function beforeClose(handle: ShardHandle, reason: CloseReason): void {
   if (reason === 'erase') return;
+  if (init.replication) {
+    handle.guard.trusted(() => {
+      if (handle.db.inTransaction) handle.db.prepare('ROLLBACK').run();
+    });
+    return;
+  }
   handle.guard.trusted(() => {
     if (handle.db.inTransaction) handle.db.prepare('ROLLBACK').run();
     handle.db.pragma('busy_timeout = 0');
     handle.db.pragma('wal_checkpoint(TRUNCATE)');
   });
+}
+
+/** A replication job (protocol.ts `MaintenanceOp`); runs between the tenant's writes. */
+function maintenance(h: ShardHandle, job: MaintenanceOp): MaintenanceResult {
+  return h.guard.trusted(() => {
+    if (h.db.inTransaction) throw new DomicileError('INTERNAL', 'maintenance inside an open transaction');
+    if (job.op === 'checkpoint' && job.expectWalBytes !== undefined && walBytes(h.path) !== job.expectWalBytes) {
+      return { busy: 0, log: -1, checkpointed: -1, skipped: 'wal-changed' };
+    }
+    const row = (h.db.pragma('wal_checkpoint(TRUNCATE)') as Array<{ busy: number; log: number; checkpointed: number }>)[0]!;
+    const out: MaintenanceResult = { busy: row.busy, log: row.log, checkpointed: row.checkpointed };
+    if (job.op === 'snapshot-copy') {
+      if (row.busy !== 0 || walBytes(h.path) !== 0) return { ...out, skipped: 'busy' };
+      copyFileSync(h.path, job.dest);
+      out.copied = true;
+    }
+    return out;
+  });
+}
+
+function walBytes(dbPath: string): number {
+  try {
+    return statSync(`${dbPath}-wal`).size;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 0;
+    throw err;
+  }
 }
 
 const sessions = new WorkerSessions(cache, { maxResultBytes: init.maxResultBytes });
@@ -95,6 +132,8 @@ function handle(msg: WorkerRequest): unknown {
     }
     case 'session-close':
       return sessions.close(msg.sessionId);
+    case 'maintenance':
+      return cache.use(msg.ref, (h) => maintenance(h, msg.job));
     case 'crash':
       setImmediate(() => {
         throw new Error('injected worker crash');

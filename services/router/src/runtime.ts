@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { statSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Config } from '@domicile/config';
@@ -17,6 +18,7 @@ import { SqliteSchemaStore } from './schema/sqlite-schema-store.ts';
 import { AdminAuth } from './auth/admin-auth.ts';
 import { TenantTokens } from './auth/tenant-tokens.ts';
 import { Metrics } from './metrics.ts';
+import { Replicator } from './replication/replicator.ts';
 import { randomSecret, readOrCreateSecret, secretFiles } from './secrets.ts';
 
 /** A node this process runs: on the embedded default one per region of the policy. */
@@ -47,13 +49,15 @@ export class Runtime {
   readonly nodes: ReadonlyMap<string, LocalNode>;
   /** Second sweeps of erased tenants' bucket prefixes, one lease TTL after each erase. */
   readonly lateSweeps: LateSweeps;
+  /** Ships every shard's WAL to its region's bucket (DESIGN §8); undefined when DOMICILE_REPLICATION=off. */
+  readonly replicator: Replicator | undefined;
   /** Where the generated admin token lives (embedded default), for the start-up log. */
   readonly adminTokenFile: string | undefined;
   #policy: Policy;
   #ready = false;
   readonly #buckets: RegionBuckets;
 
-  private constructor(init: Omit<Runtime, 'policy' | 'ready' | 'setReady' | 'swapPolicy' | 'shardRef' | 'nodeForRegion' | 'close' | 'startupViolations' | 'schemaJobs' | 'buckets' | 'bucketFor' | 'lateSweeps'> & { policy: Policy; regionBuckets: RegionBuckets }) {
+  private constructor(init: Omit<Runtime, 'policy' | 'ready' | 'setReady' | 'swapPolicy' | 'shardRef' | 'nodeForRegion' | 'close' | 'startupViolations' | 'schemaJobs' | 'buckets' | 'bucketFor' | 'lateSweeps' | 'replicationView'> & { policy: Policy; regionBuckets: RegionBuckets }) {
     this.config = init.config;
     this.log = init.log;
     this.directory = init.directory;
@@ -68,6 +72,7 @@ export class Runtime {
     this.metrics = init.metrics;
     this.nodes = init.nodes;
     this.adminTokenFile = init.adminTokenFile;
+    this.replicator = init.replicator;
     this.#policy = init.policy;
     this.#buckets = init.regionBuckets;
     this.lateSweeps = new LateSweeps({
@@ -115,7 +120,11 @@ export class Runtime {
       : [{ kid: 'k1', secret: readOrCreateSecret(files.tokenSecret, randomSecret).value }];
 
     const metrics = new Metrics();
+    const replicating = config.replication === 'on';
+    let replicator: Replicator | undefined;
     const pool = new ShardPool({
+      replication: replicating,
+      onCommit: (ref) => replicator?.notify(ref),
       workers: config.workers,
       maxOpenShards: config.maxOpenShards,
       statementTimeoutMs: config.statementTimeoutMs,
@@ -137,10 +146,54 @@ export class Runtime {
       throw err;
     }
     metrics.watchPool(pool);
-    return new Runtime({
-      config, log, directory, pool, audit, schema, metrics, nodes, adminTokenFile, regionBuckets,
+    if (replicating) {
+      replicator = new Replicator({
+        pool,
+        log: log.child({ component: 'replication' }),
+        storeFor: (ref) => {
+          for (const node of nodes.values()) {
+            if (ref.path.startsWith(node.dir + path.sep)) return regionBuckets.get(node.region)?.store;
+          }
+          return undefined;
+        },
+      });
+    }
+    const rt = new Runtime({
+      config, log, directory, pool, audit, schema, metrics, nodes, adminTokenFile, regionBuckets, replicator,
       adminAuth: new AdminAuth(adminTokens), tokens: new TenantTokens(secrets), policy,
     });
+    if (replicator) {
+      rt.#resumeUnshipped().catch((err: unknown) => log.error({ err }, 'scanning shards with unshipped WAL frames failed'));
+    }
+    return rt;
+  }
+
+  /**
+   * After a start (a crash or kill -9 included): every local shard whose -wal
+   * holds frames resumes shipping now, not at its next write (DESIGN §8:
+   * shipped on reopen, before any checkpoint).
+   */
+  async #resumeUnshipped(): Promise<void> {
+    let cursor: string | undefined;
+    do {
+      const page = await this.directory.list({ limit: 1000, ...(cursor ? { cursor } : {}) });
+      for (const t of page.tenants) {
+        if (t.state !== 'active' && t.state !== 'moving') continue;
+        if (!this.nodes.has(t.region)) continue;
+        const ref = this.shardRef(t);
+        let size = 0;
+        try { size = statSync(`${ref.path}-wal`).size; } catch { /* none */ }
+        if (size > 0) this.replicator?.notify(ref);
+      }
+      cursor = page.nextCursor;
+    } while (cursor);
+  }
+
+  /** Replication block of `GET /v1/tenants/:id` (DESIGN §8). */
+  replicationView(t: TenantRecord): { mode: string; lagMs: number; lastTxid: number | null; replicatedTxid: number | null } {
+    if (!this.replicator || !this.#buckets.get(t.region)) return { mode: 'off', lagMs: 0, lastTxid: null, replicatedTxid: null };
+    const s = this.replicator.status(t.id);
+    return { mode: t.durability, lagMs: s?.lagMs ?? 0, lastTxid: s?.lastTxid ?? null, replicatedTxid: s?.replicatedTxid ?? null };
   }
 
   /** The policy in force; replaced as a whole by a reload. */
@@ -197,12 +250,21 @@ export class Runtime {
     return this.#buckets.get(region)?.store;
   }
 
-  /** Graceful: finish in-flight shard work, checkpoint and close every shard, close files. */
+  /**
+   * Graceful: finish in-flight shard work, ship every committed frame to the
+   * buckets (replication on; bounded wait), close every shard (checkpointed
+   * only when replication is off), close files.
+   */
   async close(): Promise<void> {
     this.#ready = false;
     await this.schemaJobs.close();
     await this.lateSweeps.close();
+    if (this.replicator) {
+      const shipped = await this.replicator.flush(10_000);
+      if (!shipped) this.log.warn('shutdown: some committed frames are not shipped yet; they stay in the -wal files and ship at the next start');
+    }
     await this.pool.close();
+    await this.replicator?.close();
     await this.directory.close();
     this.audit.close();
     await this.schema.close();

@@ -86,8 +86,11 @@ export async function eraseTenant(rt: Runtime, id: string, actor: string): Promi
     const marked = await rt.directory.compareAndSet(id, t, { state: 'erasing' });
     if (!marked) throw new DomicileError('TENANT_MOVING', `tenant "${id}" changed hands; retry`, { tenant: id });
   }
+  // Stop shipping first: no upload may land after the sweep below.
+  await rt.replicator?.stop(id);
   const { files } = await rt.pool.erase(rt.shardRef(t));
-  // Buckets after the local files: closing the shard's handles is where a shipper ships its last frames.
+  await rt.replicator?.stop(id); // a request in flight during the first stop may have notified again
+  // Buckets after the local files (a shipper stopped above uploads nothing more).
   let swept;
   try {
     swept = await sweepTenantObjects(rt.buckets, id);

@@ -42,7 +42,8 @@ export function tenantRoutes(app: FastifyInstance, rt: Runtime): void {
     const { id } = request.params;
     assertTenantId(id);
     await requireAdmin(rt, request);
-    return tenantView(await getLiveTenant(rt, id));
+    const t = await getLiveTenant(rt, id);
+    return { ...tenantView(t), replication: rt.replicationView(t) };
   });
 
   app.get<{ Querystring: Record<string, unknown> }>('/v1/tenants', async (request) => {

@@ -1,0 +1,399 @@
+/**
+ * The replicator (DESIGN §8, docs/replication-format.md "Recommended
+ * architecture"): one object on the main thread that owns every tenant's
+ * `WalShipper`. The pool reports each successful tenant request
+ * (`onCommit`); the replicator then reads the tenant's `-wal` itself
+ * (`capture()`: plain file reads, no SQLite), uploads the segment to the
+ * region's bucket (in order, write-once, retried with capped exponential
+ * backoff), and acknowledges it. Re-homing a tenant between workers is free:
+ * the shipper never lives in a worker.
+ *
+ * Checkpoints and generation starts are jobs in the tenant's queue
+ * (`pool.maintenance`), so they run between the tenant's writes: a generation
+ * starts with `wal_checkpoint(TRUNCATE)` + a copy of the database file, the
+ * copy is hashed and streamed as the snapshot before any segment. A WAL that
+ * grew past `checkpointBytes` is checkpointed once everything in it is
+ * acknowledged. Connections never checkpoint on close (guard.c
+ * NO_CKPT_ON_CLOSE), so after a crash the `-wal` still holds the unshipped
+ * frames and the first contact resumes the generation from the bucket's tip
+ * (`readGenerationTip` + `WalShipper.resume`) before any checkpoint.
+ *
+ * Known limits (next steps): `beginGenerationFromCopy` hashes the copy on the
+ * main thread (~0.1 s per 25 MB) — move it to a worker thread; sync
+ * durability is not wired (sync tenants replicate like async ones);
+ * scheduled snapshots and retention are not built.
+ */
+import { randomBytes } from 'node:crypto';
+import { existsSync, statSync } from 'node:fs';
+import { rm, stat } from 'node:fs/promises';
+import type { ObjectBody, ObjectStore } from '@domicile/object-store';
+import { isAlreadyExists } from '@domicile/object-store';
+import {
+  createSnapshot, listGenerations, newGenerationId, readGenerationTip, snapshotKey, WalShipper,
+  type CaptureResult, type GenerationRef,
+} from '@domicile/replication';
+import type { MaintenanceOp, MaintenanceResult, ShardRef } from '@domicile/shard';
+
+/** What the replicator needs from the shard pool. */
+export interface ReplicatorPool {
+  maintenance(ref: ShardRef, job: MaintenanceOp): Promise<MaintenanceResult>;
+}
+
+/** The smallest logger shape (pino fits). */
+export interface ReplicatorLogger {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+}
+
+export interface ReplicatorOptions {
+  pool: ReplicatorPool;
+  /** The bucket of the region holding this shard (undefined: not replicated, logged once). */
+  storeFor(ref: ShardRef): ObjectStore | undefined;
+  log: ReplicatorLogger;
+  /** Checkpoint a tenant's WAL once it is this large and fully shipped; default 4 MiB. */
+  checkpointBytes?: number;
+  /** Backoff after a failure: `min(maxBackoffMs, baseBackoffMs × 2^(failures−1))`, ±20 % jitter. */
+  baseBackoffMs?: number;
+  maxBackoffMs?: number;
+  /** Tenants shipping at the same time (bounds requests after a restart or an outage); default 8. */
+  concurrency?: number;
+  now?: () => number;
+}
+
+/** Replication state of one tenant, for `GET /v1/tenants/:id`. */
+export interface ReplicationStatus {
+  /** Age of the oldest commit not yet acknowledged by the bucket (0 when caught up). */
+  lagMs: number;
+  /** Last txid captured from the WAL (null before the generation started). */
+  lastTxid: number | null;
+  /** Last txid whose segment the bucket acknowledged. */
+  replicatedTxid: number | null;
+  /** Consecutive failures and the latest error, while failing. */
+  failures: number;
+  lastError?: string;
+}
+
+interface TenantRep {
+  ref: ShardRef;
+  store: ObjectStore;
+  gen: GenerationRef | null;
+  shipper: WalShipper | null;
+  /** A segment captured but not yet stored (retried with the same bytes). */
+  inflight: Extract<CaptureResult, { kind: 'segment' }> | null;
+  dirty: boolean;
+  running: Promise<void> | null;
+  stopped: boolean;
+  /** Time of the oldest notification not covered by a completed pass. */
+  oldest: number | undefined;
+  /** First notification during the running pass. */
+  newer: number | undefined;
+  failures: number;
+  lastError: string | undefined;
+  wake: (() => void) | undefined;
+  idle: Array<() => void>;
+  /** `-wal` size and mtime before the latest completed pass: a notification with the same is a read (nothing to ship). */
+  walSig: string | undefined;
+}
+
+function walSignature(dbPath: string): string {
+  try {
+    const st = statSync(`${dbPath}-wal`, { bigint: true });
+    return `${st.size}:${st.mtimeNs}`;
+  } catch {
+    return 'none';
+  }
+}
+
+/** Ships every tenant's WAL to its region's bucket; see the file comment. */
+export class Replicator {
+  readonly #o: Required<Omit<ReplicatorOptions, 'pool' | 'storeFor' | 'log'>> & Pick<ReplicatorOptions, 'pool' | 'storeFor' | 'log'>;
+  readonly #tenants = new Map<string, TenantRep>();
+  readonly #noBucketLogged = new Set<string>();
+  #active = 0;
+  readonly #slots: Array<() => void> = [];
+  #closed = false;
+
+  constructor(opts: ReplicatorOptions) {
+    this.#o = {
+      checkpointBytes: 4 << 20, baseBackoffMs: 200, maxBackoffMs: 30_000, concurrency: 8, now: Date.now, ...opts,
+    };
+  }
+
+  /** A tenant's WAL may have gained commits (the pool's `onCommit`). */
+  notify(ref: ShardRef): void {
+    if (this.#closed) return;
+    let st = this.#tenants.get(ref.tenant);
+    if (st && st.ref.incarnation !== ref.incarnation) {
+      // A new incarnation under the same id: the old shipper belongs to erased files.
+      void this.stop(ref.tenant);
+      st = undefined;
+    }
+    if (!st) {
+      const store = this.#o.storeFor(ref);
+      if (!store) {
+        if (!this.#noBucketLogged.has(ref.tenant)) {
+          this.#noBucketLogged.add(ref.tenant);
+          this.#o.log.warn({ tenant: ref.tenant }, 'no bucket for this shard\'s region: not replicated');
+        }
+        return;
+      }
+      st = {
+        ref, store, gen: null, shipper: null, inflight: null, dirty: false, running: null, stopped: false,
+        oldest: undefined, newer: undefined, failures: 0, lastError: undefined, wake: undefined, idle: [], walSig: undefined,
+      };
+      this.#tenants.set(ref.tenant, st);
+    }
+    if (ref.epoch !== st.ref.epoch) st.ref = ref;
+    // A read (or a refused write) leaves the -wal as it was: no pass, no lag.
+    if (!st.running && !st.dirty && st.failures === 0 && st.walSig !== undefined && st.walSig === walSignature(ref.path)) return;
+    const now = this.#o.now();
+    st.oldest ??= now;
+    if (st.running) st.newer ??= now;
+    st.dirty = true;
+    this.#kick(st);
+  }
+
+  /** Replication state of a tenant, or null when this process holds none (nothing written since start, or off). */
+  status(tenant: string): ReplicationStatus | null {
+    const st = this.#tenants.get(tenant);
+    if (!st) return null;
+    return {
+      lagMs: st.oldest === undefined ? 0 : Math.max(0, this.#o.now() - st.oldest),
+      lastTxid: st.shipper?.txid ?? null,
+      replicatedTxid: st.shipper?.shippedTxid ?? null,
+      failures: st.failures,
+      ...(st.lastError !== undefined ? { lastError: st.lastError } : {}),
+    };
+  }
+
+  /**
+   * Ship everything committed so far for every known tenant (one more pass
+   * each) and wait, at most `timeoutMs`. Resolves true when every tenant
+   * caught up.
+   */
+  async flush(timeoutMs = 30_000): Promise<boolean> {
+    const waits = [...this.#tenants.values()].filter((st) => !st.stopped).map((st) => {
+      st.dirty = true;
+      st.oldest ??= this.#o.now();
+      if (st.running) st.newer ??= this.#o.now();
+      this.#kick(st);
+      if (st.wake) st.wake(); // skip a backoff sleep
+      return new Promise<void>((r) => st.idle.push(r));
+    });
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<'timeout'>((r) => { timer = setTimeout(() => r('timeout'), timeoutMs); timer.unref?.(); });
+    const res = await Promise.race([Promise.all(waits).then(() => 'done' as const), timedOut]);
+    clearTimeout(timer);
+    return res === 'done' && [...this.#tenants.values()].every((st) => st.stopped || (st.oldest === undefined && st.failures === 0));
+  }
+
+  /** Stop a tenant's shipping (erase): wait for its current upload, drop its shipper. */
+  async stop(tenant: string): Promise<void> {
+    const st = this.#tenants.get(tenant);
+    if (!st) return;
+    st.stopped = true;
+    st.wake?.();
+    if (this.#tenants.get(tenant) === st) this.#tenants.delete(tenant);
+    await st.running?.catch(() => undefined);
+    st.shipper?.close();
+    st.shipper = null;
+    for (const w of st.idle.splice(0)) w();
+  }
+
+  /** Stop every tenant (after a flush, at shutdown). */
+  async close(): Promise<void> {
+    this.#closed = true;
+    await Promise.all([...this.#tenants.keys()].map((t) => this.stop(t)));
+  }
+
+  // ---- per tenant ----
+
+  #kick(st: TenantRep): void {
+    if (st.running || st.stopped) return;
+    st.running = this.#loop(st).finally(() => {
+      st.running = null;
+      for (const w of st.idle.splice(0)) w();
+      if (st.dirty && !st.stopped && !this.#closed) this.#kick(st);
+    });
+  }
+
+  async #loop(st: TenantRep): Promise<void> {
+    await this.#acquire();
+    try {
+      while (st.dirty && !st.stopped) {
+        st.dirty = false;
+        st.newer = undefined;
+        const sig = walSignature(st.ref.path);
+        try {
+          await this.#pass(st);
+          st.walSig = sig;
+          st.failures = 0;
+          st.lastError = undefined;
+          st.oldest = st.newer;
+          st.newer = undefined;
+        } catch (err) {
+          if (!existsSync(st.ref.path)) {
+            // The shard is gone (erased, or never created here): nothing left to ship.
+            st.dirty = false;
+            st.oldest = undefined;
+            if (this.#tenants.get(st.ref.tenant) === st) this.#tenants.delete(st.ref.tenant);
+            st.stopped = true;
+            st.shipper?.close();
+            st.shipper = null;
+            return;
+          }
+          st.failures++;
+          st.lastError = String((err as Error)?.message ?? err);
+          st.dirty = true;
+          const delay = this.#backoff(st.failures);
+          this.#o.log.warn({ tenant: st.ref.tenant, failures: st.failures, retryInMs: delay, err: st.lastError }, 'replication failed; retrying');
+          // Free the slot while sleeping so other tenants keep shipping.
+          this.#release();
+          try {
+            await new Promise<void>((r) => {
+              const t = setTimeout(r, delay);
+              st.wake = () => { clearTimeout(t); r(); };
+            });
+          } finally {
+            st.wake = undefined;
+            await this.#acquire();
+          }
+        }
+      }
+    } finally {
+      this.#release();
+    }
+  }
+
+  #backoff(failures: number): number {
+    const base = Math.min(this.#o.maxBackoffMs, this.#o.baseBackoffMs * 2 ** Math.min(30, failures - 1));
+    return Math.round(base * (0.8 + Math.random() * 0.4));
+  }
+
+  /** Capture and upload everything committed; then maybe checkpoint. */
+  async #pass(st: TenantRep): Promise<void> {
+    if (!st.shipper) await this.#resumeOrBegin(st);
+    for (;;) {
+      if (st.stopped) return;
+      if (!st.inflight) {
+        const c = st.shipper!.capture();
+        if (c.kind === 'none') break;
+        if (c.kind === 'restart') {
+          this.#o.log.warn({ tenant: st.ref.tenant, reason: c.reason }, 'WAL not continuous with the generation: starting a new one');
+          st.shipper!.close();
+          st.shipper = null;
+          st.gen = null;
+          await this.#begin(st);
+          continue;
+        }
+        st.inflight = c;
+      }
+      await this.#put(st.store, st.inflight.key, st.inflight.bytes);
+      st.shipper!.acknowledge(st.inflight.maxTxid);
+      st.inflight = null;
+    }
+    await this.#maybeCheckpoint(st);
+  }
+
+  async #put(store: ObjectStore, key: string, body: ObjectBody): Promise<void> {
+    try {
+      await store.put(key, body, { ifNoneMatch: true });
+    } catch (err) {
+      // A retry of an upload that landed: the object is immutable and its key names its content.
+      if (isAlreadyExists(err)) return;
+      throw err;
+    }
+  }
+
+  /** First contact since this process started: continue the bucket's newest generation of this epoch, else begin one. */
+  async #resumeOrBegin(st: TenantRep): Promise<void> {
+    const { tenant, incarnation, epoch } = st.ref;
+    const gens = (await listGenerations(st.store, tenant, incarnation)).filter((g) => g.epoch === epoch && g.snapshots.length > 0);
+    const last = gens.at(-1);
+    if (last) {
+      const gen: GenerationRef = { tenant, incarnation, epoch, generation: last.generation };
+      const tip = await readGenerationTip(st.store, gen);
+      if (tip) {
+        const shipper = WalShipper.resume({ dbPath: st.ref.path, ...gen }, tip);
+        if (shipper) {
+          st.shipper = shipper;
+          st.gen = gen;
+          this.#o.log.info({ tenant, generation: gen.generation, txid: tip.txid }, 'replication resumed from the bucket tip');
+          return;
+        }
+        this.#o.log.warn({ tenant, generation: gen.generation, txid: tip.txid }, 'local files do not continue the bucket tip: beginning a new generation');
+      }
+    }
+    await this.#begin(st);
+  }
+
+  /** Checkpoint + copy in the tenant's queue, hash the copy, stream it as the generation's snapshot. */
+  async #begin(st: TenantRep): Promise<void> {
+    const copy = `${st.ref.path}.snapshot-${randomBytes(6).toString('hex')}.tmp`;
+    try {
+      const res = await this.#o.pool.maintenance(st.ref, { op: 'snapshot-copy', dest: copy });
+      if (!res.copied) throw new Error(`generation start: checkpoint not complete (${res.skipped ?? 'busy'})`);
+      const gen: GenerationRef = { tenant: st.ref.tenant, incarnation: st.ref.incarnation, epoch: st.ref.epoch, generation: newGenerationId(this.#o.now()) };
+      // Main thread: hashes the copy (next step: a worker thread).
+      const shipper = WalShipper.beginGenerationFromCopy({ dbPath: st.ref.path, ...gen }, copy);
+      try {
+        const snap = createSnapshot({ dbPath: copy, ...gen, checksum: shipper.checksum, time: this.#o.now() });
+        try {
+          await Promise.all([this.#put(st.store, snapshotKey(gen, snap.header.txid), snap.stream), snap.done]);
+        } catch (err) {
+          snap.stream.destroy();
+          snap.done.catch(() => undefined);
+          throw err;
+        }
+        this.#o.log.info({ tenant: gen.tenant, generation: gen.generation, txid: snap.header.txid }, 'replication generation started');
+      } catch (err) {
+        shipper.close();
+        throw err;
+      }
+      if (st.stopped) {
+        shipper.close();
+        return;
+      }
+      st.shipper = shipper;
+      st.gen = gen;
+    } finally {
+      await rm(copy, { force: true });
+    }
+  }
+
+  /** A large WAL whose every commit is acknowledged: checkpoint it through the tenant's queue. */
+  async #maybeCheckpoint(st: TenantRep): Promise<void> {
+    const shipper = st.shipper;
+    if (!shipper || st.stopped) return;
+    let bytes: number;
+    try {
+      bytes = (await stat(`${st.ref.path}-wal`)).size;
+    } catch {
+      return;
+    }
+    if (bytes < this.#o.checkpointBytes) return;
+    // Size first, then the check: a commit in between fails the check or changes the size the job verifies.
+    if (!shipper.checkpointAllowed()) return;
+    const res = await this.#o.pool.maintenance(st.ref, { op: 'checkpoint', expectWalBytes: bytes });
+    if (res.skipped) {
+      st.dirty = true;
+      return;
+    }
+    shipper.noteCheckpoint(res);
+  }
+
+  async #acquire(): Promise<void> {
+    if (this.#active < this.#o.concurrency) {
+      this.#active++;
+      return;
+    }
+    await new Promise<void>((r) => this.#slots.push(r));
+  }
+
+  #release(): void {
+    const next = this.#slots.shift();
+    if (next) next();
+    else this.#active--;
+  }
+}
