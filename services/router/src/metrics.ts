@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { ShardPool } from '@domicile/shard';
+import type { ShardPool, ShardRef } from '@domicile/shard';
+import type { Replicator } from './replication/replicator.ts';
 
 /**
  * Prometheus metrics (DESIGN §11). Labels are route patterns, methods, statuses and regions:
@@ -34,5 +35,29 @@ export class Metrics {
     new Gauge({ name: 'domicile_shard_evictions_total', help: 'Handles closed by the LRU cache (counter semantics).', registers: [this.registry], collect() { this.set(stats().evictions); } });
     new Gauge({ name: 'domicile_shard_opens_total', help: 'Shard handles opened (counter semantics).', registers: [this.registry], collect() { this.set(stats().opens); } });
     new Gauge({ name: 'domicile_statement_interrupts_total', help: 'Statements interrupted at the statement timeout (counter semantics).', registers: [this.registry], collect() { this.set(stats().interrupts); } });
+  }
+
+  /** Replication metrics by region (never by tenant): uploads, their latency, and the worst lag. */
+  watchReplication(replicator: Replicator, regionOf: (ref: ShardRef) => string | undefined): (ref: ShardRef, kind: 'segment' | 'snapshot', bytes: number | undefined, seconds: number) => void {
+    const objects = new Counter({ name: 'domicile_replication_uploaded_objects_total', help: 'Objects stored in region buckets, by region and kind.', labelNames: ['region', 'kind'] as const, registers: [this.registry] });
+    const bytes = new Counter({ name: 'domicile_replication_uploaded_bytes_total', help: 'Segment bytes stored in region buckets, by region.', labelNames: ['region'] as const, registers: [this.registry] });
+    const latency = new Histogram({
+      name: 'domicile_replication_upload_duration_seconds', help: 'Upload latency of objects to region buckets, by region and kind.',
+      labelNames: ['region', 'kind'] as const, registers: [this.registry], buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    });
+    new Gauge({
+      name: 'domicile_replication_lag_seconds', help: 'Largest replication lag among the tenants of a region (seconds since the oldest unshipped commit).',
+      labelNames: ['region'] as const, registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const [region, ms] of replicator.maxLagMsBy(regionOf)) this.set({ region }, ms / 1000);
+      },
+    });
+    return (ref, kind, size, seconds) => {
+      const region = regionOf(ref) ?? 'unknown';
+      objects.inc({ region, kind });
+      if (size !== undefined) bytes.inc({ region }, size);
+      latency.observe({ region, kind }, seconds);
+    };
   }
 }

@@ -18,7 +18,7 @@ import { SqliteSchemaStore } from './schema/sqlite-schema-store.ts';
 import { AdminAuth } from './auth/admin-auth.ts';
 import { TenantTokens } from './auth/tenant-tokens.ts';
 import { Metrics } from './metrics.ts';
-import { Replicator } from './replication/replicator.ts';
+import { Replicator, type ReplicatorOptions } from './replication/replicator.ts';
 import { randomSecret, readOrCreateSecret, secretFiles } from './secrets.ts';
 
 /** A node this process runs: on the embedded default one per region of the policy. */
@@ -147,16 +147,22 @@ export class Runtime {
     }
     metrics.watchPool(pool);
     if (replicating) {
+      // A shard's region is the local node whose directory holds its file.
+      const regionOf = (ref: ShardRef): string | undefined => {
+        for (const node of nodes.values()) if (ref.path.startsWith(node.dir + path.sep)) return node.region;
+        return undefined;
+      };
+      let onUpload: ReplicatorOptions['onUpload'];
       replicator = new Replicator({
         pool,
         log: log.child({ component: 'replication' }),
         storeFor: (ref) => {
-          for (const node of nodes.values()) {
-            if (ref.path.startsWith(node.dir + path.sep)) return regionBuckets.get(node.region)?.store;
-          }
-          return undefined;
+          const region = regionOf(ref);
+          return region === undefined ? undefined : regionBuckets.get(region)?.store;
         },
+        onUpload: (...args) => onUpload?.(...args),
       });
+      onUpload = metrics.watchReplication(replicator, regionOf);
     }
     const rt = new Runtime({
       config, log, directory, pool, audit, schema, metrics, nodes, adminTokenFile, regionBuckets, replicator,

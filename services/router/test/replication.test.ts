@@ -74,6 +74,14 @@ describe('async replication in one process (filesystem buckets, tiny handle cach
       const view = (await t.req('GET', `/v1/tenants/${id}`)).body;
       expect(view.replication).toEqual({ mode: 'async', lagMs: 0, lastTxid: r.txid, replicatedTxid: r.txid });
     }
+    // Metrics by region, never by tenant.
+    const metrics = (await t.req('GET', '/metrics', undefined, null)).body as string;
+    expect(Number(/^domicile_replication_uploaded_objects_total\{region="moon-base",kind="snapshot"\} (\d+)/m.exec(metrics)?.[1])).toBe(3);
+    expect(Number(/^domicile_replication_uploaded_objects_total\{region="moon-base",kind="segment"\} (\d+)/m.exec(metrics)?.[1])).toBeGreaterThan(0);
+    expect(Number(/^domicile_replication_uploaded_bytes_total\{region="moon-base"\} (\d+)/m.exec(metrics)?.[1])).toBeGreaterThan(0);
+    expect(metrics).toMatch(/^domicile_replication_upload_duration_seconds_count\{region="moon-base",kind="segment"\} [1-9]/m);
+    expect(metrics).toMatch(/^domicile_replication_lag_seconds\{region="moon-base"\} 0$/m);
+    expect(metrics).not.toContain('r-alpha');
   });
 
   it('checkpoints a large, fully shipped WAL and continues the same generation', async () => {

@@ -59,6 +59,8 @@ export interface ReplicatorOptions {
   /** Tenants shipping at the same time (bounds requests after a restart or an outage); default 8. */
   concurrency?: number;
   now?: () => number;
+  /** Told of every object stored (for metrics): its kind, size when known, and how long the upload took. */
+  onUpload?: (ref: ShardRef, kind: 'segment' | 'snapshot', bytes: number | undefined, seconds: number) => void;
 }
 
 /** Replication state of one tenant, for `GET /v1/tenants/:id`. */
@@ -107,7 +109,7 @@ function walSignature(dbPath: string): string {
 
 /** Ships every tenant's WAL to its region's bucket; see the file comment. */
 export class Replicator {
-  readonly #o: Required<Omit<ReplicatorOptions, 'pool' | 'storeFor' | 'log'>> & Pick<ReplicatorOptions, 'pool' | 'storeFor' | 'log'>;
+  readonly #o: Required<Omit<ReplicatorOptions, 'pool' | 'storeFor' | 'log' | 'onUpload'>> & Pick<ReplicatorOptions, 'pool' | 'storeFor' | 'log' | 'onUpload'>;
   readonly #tenants = new Map<string, TenantRep>();
   readonly #noBucketLogged = new Set<string>();
   #active = 0;
@@ -165,6 +167,19 @@ export class Replicator {
       failures: st.failures,
       ...(st.lastError !== undefined ? { lastError: st.lastError } : {}),
     };
+  }
+
+  /** The largest replication lag among the tenants of each group (`groupOf`: e.g. the tenant's region), in ms. */
+  maxLagMsBy(groupOf: (ref: ShardRef) => string | undefined): Map<string, number> {
+    const out = new Map<string, number>();
+    const now = this.#o.now();
+    for (const st of this.#tenants.values()) {
+      const group = groupOf(st.ref);
+      if (group === undefined) continue;
+      const lag = st.oldest === undefined ? 0 : Math.max(0, now - st.oldest);
+      out.set(group, Math.max(out.get(group) ?? 0, lag));
+    }
+    return out;
   }
 
   /**
@@ -289,7 +304,9 @@ export class Replicator {
         }
         st.inflight = c;
       }
+      const started = performance.now();
       await this.#put(st.store, st.inflight.key, st.inflight.bytes);
+      this.#o.onUpload?.(st.ref, 'segment', st.inflight.bytes.byteLength, (performance.now() - started) / 1000);
       st.shipper!.acknowledge(st.inflight.maxTxid);
       st.inflight = null;
     }
@@ -340,7 +357,9 @@ export class Replicator {
       try {
         const snap = createSnapshot({ dbPath: copy, ...gen, checksum: shipper.checksum, time: this.#o.now() });
         try {
+          const started = performance.now();
           await Promise.all([this.#put(st.store, snapshotKey(gen, snap.header.txid), snap.stream), snap.done]);
+          this.#o.onUpload?.(st.ref, 'snapshot', undefined, (performance.now() - started) / 1000);
         } catch (err) {
           snap.stream.destroy();
           snap.done.catch(() => undefined);
