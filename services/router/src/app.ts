@@ -23,6 +23,8 @@ export async function buildApp(rt: Runtime, opts: { logger?: Logger; https?: { c
     ...(opts.https ? { https: opts.https } : {}),
   }) as unknown as FastifyInstance;
 
+  // JSON only: fastify would otherwise hand a text/plain body to the routes as a string.
+  app.removeContentTypeParser('text/plain');
   app.setErrorHandler((err, request, reply) => sendError(request, reply, err));
   // Patterns of registered routes, so an unknown method on a known path is METHOD_NOT_ALLOWED.
   const patterns: RegExp[] = [];

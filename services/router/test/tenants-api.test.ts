@@ -97,6 +97,13 @@ describe('errors are coded JSON', () => {
     expect(r.headers['content-type']).toMatch(/^application\/json/);
   });
 
+  it('answers a body that is not application/json with BAD_REQUEST asking for JSON', async () => {
+    const r = await t.req('POST', '/v1/tenants', '{"id":"plain","residency":"moon"}', ADMIN, { 'content-type': 'text/plain' });
+    expect(r.status).toBe(400);
+    expect(r.body.error).toMatchObject({ code: 'BAD_REQUEST', message: 'send the body as application/json' });
+    expect((await t.req('GET', '/v1/tenants/plain')).status).toBe(404);
+  });
+
   it('answers an oversized body with PAYLOAD_TOO_LARGE', async () => {
     const small = await testApp({ DOMICILE_MAX_BODY_BYTES: '1KiB' });
     try {

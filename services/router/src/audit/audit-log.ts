@@ -1,6 +1,5 @@
-import { mkdirSync } from 'node:fs';
-import path from 'node:path';
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
+import { openControlFile } from '../control-file.ts';
 import { DomicileError } from '@domicile/errors';
 
 /** One audit event (invariant 5). */
@@ -33,10 +32,7 @@ export class AuditLog {
   readonly #page;
 
   constructor(file: string) {
-    mkdirSync(path.dirname(file), { recursive: true });
-    this.#db = new Database(file);
-    this.#db.pragma('journal_mode = WAL');
-    this.#db.pragma('synchronous = NORMAL');
+    this.#db = openControlFile(file);
     this.#db.exec(`
       CREATE TABLE IF NOT EXISTS audit_v1 (
         seq INTEGER PRIMARY KEY AUTOINCREMENT, time TEXT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,

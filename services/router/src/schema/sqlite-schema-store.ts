@@ -1,6 +1,5 @@
-import { mkdirSync } from 'node:fs';
-import path from 'node:path';
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
+import { openControlFile } from '../control-file.ts';
 import { migrationChecksum } from '@domicile/shard';
 import { checkMigrationList, planAppend, type MigrationInput, type StoredMigration } from './migration-list.ts';
 import type { PutResult, SchemaStore } from './schema-store.ts';
@@ -26,10 +25,7 @@ export class SqliteSchemaStore implements SchemaStore {
   readonly #put: (incoming: readonly MigrationInput[]) => PutResult;
 
   constructor(file: string) {
-    mkdirSync(path.dirname(file), { recursive: true });
-    this.#db = new Database(file);
-    this.#db.pragma('journal_mode = WAL');
-    this.#db.pragma('synchronous = NORMAL');
+    this.#db = openControlFile(file);
     this.#db.exec(`
       CREATE TABLE IF NOT EXISTS schema_migrations_v1 (
         seq INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, sql TEXT NOT NULL, checksum TEXT NOT NULL, stored_at TEXT NOT NULL) STRICT;
