@@ -274,6 +274,32 @@ describe('ShardPool', () => {
     }
   });
 
+  it('exclusive(): runs after earlier requests with every handle closed, later requests wait and see its files', async () => {
+    const { pool, ref } = await setup({ replication: true });
+    const a = ref('swap');
+    await pool.create(a);
+    await pool.query(a, { sql: 'CREATE TABLE t (v INTEGER)' });
+    const first = pool.query(a, { sql: 'INSERT INTO t VALUES (1)' });
+    const seen: number[] = [];
+    const excl = pool.exclusive(a, async () => {
+      await new Promise((r) => setTimeout(r, 50));
+      expect(pool.stats().openShards).toBe(0);
+      // A plain connection sees the earlier write and can change the file under the pool.
+      const db = new Database(a.path);
+      seen.push(...(db.prepare('SELECT v FROM t').pluck().all() as number[]));
+      db.prepare('INSERT INTO t VALUES (100)').run();
+      db.close();
+      return 'swapped';
+    });
+    const later = pool.query(a, { sql: 'INSERT INTO t VALUES (2)' });
+    await expect(excl).resolves.toBe('swapped');
+    await first;
+    await later;
+    expect(seen).toEqual([1]);
+    const rows = await pool.query(a, { sql: 'SELECT v FROM t ORDER BY rowid' });
+    expect(rows.rows).toEqual([[1], [100], [2]]);
+  });
+
   it('answers OVERLOADED when the queue is full', async () => {
     const { pool, ref } = await setup({ workers: 1, maxQueue: 2 });
     const a = ref('acme');

@@ -279,6 +279,35 @@ export class ShardPool {
     return (await this.#enqueue(ref, (id) => ({ id, type: 'maintenance', ref, job: j }), undefined, false)) as MaintenanceResult;
   }
 
+  /**
+   * Run `fn` on the main thread with the tenant to itself: after its earlier
+   * requests (an open interactive session finishes or times out first), with
+   * its handle closed on every worker, and before its later requests, which
+   * wait (they then reopen the files `fn` left). Used to swap a shard's files
+   * (restore in place). `onCommit` is reported afterwards. Closing the handles
+   * never checkpoints when replication is on (the replicator's WAL stays as
+   * it was); with replication off it checkpoints like an eviction.
+   */
+  async exclusive<T>(ref: ShardRef, fn: () => Promise<T>): Promise<T> {
+    assertTenantId(ref.tenant);
+    let held!: () => void;
+    const acquired = new Promise<void>((r) => { held = r; });
+    // The job closes the handle on the worker the scheduler picked and holds the tenant from then on.
+    const job = this.#enqueue(ref, (id) => ({ id, type: 'close-tenant', tenant: ref.tenant, reason: 'replace' }), () => held(), false);
+    await job;
+    await acquired;
+    try {
+      for (const slot of this.#slots) {
+        await this.#call(slot, (id) => ({ id, type: 'close-tenant', tenant: ref.tenant, reason: 'replace' }));
+      }
+      const state = this.#tenants.get(ref.tenant);
+      state?.openOn.clear();
+      return await fn();
+    } finally {
+      this.#release(ref.tenant);
+    }
+  }
+
   /** Counters for /metrics; `openShards` is as of each worker's latest reply. */
   stats(): ShardPoolStats {
     let open = 0;
