@@ -18,14 +18,19 @@
  * frames and the first contact resumes the generation from the bucket's tip
  * (`readGenerationTip` + `WalShipper.resume`) before any checkpoint.
  *
- * Known limits (next steps): `beginGenerationFromCopy` hashes the copy on the
- * main thread (~0.1 s per 25 MB) — move it to a worker thread; sync
- * durability is not wired (sync tenants replicate like async ones);
- * scheduled snapshots and retention are not built.
+ * Sync durability (`waitDurable`, used by replication/durability.ts): a
+ * caller waits for the first pass that starts after the latest `notify`; a
+ * pass captures every commit made before it started, so concurrent writers
+ * share one upload. A failed upload marks the region's bucket down
+ * (`bucketDown`) until an upload to it succeeds again.
+ *
+ * Known limit: `beginGenerationFromCopy` hashes the copy on the main thread
+ * (~0.1 s per 25 MB) — a candidate for a worker thread.
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
 import { rm, stat } from 'node:fs/promises';
+import { DomicileError } from '@domicile/errors';
 import type { ObjectBody, ObjectStore } from '@domicile/object-store';
 import { isAlreadyExists } from '@domicile/object-store';
 import {
@@ -86,6 +91,14 @@ interface TenantRep {
   dirty: boolean;
   running: Promise<void> | null;
   stopped: boolean;
+  /** Passes started so far; a pass captures every commit made before it started. */
+  startedSeq: number;
+  /** The latest pass that completed (everything it captured is in the bucket). */
+  doneSeq: number;
+  /** The pass that will hold every commit notified so far (`startedSeq + 1` at the latest notification). */
+  needSeq: number;
+  /** Sync waiters (`waitDurable`): resolved when pass `need` completes, rejected when a pass fails. */
+  durable: Array<{ need: number; resolve: () => void; reject: (err: unknown) => void }>;
   /** Time of the oldest notification not covered by a completed pass. */
   oldest: number | undefined;
   /** First notification during the running pass. */
@@ -112,6 +125,8 @@ export class Replicator {
   readonly #o: Required<Omit<ReplicatorOptions, 'pool' | 'storeFor' | 'log' | 'onUpload'>> & Pick<ReplicatorOptions, 'pool' | 'storeFor' | 'log' | 'onUpload'>;
   readonly #tenants = new Map<string, TenantRep>();
   readonly #noBucketLogged = new Set<string>();
+  /** Buckets whose latest upload failed (with no success since). */
+  readonly #downStores = new Set<ObjectStore>();
   #active = 0;
   readonly #slots: Array<() => void> = [];
   #closed = false;
@@ -143,6 +158,7 @@ export class Replicator {
       st = {
         ref, store, gen: null, shipper: null, inflight: null, dirty: false, running: null, stopped: false,
         oldest: undefined, newer: undefined, failures: 0, lastError: undefined, wake: undefined, idle: [], walSig: undefined,
+        startedSeq: 0, doneSeq: 0, needSeq: 0, durable: [],
       };
       this.#tenants.set(ref.tenant, st);
     }
@@ -153,7 +169,38 @@ export class Replicator {
     st.oldest ??= now;
     if (st.running) st.newer ??= now;
     st.dirty = true;
+    // Every commit made so far is captured by the next pass to start.
+    st.needSeq = st.startedSeq + 1;
     this.#kick(st);
+  }
+
+  /**
+   * Sync durability (DESIGN §8): resolves once every commit reported through
+   * `notify` for this tenant so far is in the bucket. Concurrent callers share
+   * one pass, so one upload acknowledges all of them. Rejects with 503
+   * `REPLICATION_UNAVAILABLE` and `committedLocally: true` when the pass that
+   * should carry the commits fails (the replicator keeps retrying; the writes
+   * are shipped when the bucket returns). Resolves at once when nothing is
+   * pending or when this shard is not replicated (no bucket, replication off).
+   */
+  waitDurable(ref: ShardRef): Promise<void> {
+    const st = this.#tenants.get(ref.tenant);
+    if (!st || st.stopped || st.ref.incarnation !== ref.incarnation) return Promise.resolve();
+    if (st.doneSeq >= st.needSeq && !st.dirty && st.failures === 0) return Promise.resolve();
+    if (st.failures > 0) return Promise.reject(notShipped());
+    return new Promise<void>((resolve, reject) => {
+      st.durable.push({ need: st.needSeq, resolve, reject });
+    });
+  }
+
+  /**
+   * True while the bucket of this shard's region is known to be failing (the
+   * latest upload to it failed and none succeeded since): sync tenants refuse
+   * writes up front then. False when the shard is not replicated.
+   */
+  bucketDown(ref: ShardRef): boolean {
+    const store = this.#o.storeFor(ref);
+    return store !== undefined && this.#downStores.has(store);
   }
 
   /** Replication state of a tenant, or null when this process holds none (nothing written since start, or off). */
@@ -214,6 +261,7 @@ export class Replicator {
     st.shipper?.close();
     st.shipper = null;
     for (const w of st.idle.splice(0)) w();
+    for (const w of st.durable.splice(0)) w.reject(notShipped());
   }
 
   /** Stop every tenant (after a flush, at shutdown). */
@@ -239,9 +287,10 @@ export class Replicator {
       while (st.dirty && !st.stopped) {
         st.dirty = false;
         st.newer = undefined;
+        const seq = ++st.startedSeq;
         const sig = walSignature(st.ref.path);
         try {
-          await this.#pass(st);
+          await this.#pass(st, seq);
           st.walSig = sig;
           st.failures = 0;
           st.lastError = undefined;
@@ -256,11 +305,18 @@ export class Replicator {
             st.stopped = true;
             st.shipper?.close();
             st.shipper = null;
+            for (const w of st.durable.splice(0)) w.reject(notShipped());
             return;
           }
           st.failures++;
           st.lastError = String((err as Error)?.message ?? err);
           st.dirty = true;
+          if (!this.#downStores.has(st.store)) {
+            this.#downStores.add(st.store);
+            this.#o.log.warn({ tenant: st.ref.tenant, err: st.lastError }, 'bucket unavailable: sync tenants of its region refuse writes until an upload succeeds');
+          }
+          // Sync writers waiting on this tenant learn now that their commit is local only.
+          for (const w of st.durable.splice(0)) w.reject(notShipped());
           const delay = this.#backoff(st.failures);
           this.#o.log.warn({ tenant: st.ref.tenant, failures: st.failures, retryInMs: delay, err: st.lastError }, 'replication failed; retrying');
           // Free the slot while sleeping so other tenants keep shipping.
@@ -286,8 +342,8 @@ export class Replicator {
     return Math.round(base * (0.8 + Math.random() * 0.4));
   }
 
-  /** Capture and upload everything committed; then maybe checkpoint. */
-  async #pass(st: TenantRep): Promise<void> {
+  /** Capture and upload everything committed (pass `seq`), release its sync waiters; then maybe checkpoint. */
+  async #pass(st: TenantRep, seq: number): Promise<void> {
     if (!st.shipper) await this.#resumeOrBegin(st);
     for (;;) {
       if (st.stopped) return;
@@ -309,8 +365,19 @@ export class Replicator {
       this.#o.onUpload?.(st.ref, 'segment', st.inflight.bytes.byteLength, (performance.now() - started) / 1000);
       st.shipper!.acknowledge(st.inflight.maxTxid);
       st.inflight = null;
+      if (this.#downStores.delete(st.store)) this.#o.log.info({ tenant: st.ref.tenant }, 'bucket reachable again');
     }
+    this.#passDone(st, seq);
     await this.#maybeCheckpoint(st);
+  }
+
+  /** Pass `seq` stored everything it captured: release the sync waiters it covers. */
+  #passDone(st: TenantRep, seq: number): void {
+    st.doneSeq = Math.max(st.doneSeq, seq);
+    if (st.durable.length === 0) return;
+    const keep: TenantRep['durable'] = [];
+    for (const w of st.durable) (w.need <= seq ? w.resolve() : keep.push(w));
+    st.durable = keep;
   }
 
   async #put(store: ObjectStore, key: string, body: ObjectBody): Promise<void> {
@@ -360,6 +427,7 @@ export class Replicator {
           const started = performance.now();
           await Promise.all([this.#put(st.store, snapshotKey(gen, snap.header.txid), snap.stream), snap.done]);
           this.#o.onUpload?.(st.ref, 'snapshot', undefined, (performance.now() - started) / 1000);
+          this.#downStores.delete(st.store);
         } catch (err) {
           snap.stream.destroy();
           snap.done.catch(() => undefined);
@@ -415,4 +483,11 @@ export class Replicator {
     if (next) next();
     else this.#active--;
   }
+}
+
+/** A sync write committed on the node but not (yet) in the bucket (DESIGN §8). */
+function notShipped(): DomicileError {
+  return new DomicileError('REPLICATION_UNAVAILABLE', 'the write committed on the node but could not be stored in the region\'s bucket yet; it will be shipped when the bucket returns (retry with the same Idempotency-Key)', {
+    committedLocally: true,
+  });
 }

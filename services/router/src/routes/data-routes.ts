@@ -2,6 +2,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { DomicileError } from '@domicile/errors';
 import type { Statement } from '@domicile/shard';
 import { authenticate, authorizeTenant } from '../auth/authenticate.ts';
+import { runDurable } from '../replication/durability.ts';
 import type { Runtime } from '../runtime.ts';
 import { assertTenantId, getLiveTenant } from '../tenant-service.ts';
 import { answer, idempotencyKeyOf } from './idempotency-header.ts';
@@ -35,20 +36,22 @@ export async function tenantAccess(rt: Runtime, request: FastifyRequest<{ Params
   }
   const tenant = await getLiveTenant(rt, id);
   const { readOnly } = authorizeTenant(principal, tenant);
-  return { ref: rt.shardRef(tenant), readOnly };
+  return { ref: rt.shardRef(tenant), readOnly, durability: tenant.durability };
 }
 
 /** The data plane (DESIGN §5): one statement, or a batch that is one transaction; both take an optional Idempotency-Key. */
 export function dataRoutes(app: FastifyInstance, rt: Runtime): void {
   app.post<{ Params: { id: string }; Body: Statement }>('/v1/tenants/:id/query', { schema: { body: statement } }, async (request, reply) => {
     const idempotencyKey = idempotencyKeyOf(request);
-    const { ref, readOnly } = await tenantAccess(rt, request);
-    return answer(reply, await rt.pool.queryOutcome(ref, request.body, { readOnly, idempotencyKey }));
+    const target = await tenantAccess(rt, request);
+    const outcome = await runDurable(rt.replicator, target, (readOnly) => rt.pool.queryOutcome(target.ref, request.body, { readOnly, idempotencyKey }));
+    return answer(reply, outcome);
   });
 
   app.post<{ Params: { id: string }; Body: { statements: Statement[] } }>('/v1/tenants/:id/batch', { schema: { body: batchBody } }, async (request, reply) => {
     const idempotencyKey = idempotencyKeyOf(request);
-    const { ref, readOnly } = await tenantAccess(rt, request);
-    return { results: answer(reply, await rt.pool.batchOutcome(ref, request.body.statements, { readOnly, idempotencyKey })) };
+    const target = await tenantAccess(rt, request);
+    const outcome = await runDurable(rt.replicator, target, (readOnly) => rt.pool.batchOutcome(target.ref, request.body.statements, { readOnly, idempotencyKey }));
+    return { results: answer(reply, outcome) };
   });
 }

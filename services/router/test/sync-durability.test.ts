@@ -1,0 +1,135 @@
+// Sync durability (DESIGN §8): a sync tenant's write is answered only once its
+// commit is in the region's bucket; concurrent writes share uploads; while the
+// bucket is down writes are refused before they run (reads still work), a
+// write whose upload fails after its commit says `committedLocally: true`, and
+// nothing acknowledged or committed locally is lost when the bucket returns.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openObjectStore, type ObjectStore } from '@domicile/object-store';
+import { listGenerations, restore } from '@domicile/replication';
+import { startS3Server, S3RVER_CREDENTIALS, type S3Server } from '@domicile/testkit';
+import { testApp, type TestApp } from './harness.ts';
+
+const scratch = mkdtempSync(path.join(tmpdir(), 'domicile-sync-test-'));
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+
+/** Offline restore of the newest generation: the ids in `kv`. */
+async function restoredIds(store: ObjectStore, tenant: string, incarnation: string): Promise<number[]> {
+  const g = (await listGenerations(store, tenant, incarnation)).at(-1)!;
+  const outPath = path.join(scratch, `${tenant}-${Math.random().toString(16).slice(2)}.db`);
+  await restore({ store, ref: { tenant, incarnation, epoch: g.epoch, generation: g.generation }, outPath });
+  const db = new Database(outPath, { readonly: true });
+  try {
+    return db.prepare('SELECT id FROM kv ORDER BY id').pluck().all() as number[];
+  } finally {
+    db.close();
+  }
+}
+
+describe('sync durability on the filesystem bucket', () => {
+  let t: TestApp;
+  beforeAll(async () => { t = await testApp(); });
+  afterAll(async () => { await t?.close(); });
+
+  it('answers a sync write only when the bucket holds it; concurrent writes share uploads', async () => {
+    expect((await t.req('POST', '/v1/tenants', { id: 'syncy', residency: 'moon', durability: 'sync' })).body.durability).toBe('sync');
+    const q = (sql: string, params?: unknown[]) => t.req('POST', '/v1/tenants/syncy/query', params ? { sql, params } : { sql });
+    expect((await q('CREATE TABLE kv (id INTEGER PRIMARY KEY)')).status).toBe(200);
+    for (let i = 1; i <= 20; i++) {
+      expect((await q('INSERT INTO kv VALUES (?)', [i])).status).toBe(200);
+      // At the moment of the answer, the replicator has the commit acknowledged by the bucket.
+      const s = t.rt.replicator!.status('syncy')!;
+      expect(s.replicatedTxid).toBe(s.lastTxid);
+      expect(s.replicatedTxid).toBeGreaterThanOrEqual(i + 1);
+    }
+    const before = t.rt.replicator!.status('syncy')!.replicatedTxid!;
+    const burst = await Promise.all(Array.from({ length: 40 }, (_, k) => q('INSERT INTO kv VALUES (?)', [100 + k])));
+    expect(burst.map((r) => r.status)).toEqual(Array(40).fill(200));
+    const after = t.rt.replicator!.status('syncy')!;
+    expect(after.replicatedTxid).toBe(before + 40);
+    // Fewer segments than writes: the burst shared uploads.
+    const store = t.rt.bucketFor('moon-base')!;
+    const rec = await t.rt.directory.get('syncy');
+    let segs = 0;
+    for await (const e of store.list(`tenants/syncy/${rec!.incarnation}/`)) if (e.key.endsWith('.seg')) segs++;
+    expect(segs).toBeLessThan(20 + 1 + 40);
+    expect(await restoredIds(store, 'syncy', rec!.incarnation)).toEqual([...Array.from({ length: 20 }, (_, i) => i + 1), ...Array.from({ length: 40 }, (_, k) => 100 + k)]);
+  });
+
+  it('leaves async tenants answering before the upload (lag may be non-zero) and reports the mode', async () => {
+    expect((await t.req('POST', '/v1/tenants', { id: 'asyncy', residency: 'moon' })).body.durability).toBe('async');
+    expect((await t.req('POST', '/v1/tenants/asyncy/query', { sql: 'CREATE TABLE kv (id INTEGER PRIMARY KEY)' })).status).toBe(200);
+    expect((await t.req('GET', '/v1/tenants/asyncy')).body.replication.mode).toBe('async');
+    expect((await t.req('GET', '/v1/tenants/syncy')).body.replication.mode).toBe('sync');
+  });
+});
+
+describe('sync durability through a bucket outage (s3rver)', () => {
+  let s3: S3Server;
+  let t: TestApp;
+  let store: ObjectStore;
+  const saved = { id: process.env.AWS_ACCESS_KEY_ID, secret: process.env.AWS_SECRET_ACCESS_KEY };
+  beforeAll(async () => {
+    s3 = await startS3Server({ buckets: ['sync'] });
+    process.env.AWS_ACCESS_KEY_ID = S3RVER_CREDENTIALS.accessKeyId;
+    process.env.AWS_SECRET_ACCESS_KEY = S3RVER_CREDENTIALS.secretAccessKey;
+    const url = `${s3.bucketUrl('sync', 'p')}&maxAttempts=2&connectTimeoutMs=500`;
+    t = await testApp({ DOMICILE_BUCKETS: `moon-base=${url}` });
+    store = openObjectStore(url);
+  }, 30_000);
+  afterAll(async () => {
+    await t?.close();
+    store?.close?.();
+    await s3?.stop();
+    if (saved.id === undefined) delete process.env.AWS_ACCESS_KEY_ID; else process.env.AWS_ACCESS_KEY_ID = saved.id;
+    if (saved.secret === undefined) delete process.env.AWS_SECRET_ACCESS_KEY; else process.env.AWS_SECRET_ACCESS_KEY = saved.secret;
+  });
+
+  it('refuses writes up front while the bucket is down, says committedLocally when an upload fails after the commit, loses nothing', async () => {
+    const q = (sql: string, params?: unknown[], headers: Record<string, string> = {}) =>
+      t.req('POST', '/v1/tenants/s3sync/query', params ? { sql, params } : { sql }, undefined, headers);
+    expect((await t.req('POST', '/v1/tenants', { id: 's3sync', residency: 'moon', durability: 'sync' })).status).toBe(201);
+    expect((await q('CREATE TABLE kv (id INTEGER PRIMARY KEY)')).status).toBe(200);
+    for (let i = 1; i <= 5; i++) expect((await q('INSERT INTO kv VALUES (?)', [i])).status).toBe(200);
+
+    await s3.kill();
+    // The first write after the outage commits locally, then its upload fails.
+    const local = await q('INSERT INTO kv VALUES (6)', undefined, { 'idempotency-key': 'six' });
+    expect(local.status).toBe(503);
+    expect(local.body.error).toMatchObject({ code: 'REPLICATION_UNAVAILABLE', committedLocally: true });
+    expect(local.headers['retry-after']).toBeDefined();
+    // Now the bucket is known down: writes are refused before they run, reads work.
+    const refused = await q('INSERT INTO kv VALUES (7)');
+    expect(refused.status).toBe(503);
+    expect(refused.body.error).toMatchObject({ code: 'REPLICATION_UNAVAILABLE', committedLocally: false });
+    const batchRefused = await t.req('POST', '/v1/tenants/s3sync/batch', { statements: [{ sql: 'INSERT INTO kv VALUES (8)' }] });
+    expect(batchRefused.body.error).toMatchObject({ code: 'REPLICATION_UNAVAILABLE', committedLocally: false });
+    const read = await q('SELECT count(*) FROM kv');
+    expect(read.status).toBe(200);
+    expect(read.body.rows).toEqual([[6]]);
+    // A retry with the same key is not run twice and is still not acknowledged while the bucket is down.
+    const retryDown = await q('INSERT INTO kv VALUES (6)', undefined, { 'idempotency-key': 'six' });
+    expect(retryDown.body.error).toMatchObject({ code: 'REPLICATION_UNAVAILABLE' });
+
+    await s3.restart();
+    // Writes are accepted again once an upload succeeded (the replicator's retry, with backoff).
+    let ok = false;
+    for (let i = 0; i < 100 && !ok; i++) {
+      const r = await q('INSERT INTO kv VALUES (9)');
+      ok = r.status === 200;
+      if (!ok) {
+        expect(r.body.error.code).toBe('REPLICATION_UNAVAILABLE');
+        await new Promise((res) => setTimeout(res, 100));
+      }
+    }
+    expect(ok).toBe(true);
+    const retry = await q('INSERT INTO kv VALUES (6)', undefined, { 'idempotency-key': 'six' });
+    expect(retry.status).toBe(200);
+    expect(retry.headers['idempotent-replayed']).toBe('true');
+    const rec = await t.rt.directory.get('s3sync');
+    expect(await restoredIds(store, 's3sync', rec!.incarnation)).toEqual([1, 2, 3, 4, 5, 6, 9]);
+  }, 60_000);
+});
