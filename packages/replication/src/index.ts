@@ -9,3 +9,4 @@ export * from './segment.ts';
 export * from './snapshot.ts';
 export * from './wal-reader.ts';
 export * from './wal-shipper.ts';
+export * from './retention.ts';

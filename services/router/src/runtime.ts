@@ -161,6 +161,8 @@ export class Runtime {
           return region === undefined ? undefined : regionBuckets.get(region)?.store;
         },
         onUpload: (...args) => onUpload?.(...args),
+        snapshotIntervalMs: config.snapshotIntervalMs,
+        retentionMs: config.retentionMs,
       });
       onUpload = metrics.watchReplication(replicator, regionOf);
     }

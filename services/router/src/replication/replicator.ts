@@ -34,7 +34,7 @@ import { DomicileError } from '@domicile/errors';
 import type { ObjectBody, ObjectStore } from '@domicile/object-store';
 import { isAlreadyExists } from '@domicile/object-store';
 import {
-  createSnapshot, listGenerations, newGenerationId, readGenerationTip, snapshotKey, WalShipper,
+  createSnapshot, generationTime, listGenerations, newGenerationId, pruneGenerations, readGenerationTip, snapshotKey, WalShipper,
   type CaptureResult, type GenerationRef,
 } from '@domicile/replication';
 import type { MaintenanceOp, MaintenanceResult, ShardRef } from '@domicile/shard';
@@ -63,6 +63,13 @@ export interface ReplicatorOptions {
   maxBackoffMs?: number;
   /** Tenants shipping at the same time (bounds requests after a restart or an outage); default 8. */
   concurrency?: number;
+  /**
+   * DOMICILE_SNAPSHOT_INTERVAL: a tenant whose generation is older than this
+   * starts a new one (a fresh snapshot) after its next shipped write; default 1 h.
+   */
+  snapshotIntervalMs?: number;
+  /** DOMICILE_RETENTION: generations no longer needed to restore any moment of this window are deleted; default 7 days. */
+  retentionMs?: number;
   now?: () => number;
   /** Told of every object stored (for metrics): its kind, size when known, and how long the upload took. */
   onUpload?: (ref: ShardRef, kind: 'segment' | 'snapshot', bytes: number | undefined, seconds: number) => void;
@@ -85,6 +92,8 @@ interface TenantRep {
   ref: ShardRef;
   store: ObjectStore;
   gen: GenerationRef | null;
+  /** Creation time of `gen` (its snapshot's), for the snapshot schedule. */
+  genStartedAt: number;
   shipper: WalShipper | null;
   /** A segment captured but not yet stored (retried with the same bytes). */
   inflight: Extract<CaptureResult, { kind: 'segment' }> | null;
@@ -133,7 +142,8 @@ export class Replicator {
 
   constructor(opts: ReplicatorOptions) {
     this.#o = {
-      checkpointBytes: 4 << 20, baseBackoffMs: 200, maxBackoffMs: 30_000, concurrency: 8, now: Date.now, ...opts,
+      checkpointBytes: 4 << 20, baseBackoffMs: 200, maxBackoffMs: 5_000, concurrency: 8, now: Date.now,
+      snapshotIntervalMs: 3_600_000, retentionMs: 7 * 86_400_000, ...opts,
     };
   }
 
@@ -156,7 +166,7 @@ export class Replicator {
         return;
       }
       st = {
-        ref, store, gen: null, shipper: null, inflight: null, dirty: false, running: null, stopped: false,
+        ref, store, gen: null, genStartedAt: 0, shipper: null, inflight: null, dirty: false, running: null, stopped: false,
         oldest: undefined, newer: undefined, failures: 0, lastError: undefined, wake: undefined, idle: [], walSig: undefined,
         startedSeq: 0, doneSeq: 0, needSeq: 0, durable: [],
       };
@@ -368,6 +378,10 @@ export class Replicator {
       if (this.#downStores.delete(st.store)) this.#o.log.info({ tenant: st.ref.tenant }, 'bucket reachable again');
     }
     this.#passDone(st, seq);
+    if (this.#o.now() - st.genStartedAt >= this.#o.snapshotIntervalMs && st.shipper!.checkpointAllowed()) {
+      await this.#rotate(st);
+      return;
+    }
     await this.#maybeCheckpoint(st);
   }
 
@@ -403,6 +417,7 @@ export class Replicator {
         if (shipper) {
           st.shipper = shipper;
           st.gen = gen;
+          st.genStartedAt = generationTime(gen.generation);
           this.#o.log.info({ tenant, generation: gen.generation, txid: tip.txid }, 'replication resumed from the bucket tip');
           return;
         }
@@ -444,8 +459,30 @@ export class Replicator {
       }
       st.shipper = shipper;
       st.gen = gen;
+      st.genStartedAt = generationTime(gen.generation);
     } finally {
       await rm(copy, { force: true });
+    }
+  }
+
+  /**
+   * The snapshot schedule: everything is shipped, the generation is older than
+   * the interval — start a new generation (checkpoint + snapshot; the WAL is
+   * then empty, so restores replay short chains), then prune what fell out of
+   * the retention window. A failed prune is logged and retried next time.
+   */
+  async #rotate(st: TenantRep): Promise<void> {
+    const old = st.gen;
+    st.shipper!.close();
+    st.shipper = null;
+    st.gen = null;
+    await this.#begin(st);
+    this.#o.log.info({ tenant: st.ref.tenant, previous: old?.generation, generation: (st.gen as GenerationRef | null)?.generation }, 'scheduled snapshot: new generation');
+    try {
+      const pruned = await pruneGenerations(st.store, st.ref.tenant, st.ref.incarnation, this.#o.now() - this.#o.retentionMs);
+      if (pruned.generations > 0) this.#o.log.info({ tenant: st.ref.tenant, ...pruned }, 'retention: pruned generations');
+    } catch (err) {
+      this.#o.log.warn({ tenant: st.ref.tenant, err: String((err as Error)?.message ?? err) }, 'retention: pruning failed; retried at the next snapshot');
     }
   }
 
