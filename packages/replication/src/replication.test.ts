@@ -209,3 +209,33 @@ describe('shipper + restore', () => {
     expect(generationPrefix(ref2)).toContain('/generations/0000000000000001-');
   });
 });
+
+describe('generation start from a copy', () => {
+  it('hashes the copy in slices (async) to the same state as in one go, and ships what the live file gained since', async () => {
+    const { dir, path, shard, store, ref } = await setup();
+    shard.write((db) => { for (let i = 0; i < 300; i++) db.prepare('INSERT INTO items (name, payload) VALUES (?, ?)').run(`n${i}`, randomBytes(900)); });
+    expect(shard.checkpoint().busy).toBe(0);
+    const copy = join(dir, 'copy.db');
+    const { copyFileSync } = await import('node:fs');
+    copyFileSync(path, copy);
+    const sync = WalShipper.beginGenerationFromCopy({ dbPath: path, ...ref }, copy);
+    const sliced = await WalShipper.beginGenerationFromCopyAsync({ dbPath: path, ...ref }, copy, 7);
+    cleanups.unshift(() => { sync.close(); sliced.close(); });
+    expect(sliced.checksum).toBe(sync.checksum);
+    expect(sliced.txid).toBe(sync.txid);
+    expect(sliced.pageCount).toBe(sync.pageCount);
+    const snap = createSnapshot({ dbPath: copy, ...ref, checksum: sliced.checksum });
+    await store.put(snapshotKey(ref, snap.header.txid), snap.stream, { ifNoneMatch: true });
+    await snap.done;
+    shard.write((db) => db.prepare('INSERT INTO items (name) VALUES (?)').run('after-copy'));
+    expect(await ship(sliced, store)).toBe(1);
+    const out = join(dir, 'restored.db');
+    const res = await restore({ store, ref, outPath: out });
+    expect(res.txid).toBe(shard.txid());
+    expect(dumpDatabase(out)).toEqual(dumpDatabase(path));
+    // A copy of another tenant is refused.
+    const other = createTestShard(join(dir, 'other.db'), 'other', 'inc-9');
+    other.db.close();
+    await expect(WalShipper.beginGenerationFromCopyAsync({ dbPath: path, ...ref }, join(dir, 'other.db'))).rejects.toThrow(/another tenant/);
+  });
+});

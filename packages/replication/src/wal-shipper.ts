@@ -148,6 +148,48 @@ export class WalShipper {
   }
 
   /**
+   * {@link beginGenerationFromCopy} for the event loop: hashes the copy in
+   * slices of `slicePages` pages (default 512, ~2 MiB) and yields between
+   * them, so a large database delays other work by one slice at a time.
+   */
+  static async beginGenerationFromCopyAsync(opts: ShipperOptions, copyPath: string, slicePages = 512): Promise<WalShipper> {
+    const fd = openSync(copyPath, 'r');
+    let state: DbHashState;
+    let meta: DomicileMeta | null;
+    let pageSize: number;
+    try {
+      const db = new DbFile(fd);
+      pageSize = db.pageSize;
+      const pages = db.pageCount();
+      state = new DbHashState(Math.max(1, pages));
+      for (let p = 1; p <= pages; p++) {
+        state.setPage(p, db.page(p)!);
+        if (p % slicePages === 0) await new Promise<void>((r) => setImmediate(r));
+      }
+      meta = readDomicileMeta((p) => (p <= pages ? db.page(p) : undefined));
+    } finally {
+      closeSync(fd);
+    }
+    const liveFd = openSync(opts.dbPath, 'r');
+    let shipper: WalShipper;
+    try {
+      const live = new DbFile(liveFd);
+      if (live.pageSize !== pageSize) throw new DomicileError('INTERNAL', 'the copy and the live database differ in page size');
+      shipper = new WalShipper(opts, live, state, meta?.txid ?? 0);
+    } catch (err) {
+      closeSync(liveFd);
+      throw err;
+    }
+    try {
+      shipper.#checkMeta(meta);
+      return shipper;
+    } catch (err) {
+      shipper.close();
+      throw err;
+    }
+  }
+
+  /**
    * Continue a generation after a restart: replays the WAL onto the database
    * file up to `tip.txid` and checks the checksum. Returns null when the local
    * files do not continue the tip (begin a new generation then).

@@ -24,8 +24,8 @@
  * share one upload. A failed upload marks the region's bucket down
  * (`bucketDown`) until an upload to it succeeds again.
  *
- * Known limit: `beginGenerationFromCopy` hashes the copy on the main thread
- * (~0.1 s per 25 MB) — a candidate for a worker thread.
+ * A generation start hashes the copy on the main thread in slices
+ * (`beginGenerationFromCopyAsync`): other requests wait at most one slice.
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
@@ -434,8 +434,8 @@ export class Replicator {
       const res = await this.#o.pool.maintenance(st.ref, { op: 'snapshot-copy', dest: copy });
       if (!res.copied) throw new Error(`generation start: checkpoint not complete (${res.skipped ?? 'busy'})`);
       const gen: GenerationRef = { tenant: st.ref.tenant, incarnation: st.ref.incarnation, epoch: st.ref.epoch, generation: newGenerationId(this.#o.now()) };
-      // Main thread: hashes the copy (next step: a worker thread).
-      const shipper = WalShipper.beginGenerationFromCopy({ dbPath: st.ref.path, ...gen }, copy);
+      // Hashes the copy on the main thread in ~2 MiB slices, yielding between them.
+      const shipper = await WalShipper.beginGenerationFromCopyAsync({ dbPath: st.ref.path, ...gen }, copy);
       try {
         const snap = createSnapshot({ dbPath: copy, ...gen, checksum: shipper.checksum, time: this.#o.now() });
         try {
