@@ -59,6 +59,15 @@ describe('sync durability on the filesystem bucket', () => {
     expect(await restoredIds(store, 'syncy', rec!.incarnation)).toEqual([...Array.from({ length: 20 }, (_, i) => i + 1), ...Array.from({ length: 40 }, (_, k) => 100 + k)]);
   });
 
+  it('Hrana: an interactive transaction committed in a pipeline is in the bucket when the pipeline is answered', async () => {
+    const before = t.rt.replicator!.status('syncy')!.replicatedTxid!;
+    const exec = (sql: string) => ({ type: 'execute', stmt: { sql } });
+    const r = await t.req('POST', '/v1/tenants/syncy/v2/pipeline', { baton: null, requests: [exec('BEGIN'), exec('INSERT INTO kv VALUES (5000)'), exec('COMMIT')] });
+    expect(r.status).toBe(200);
+    expect(r.body.results.map((x: { type: string }) => x.type)).toEqual(['ok', 'ok', 'ok']);
+    expect(t.rt.replicator!.status('syncy')!.replicatedTxid).toBe(before + 1);
+  });
+
   it('leaves async tenants answering before the upload (lag may be non-zero) and reports the mode', async () => {
     expect((await t.req('POST', '/v1/tenants', { id: 'asyncy', residency: 'moon' })).body.durability).toBe('async');
     expect((await t.req('POST', '/v1/tenants/asyncy/query', { sql: 'CREATE TABLE kv (id INTEGER PRIMARY KEY)' })).status).toBe(200);
@@ -107,6 +116,9 @@ describe('sync durability through a bucket outage (s3rver)', () => {
     expect(refused.body.error).toMatchObject({ code: 'REPLICATION_UNAVAILABLE', committedLocally: false });
     const batchRefused = await t.req('POST', '/v1/tenants/s3sync/batch', { statements: [{ sql: 'INSERT INTO kv VALUES (8)' }] });
     expect(batchRefused.body.error).toMatchObject({ code: 'REPLICATION_UNAVAILABLE', committedLocally: false });
+    const hrana = await t.req('POST', '/v1/tenants/s3sync/v2/pipeline', { baton: null, requests: [{ type: 'execute', stmt: { sql: 'INSERT INTO kv VALUES (8)' } }] });
+    expect(hrana.status).toBe(503);
+    expect(hrana.body).toMatchObject({ code: 'REPLICATION_UNAVAILABLE' });
     const read = await q('SELECT count(*) FROM kv');
     expect(read.status).toBe(200);
     expect(read.body.rows).toEqual([[6]]);

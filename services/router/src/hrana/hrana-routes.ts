@@ -12,6 +12,8 @@ import { DomicileError } from '@domicile/errors';
 import type { ShardRef } from '@domicile/shard';
 import { authenticate, authorizeTenant } from '../auth/authenticate.ts';
 import { toDomicileError } from '../http-errors.ts';
+import type { TenantDurability } from '@domicile/directory';
+import { awaitDurable, refuseIfBucketDown } from '../replication/durability.ts';
 import { tenantAccess } from '../routes/data-routes.ts';
 import type { Runtime } from '../runtime.ts';
 import { getLiveTenant } from '../tenant-service.ts';
@@ -32,8 +34,9 @@ export function hranaRoutes(app: FastifyInstance, rt: Runtime): void {
   app.addHook('onClose', async () => streams.closeAll());
   const errorHandler = (err: unknown, request: FastifyRequest, reply: FastifyReply) => sendHranaError(request, reply, err);
 
-  const pipeline = async (request: FastifyRequest, reply: FastifyReply, access: { tenant: string; ref: ShardRef; readOnly: boolean }) => {
+  const pipeline = async (request: FastifyRequest, reply: FastifyReply, access: { tenant: string; ref: ShardRef; readOnly: boolean; durability: TenantDurability }) => {
     const body = parseBody(request.body);
+    refuseIfBucketDown(rt.replicator, access);
     let stream: HranaStream;
     if (typeof body.baton === 'string') {
       stream = streams.claim(body.baton, access.tenant);
@@ -58,12 +61,14 @@ export function hranaRoutes(app: FastifyInstance, rt: Runtime): void {
     }
     // The stream keeps its transaction (and gets a new baton), or is forgotten.
     const baton = await streams.release(stream);
+    // Sync tenants (DESIGN §8): answered once what the pipeline committed is in the bucket.
+    await awaitDurable(rt.replicator, access);
     return sendJson(reply, 200, { baton, base_url: null, results });
   };
 
   app.post<{ Params: { id: string } }>('/v1/tenants/:id/v2/pipeline', { errorHandler }, async (request, reply) => {
-    const { ref, readOnly } = await tenantAccess(rt, request);
-    return pipeline(request, reply, { tenant: ref.tenant, ref, readOnly });
+    const { ref, readOnly, durability } = await tenantAccess(rt, request);
+    return pipeline(request, reply, { tenant: ref.tenant, ref, readOnly, durability });
   });
 
   app.post('/v2/pipeline', { errorHandler }, async (request, reply) => {
@@ -76,7 +81,7 @@ export function hranaRoutes(app: FastifyInstance, rt: Runtime): void {
     const tenant = await getLiveTenant(rt, id);
     const { readOnly } = authorizeTenant(principal, tenant);
     const ref = rt.shardRef(tenant);
-    return pipeline(request, reply, { tenant: id, ref, readOnly });
+    return pipeline(request, reply, { tenant: id, ref, readOnly, durability: tenant.durability });
   });
 
   // Version probes: Hrana over HTTP v2 is served here (no v3, so clients fall back to v2).

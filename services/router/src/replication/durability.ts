@@ -45,6 +45,25 @@ export async function runDurable<T extends { replayed: boolean }>(replicator: Re
   return result;
 }
 
+/**
+ * Hrana pipelines (several statements, maybe an interactive transaction):
+ * before running, a sync tenant whose bucket is down is refused as a whole
+ * (the pipeline may write; nothing has run); after running, everything the
+ * pipeline committed — in autocommit or by a COMMIT inside a stream that
+ * stays open — is waited for.
+ */
+export function refuseIfBucketDown(replicator: Replicator | undefined, target: DurableTarget): void {
+  if (replicator && target.durability === 'sync' && !target.readOnly && replicator.bucketDown(target.ref)) throw bucketDown();
+}
+
+/** See {@link refuseIfBucketDown}: call after the pipeline ran. */
+export async function awaitDurable(replicator: Replicator | undefined, target: DurableTarget): Promise<void> {
+  if (!replicator || target.durability !== 'sync' || target.readOnly) return;
+  // A COMMIT inside an interactive session is not reported by the pool until the session ends.
+  replicator.notify(target.ref);
+  await replicator.waitDurable(target.ref);
+}
+
 /** Refused before running: nothing was committed. */
 export function bucketDown(): DomicileError {
   return new DomicileError('REPLICATION_UNAVAILABLE', 'the region\'s bucket is unavailable: this sync tenant accepts no writes until it returns (reads still work)', { committedLocally: false });
