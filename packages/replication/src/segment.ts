@@ -6,7 +6,7 @@
  */
 import { hash } from 'node:crypto';
 import { backupInvalid, ByteReader, ByteWriter } from './binary.ts';
-import { Compression, compress, decompress, isKnownCompression, type CompressionId } from './compression.ts';
+import { Compression, compress, decompress, decompressAsync, isKnownCompression, type CompressionId } from './compression.ts';
 import type { DbChecksum } from './checksum.ts';
 
 /** Magic of a segment object. */
@@ -104,6 +104,8 @@ export interface DecodedTransaction extends Omit<SegmentTransaction, 'pages'> {
   pageCount: number;
   /** Decompress the page images (views into one buffer). */
   pages(): PageImage[];
+  /** Like {@link pages}, decompressing on the thread pool; later `pages()` calls return the same images. */
+  loadPages(): Promise<PageImage[]>;
 }
 
 /** A decoded segment. */
@@ -161,7 +163,7 @@ export function decodeSegment(bytes: Uint8Array, what = 'segment'): DecodedSegme
   if (txCount < 1 || maxTxid < minTxid || maxTxid - minTxid + 1 !== txCount) throw backupInvalid(`${what}: txid range ${minTxid}..${maxTxid} does not match ${txCount} transactions.`);
 
   const tr = new ByteReader(body, what, headerLength);
-  const entries: Array<Omit<DecodedTransaction, 'pages'> & { bodyLength: number }> = [];
+  const entries: Array<Omit<DecodedTransaction, 'pages' | 'loadPages'> & { bodyLength: number }> = [];
   for (let i = 0; i < txCount; i++) {
     const er = new ByteReader(tr.bytes(entrySize, 'transaction entry'), what);
     entries.push({
@@ -187,9 +189,12 @@ export function decodeSegment(bytes: Uint8Array, what = 'segment'): DecodedSegme
     at += e.bodyLength;
     const { bodyLength: _drop, ...fields } = e;
     let cached: PageImage[] | undefined;
+    const txWhat = `${what} txid ${e.txid}`;
+    const expected = e.pageCount * (4 + pageSize);
     return {
       ...fields,
-      pages: () => (cached ??= decodePages(compression, compressed, e.pageCount, pageSize, e.commitSize, `${what} txid ${e.txid}`)),
+      pages: () => (cached ??= splitPages(decompress(compression, compressed, expected, txWhat), e.pageCount, pageSize, e.commitSize, txWhat)),
+      loadPages: async () => (cached ??= splitPages(await decompressAsync(compression, compressed, expected, txWhat), e.pageCount, pageSize, e.commitSize, txWhat)),
     };
   });
   if (at !== body.byteLength) throw backupInvalid(`${what}: ${body.byteLength - at} unexpected bytes after the last transaction.`);
@@ -200,8 +205,7 @@ export function decodeSegment(bytes: Uint8Array, what = 'segment'): DecodedSegme
   };
 }
 
-function decodePages(compression: number, data: Uint8Array, count: number, pageSize: number, commitSize: number, what: string): PageImage[] {
-  const raw = decompress(compression, data, count * (4 + pageSize), what);
+function splitPages(raw: Uint8Array, count: number, pageSize: number, commitSize: number, what: string): PageImage[] {
   const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
   const pages: PageImage[] = [];
   let prev = 0;

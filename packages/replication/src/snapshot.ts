@@ -10,11 +10,11 @@ import { createHash, hash } from 'node:crypto';
 import { closeSync, openSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
-import { brotliCompress, brotliDecompress, constants, deflateRaw, inflateRaw } from 'node:zlib';
+import { brotliCompress, constants, deflateRaw } from 'node:zlib';
 import { DomicileError, isDomicileError } from '@domicile/errors';
 import { backupInvalid, ByteReader, ByteWriter } from './binary.ts';
 import { DbHashState, formatChecksum, type DbChecksum } from './checksum.ts';
-import { Compression, isKnownCompression, type CompressionId } from './compression.ts';
+import { Compression, decompressAsync, isKnownCompression, type CompressionId } from './compression.ts';
 import { DbFile } from './db-file.ts';
 import { readDomicileMeta } from './domicile-meta.ts';
 import type { ObjectIdentity } from './segment.ts';
@@ -29,9 +29,7 @@ export const SNAPSHOT_MINOR = 0;
 export const DEFAULT_CHUNK_PAGES = 256;
 
 const brotliCompressAsync = promisify(brotliCompress);
-const brotliDecompressAsync = promisify(brotliDecompress);
 const deflateRawAsync = promisify(deflateRaw);
-const inflateRawAsync = promisify(inflateRaw);
 
 /** Header fields of a snapshot. */
 export interface SnapshotHeader extends ObjectIdentity {
@@ -163,19 +161,6 @@ async function compressAsync(id: CompressionId, data: Buffer): Promise<Uint8Arra
     });
     case Compression.deflateRaw: return deflateRawAsync(data, { level: 1 });
   }
-}
-
-async function decompressAsync(id: CompressionId, data: Uint8Array, expected: number, what: string): Promise<Uint8Array> {
-  let out: Uint8Array;
-  try {
-    out = id === Compression.none ? data
-      : id === Compression.brotli ? await brotliDecompressAsync(data, { maxOutputLength: Math.max(1, expected) })
-      : await inflateRawAsync(data, { maxOutputLength: Math.max(1, expected) });
-  } catch (err) {
-    throw backupInvalid(`${what}: page data does not decompress.`, {}, err);
-  }
-  if (out.byteLength !== expected) throw backupInvalid(`${what}: chunk has ${out.byteLength} bytes, expected ${expected}.`);
-  return out;
 }
 
 /** Pulls exact byte counts from a stream, hashing everything it hands out. */
