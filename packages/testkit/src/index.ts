@@ -1,2 +1,3 @@
 export * from './s3-server.ts';
 export * from './domicile-server.ts';
+export * from './redis-server.ts';
