@@ -7,6 +7,7 @@ import type { SerializedError } from '@domicile/errors';
 import type { CloseReason } from './handle-cache.ts';
 import type { ExecOptions, ExecOutcome, ShardRef, Statement, StatementResult } from './types.ts';
 import type { MigrateResult, ShardMigration } from './migrate.ts';
+import type { DescribeValue } from './describe.ts';
 
 /** `workerData` of a shard worker. */
 export interface WorkerInit {
@@ -60,6 +61,9 @@ export type WorkerRequest =
   | { id: number; type: 'session-open'; sessionId: string; ref: ShardRef }
   | { id: number; type: 'session-exec'; sessionId: string; statement: Statement; opts: ExecOptions }
   | { id: number; type: 'session-close'; sessionId: string }
+  /** Hrana `describe` (describe.ts): prepare only, on the tenant's handle or in a session. */
+  | { id: number; type: 'describe'; ref: ShardRef; sql: string }
+  | { id: number; type: 'session-describe'; sessionId: string; sql: string }
   /** Replication jobs (checkpoint, snapshot copy), run in the tenant's queue. */
   | { id: number; type: 'maintenance'; ref: ShardRef; job: MaintenanceOp }
   /** Test hook: throw an uncaught exception inside the worker. */
@@ -84,7 +88,7 @@ export interface WorkerCounters {
 
 /** Worker → main. */
 export type WorkerReply =
-  | { kind: 'reply'; id: number; ok: true; value: StatementResult | StatementResult[] | ExecOutcome<StatementResult | StatementResult[]> | MigrateResult | SessionStepValue | MaintenanceResult | number | null; counters: WorkerCounters }
+  | { kind: 'reply'; id: number; ok: true; value: StatementResult | StatementResult[] | ExecOutcome<StatementResult | StatementResult[]> | MigrateResult | SessionStepValue | MaintenanceResult | DescribeValue | number | null; counters: WorkerCounters }
   | { kind: 'reply'; id: number; ok: false; error: SerializedError; counters: WorkerCounters }
   | { kind: 'ready' }
   | { kind: 'log'; level: 'info' | 'warn' | 'error'; msg: string; fields: Record<string, unknown> };

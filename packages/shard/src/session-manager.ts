@@ -13,6 +13,7 @@
 import { randomUUID } from 'node:crypto';
 import { DomicileError, deserializeError } from '@domicile/errors';
 import type { SessionStepValue, WorkerRequest } from './protocol.ts';
+import type { DescribeValue } from './describe.ts';
 import type { ExecOptions, ShardRef, Statement, StatementResult } from './types.ts';
 
 /** Default idle timeout of a session. */
@@ -95,6 +96,20 @@ export class SessionManager {
     s.autocommit = value.autocommit;
     if (value.error) throw deserializeError(value.error);
     return value.result!;
+  }
+
+  /** Hrana `describe` in the session (prepare only; the session's state does not change). */
+  async describe(id: string, sql: string): Promise<DescribeValue> {
+    const s = this.#live(id);
+    if (s.busy) throw new DomicileError('BAD_REQUEST', 'the session is already running a statement');
+    s.busy = true;
+    clearTimeout(s.timer);
+    try {
+      return (await this.#host.call(s.slot, (rid) => ({ id: rid, type: 'session-describe', sessionId: id, sql }))) as DescribeValue;
+    } finally {
+      s.busy = false;
+      if (this.#byId.get(id) === s) this.#arm(s);
+    }
   }
 
   /** Live session state, or undefined when it ended. */

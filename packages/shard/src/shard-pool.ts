@@ -26,6 +26,7 @@ import { spawnShardWorker } from './spawn-worker.ts';
 import type { ExecOptions, ExecOutcome, ShardPoolStats, ShardRef, Statement, StatementResult } from './types.ts';
 import { DEFAULT_IDEMPOTENCY_TTL_MS, assertIdempotencyKey } from './idempotency-key.ts';
 import type { MigrateResult, ShardMigration } from './migrate.ts';
+import type { DescribeValue } from './describe.ts';
 import { DEFAULT_SESSION_IDLE_TIMEOUT_MS, SessionManager, type SessionInfo } from './session-manager.ts';
 
 /** The smallest logger shape the pool needs (pino fits). */
@@ -76,7 +77,7 @@ export interface ShardPoolOptions {
 /** Default bound on waiting requests. */
 export const DEFAULT_MAX_QUEUE = 10_000;
 
-type JobValue = StatementResult | StatementResult[] | ExecOutcome<StatementResult | StatementResult[]> | MigrateResult | SessionStepValue | MaintenanceResult | number | null;
+type JobValue = StatementResult | StatementResult[] | ExecOutcome<StatementResult | StatementResult[]> | MigrateResult | SessionStepValue | MaintenanceResult | DescribeValue | number | null;
 
 interface Job {
   build(id: number): WorkerRequest;
@@ -344,6 +345,19 @@ export class ShardPool {
     if (!stmt || typeof stmt !== 'object') throw new DomicileError('BAD_REQUEST', 'statement must be an object');
     const statement: Statement = stmt.params === undefined ? { sql: stmt.sql } : { sql: stmt.sql, params: stmt.params };
     return this.#sessions.execute(sessionId, statement, { readOnly: opts.readOnly === true });
+  }
+
+  /**
+   * Hrana `describe`: prepare one statement (guarded) and report its columns
+   * and whether it is read-only; nothing runs. With `sessionId`, on the
+   * session's connection (the tenant's queue is held by it).
+   */
+  async describe(ref: ShardRef, sql: string, sessionId?: string): Promise<DescribeValue> {
+    if (this.#closing) throw unavailable();
+    if (typeof sql !== 'string') throw new DomicileError('BAD_REQUEST', 'sql must be a string');
+    if (sessionId !== undefined) return this.#sessions.describe(sessionId, sql);
+    assertTenantId(ref.tenant);
+    return (await this.#enqueue(ref, (id) => ({ id, type: 'describe', ref, sql }), undefined, false)) as DescribeValue;
   }
 
   /** Whether a session is live and in autocommit (no open transaction); undefined once it ended. */

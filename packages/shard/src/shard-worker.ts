@@ -7,6 +7,7 @@ import { copyFileSync, statSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { DomicileError, isDomicileError } from '@domicile/errors';
 import { executeBatch, executeOne } from './execute.ts';
+import { describeStatement } from './describe.ts';
 import { executeIdempotent } from './idempotency.ts';
 import { applyMigrations } from './migrate.ts';
 import { WorkerSessions } from './worker-sessions.ts';
@@ -132,6 +133,10 @@ function handle(msg: WorkerRequest): unknown {
     }
     case 'session-close':
       return sessions.close(msg.sessionId);
+    case 'describe':
+      return cache.use(msg.ref, (h) => describeStatement(h, msg.sql));
+    case 'session-describe':
+      return sessions.describe(msg.sessionId, msg.sql);
     case 'maintenance':
       return cache.use(msg.ref, (h) => maintenance(h, msg.job));
     case 'crash':

@@ -20,6 +20,7 @@ import type { Statement as SqliteStatement } from 'better-sqlite3';
 import { DomicileError } from '@domicile/errors';
 import { executeOne, prepareTenant, refuseWriteIfReadOnly, run, strip, toDomicile, wrap, type ExecLimits } from './execute.ts';
 import type { HandleCache } from './handle-cache.ts';
+import { describeStatement, type DescribeValue } from './describe.ts';
 import type { ShardHandle } from './open-shard.ts';
 import type { SessionStepValue } from './protocol.ts';
 import type { ExecOptions, ShardRef, Statement } from './types.ts';
@@ -97,6 +98,13 @@ export class WorkerSessions {
         }
       }
     });
+  }
+
+  /** Hrana `describe` on the session's connection (it sees the open transaction's schema); nothing runs. */
+  describe(sessionId: string, sql: string): DescribeValue {
+    const s = this.#sessions.get(sessionId);
+    if (!s) throw new DomicileError('BAD_REQUEST', 'the session has ended');
+    return this.#cache.use(s.ref, (h) => describeStatement(h, sql));
   }
 
   /** End a session: roll back an open transaction, unpin. Returns 1 when a transaction was rolled back. */

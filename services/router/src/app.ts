@@ -5,6 +5,8 @@ import { sendError } from './http-errors.ts';
 import { backupRoutes } from './routes/backup-routes.ts';
 import { dataRoutes } from './routes/data-routes.ts';
 import { hranaRoutes } from './hrana/hrana-routes.ts';
+import { internalMoveRoutes } from './moves/internal-routes.ts';
+import { moveRoutes } from './routes/move-routes.ts';
 import { opsRoutes } from './routes/ops-routes.ts';
 import { schemaRoutes } from './routes/schema-routes.ts';
 import { tenantRoutes } from './routes/tenant-routes.ts';
@@ -58,6 +60,8 @@ export async function buildApp(rt: Runtime, opts: { logger?: Logger; https?: { c
   schemaRoutes(app, rt);
   dataRoutes(app, rt);
   hranaRoutes(app, rt);
+  moveRoutes(app, rt);
+  internalMoveRoutes(app, rt);
   return app;
 }
 

@@ -22,6 +22,15 @@ export class Metrics {
     labelNames: ['op', 'region'] as const, registers: [this.registry],
   });
 
+  readonly movePause = new Histogram({
+    name: 'domicile_move_write_pause_seconds', help: 'Write pause of tenant moves: fence to the first write accepted on the new primary.',
+    registers: [this.registry], buckets: [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5, 5],
+  });
+  readonly moves = new Counter({
+    name: 'domicile_moves_total', help: 'Tenant moves by outcome (done, aborted).',
+    labelNames: ['outcome'] as const, registers: [this.registry],
+  });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'domicile_process_' });
   }

@@ -18,6 +18,8 @@ import { SqliteSchemaStore } from './schema/sqlite-schema-store.ts';
 import { AdminAuth } from './auth/admin-auth.ts';
 import { TenantTokens } from './auth/tenant-tokens.ts';
 import { Metrics } from './metrics.ts';
+import { CheckpointHolds } from './moves/checkpoint-holds.ts';
+import { MoveManager } from './moves/move-manager.ts';
 import { Replicator, type ReplicatorOptions } from './replication/replicator.ts';
 import { randomSecret, readOrCreateSecret, secretFiles } from './secrets.ts';
 
@@ -53,11 +55,13 @@ export class Runtime {
   readonly replicator: Replicator | undefined;
   /** Where the generated admin token lives (embedded default), for the start-up log. */
   readonly adminTokenFile: string | undefined;
+  /** Tenant moves (DESIGN §9) and the data plane's per-tenant gate. */
+  readonly moves: MoveManager;
   #policy: Policy;
   #ready = false;
   readonly #buckets: RegionBuckets;
 
-  private constructor(init: Omit<Runtime, 'policy' | 'ready' | 'setReady' | 'swapPolicy' | 'shardRef' | 'nodeForRegion' | 'close' | 'startupViolations' | 'schemaJobs' | 'buckets' | 'bucketFor' | 'lateSweeps' | 'replicationView'> & { policy: Policy; regionBuckets: RegionBuckets }) {
+  private constructor(init: Omit<Runtime, 'policy' | 'ready' | 'setReady' | 'swapPolicy' | 'shardRef' | 'nodeForRegion' | 'close' | 'startupViolations' | 'schemaJobs' | 'buckets' | 'bucketFor' | 'lateSweeps' | 'replicationView' | 'moves'> & { policy: Policy; regionBuckets: RegionBuckets; checkpointHolds: CheckpointHolds }) {
     this.config = init.config;
     this.log = init.log;
     this.directory = init.directory;
@@ -75,6 +79,7 @@ export class Runtime {
     this.replicator = init.replicator;
     this.#policy = init.policy;
     this.#buckets = init.regionBuckets;
+    this.moves = new MoveManager(this, init.checkpointHolds);
     this.lateSweeps = new LateSweeps({
       delayMs: init.config.leaseTtlMs,
       log: init.log.child({ component: 'erase' }),
@@ -122,9 +127,14 @@ export class Runtime {
     const metrics = new Metrics();
     const replicating = config.replication === 'on';
     let replicator: Replicator | undefined;
+    let moves: MoveManager | undefined;
+    const checkpointHolds = new CheckpointHolds();
     const pool = new ShardPool({
       replication: replicating,
-      onCommit: (ref) => replicator?.notify(ref),
+      onCommit: (ref) => {
+        replicator?.notify(ref);
+        moves?.noteCommit(ref);
+      },
       workers: config.workers,
       maxOpenShards: config.maxOpenShards,
       statementTimeoutMs: config.statementTimeoutMs,
@@ -154,7 +164,8 @@ export class Runtime {
       };
       let onUpload: ReplicatorOptions['onUpload'];
       replicator = new Replicator({
-        pool,
+        // A move's checkpoint holds apply to the replicator's checkpoints (moves/checkpoint-holds.ts).
+        pool: checkpointHolds.wrap(pool),
         log: log.child({ component: 'replication' }),
         storeFor: (ref) => {
           const region = regionOf(ref);
@@ -168,8 +179,10 @@ export class Runtime {
     }
     const rt = new Runtime({
       config, log, directory, pool, audit, schema, metrics, nodes, adminTokenFile, regionBuckets, replicator,
-      adminAuth: new AdminAuth(adminTokens), tokens: new TenantTokens(secrets), policy,
+      adminAuth: new AdminAuth(adminTokens), tokens: new TenantTokens(secrets), policy, checkpointHolds,
     });
+    moves = rt.moves;
+    await rt.moves.recover();
     if (replicator) {
       rt.#resumeUnshipped().catch((err: unknown) => log.error({ err }, 'scanning shards with unshipped WAL frames failed'));
     }
@@ -266,6 +279,7 @@ export class Runtime {
   async close(): Promise<void> {
     this.#ready = false;
     await this.schemaJobs.close();
+    await this.moves.close();
     await this.lateSweeps.close();
     if (this.replicator) {
       const shipped = await this.replicator.flush(10_000);

@@ -134,6 +134,30 @@ describe('Hrana over HTTP v2 with @libsql/client', () => {
     expect((await fetch(`${s.url}/v1/tenants/beta/v2`)).status).toBe(200);
   });
 
+  it('runs executeMultiple (Hrana sequence) on both URL forms, in autocommit and inside a transaction', async () => {
+    const token = await tenantToken('acme', 'write');
+    for (const [i, db] of [client({ tenant: 'acme', authToken: token }), client({ authToken: token })].entries()) {
+      await db.executeMultiple(`
+        CREATE TABLE IF NOT EXISTS m (x TEXT);
+        INSERT INTO m VALUES ('a-${i};x'); -- one statement; the ; in the string does not split
+        BEGIN; INSERT INTO m VALUES ('b-${i}'); COMMIT;
+        BEGIN; INSERT INTO m VALUES ('gone${i}'); ROLLBACK;`);
+      expect((await db.execute(`SELECT x FROM m WHERE x LIKE '%-${i}%' ORDER BY rowid`)).rows.map((r) => r.x)).toEqual([`a-${i};x`, `b-${i}`]);
+      // The first failure stops the script and reaches the client with its code.
+      await expect(db.executeMultiple(`INSERT INTO m VALUES ('c${i}'); ATTACH 'x.db' AS x; INSERT INTO m VALUES ('d${i}')`)).rejects.toMatchObject({ code: 'STATEMENT_NOT_ALLOWED' });
+      // A script that leaves its transaction open is rolled back when the client closes the stream.
+      await db.executeMultiple(`BEGIN; INSERT INTO m VALUES ('open${i}')`);
+      expect((await db.execute(`SELECT x FROM m WHERE x IN ('c${i}', 'd${i}', 'open${i}')`)).rows.map((r) => r.x)).toEqual([`c${i}`]);
+    }
+    const db = client({ tenant: 'acme', authToken: token });
+    const tx = await db.transaction('write');
+    await tx.executeMultiple("INSERT INTO m VALUES ('tx1'); INSERT INTO m VALUES ('tx2')");
+    await tx.rollback();
+    expect((await db.execute("SELECT count(*) AS n FROM m WHERE x LIKE 'tx_'")).rows[0]!.n).toBe(0);
+    const ro = client({ tenant: 'acme', authToken: await tenantToken('acme', 'read') });
+    await expect(ro.executeMultiple("SELECT 1; INSERT INTO m VALUES ('ro')")).rejects.toMatchObject({ code: 'FORBIDDEN' });
+  });
+
   it('refuses writes from a read token, also inside a transaction', async () => {
     const token = await tenantToken('acme', 'read');
     for (const db of [client({ tenant: 'acme', authToken: token }), client({ authToken: token })]) {

@@ -12,6 +12,7 @@ import { DomicileError, isDomicileError } from '@domicile/errors';
 import type { ShardPool, Statement, StatementResult } from '@domicile/shard';
 import type { HranaStream } from './hrana-streams.ts';
 import { MAX_STORED_SQL } from './hrana-streams.ts';
+import { isExplain, splitStatements, statementParams } from './hrana-sql.ts';
 import { fromHranaArgs, toHranaResult, type HranaStmt, type HranaStmtResult } from './hrana-values.ts';
 
 const TXN_CONTROL = /^(?:\s+|--[^\n]*(?:\n|$)|\/\*[\s\S]*?\*\/)*(?:begin|savepoint|commit|end|rollback|release)\b/i;
@@ -90,8 +91,10 @@ async function runRequest(ctx: PipelineContext, s: HranaStream, req: unknown): P
     case 'get_autocommit':
       return { type: 'get_autocommit', is_autocommit: s.session === undefined };
     case 'sequence':
+      await sequence(ctx, s, resolveSql(s, r));
+      return { type: 'sequence' };
     case 'describe':
-      throw new DomicileError('BAD_REQUEST', `Hrana "${r.type}" is not supported by Domicile; use execute or batch`);
+      return { type: 'describe', result: await describe(ctx, s, resolveSql(s, r)) };
     default:
       throw new DomicileError('BAD_REQUEST', `unknown Hrana request type ${JSON.stringify(String(r.type)).slice(0, 40)}`);
   }
@@ -131,6 +134,53 @@ async function execute(ctx: PipelineContext, s: HranaStream, stmt: HranaStmt): P
       await ctx.pool.closeSession(session);
     }
   }
+}
+
+/** Statements in one `sequence`. */
+export const MAX_SEQUENCE_STATEMENTS = 10_000;
+
+/**
+ * A Hrana `sequence`: the script's statements, split where SQLite would, run
+ * one by one through `execute` (same guard, read-only rule, session routing
+ * and result cap; rows are dropped). The first failure stops it and is its
+ * error; what ran before stays (in autocommit each statement committed).
+ */
+async function sequence(ctx: PipelineContext, s: HranaStream, sql: string): Promise<void> {
+  const statements = splitStatements(sql);
+  if (statements.length > MAX_SEQUENCE_STATEMENTS) {
+    throw new DomicileError('BAD_REQUEST', `a sequence takes at most ${MAX_SEQUENCE_STATEMENTS} statements`);
+  }
+  for (let i = 0; i < statements.length; i++) {
+    try {
+      await execute(ctx, s, { sql: statements[i]! });
+    } catch (err) {
+      if (!isDomicileError(err) || s.broken === err) throw err;
+      throw new DomicileError(err.code, err.message, { ...err.details, statementIndex: i }, { cause: err });
+    }
+  }
+}
+
+/** Hrana's describe result. */
+interface DescribeResult {
+  params: { name: string | null }[];
+  cols: { name: string; decltype: string | null }[];
+  is_explain: boolean;
+  is_readonly: boolean;
+}
+
+/**
+ * A Hrana `describe`: the shard prepares the statement (guarded; in the
+ * stream's session when it has one) and nothing runs. Parameters come from
+ * Domicile's tokenizer (hrana-sql.ts), as SQLite numbers them.
+ */
+async function describe(ctx: PipelineContext, s: HranaStream, sql: string): Promise<DescribeResult> {
+  const d = await ctx.pool.describe(s.ref, sql, s.session);
+  return {
+    params: statementParams(sql).map((name) => ({ name })),
+    cols: d.columns,
+    is_explain: isExplain(sql),
+    is_readonly: d.readonly,
+  };
 }
 
 interface BatchResult {
@@ -205,7 +255,7 @@ function sqlId(v: unknown): number {
   return v;
 }
 
-function resolveSql(s: HranaStream, stmt: HranaStmt): string {
+function resolveSql(s: HranaStream, stmt: { sql?: unknown; sql_id?: unknown }): string {
   if (typeof stmt.sql === 'string') return stmt.sql;
   if (stmt.sql_id !== undefined && stmt.sql_id !== null) {
     const sql = s.sqls.get(sqlId(stmt.sql_id));

@@ -32,6 +32,10 @@ interface PipelineBody {
 export function hranaRoutes(app: FastifyInstance, rt: Runtime): void {
   const streams = new HranaStreams(rt.pool, rt.config.sessionIdleTimeoutMs);
   app.addHook('onClose', async () => streams.closeAll());
+  // A move's fence: open transactions get the grace period, then roll back with TENANT_MOVING (DESIGN §9).
+  rt.moves.onFence(async (tenant, graceMs) => {
+    await streams.endSessions(tenant, graceMs, new DomicileError('TENANT_MOVING', 'the tenant is being moved; the open transaction was rolled back — retry it', { tenant }));
+  });
   const errorHandler = (err: unknown, request: FastifyRequest, reply: FastifyReply) => sendHranaError(request, reply, err);
 
   const pipeline = async (request: FastifyRequest, reply: FastifyReply, access: { tenant: string; ref: ShardRef; readOnly: boolean; durability: TenantDurability }) => {
@@ -44,6 +48,8 @@ export function hranaRoutes(app: FastifyInstance, rt: Runtime): void {
         await streams.close(stream);
         throw new DomicileError('BAD_REQUEST', 'the tenant was re-created; open a new stream');
       }
+      // Moved since the stream's last request (a stream without a transaction follows the tenant).
+      if (stream.ref.path !== access.ref.path || stream.ref.epoch !== access.ref.epoch) stream.ref = access.ref;
     } else {
       stream = streams.create(access.tenant, access.ref);
     }
@@ -67,8 +73,13 @@ export function hranaRoutes(app: FastifyInstance, rt: Runtime): void {
   };
 
   app.post<{ Params: { id: string } }>('/v1/tenants/:id/v2/pipeline', { errorHandler }, async (request, reply) => {
-    const { ref, readOnly, durability } = await tenantAccess(rt, request);
-    return pipeline(request, reply, { tenant: ref.tenant, ref, readOnly, durability });
+    const heldSession = streams.holdsSession((request.body as { baton?: unknown } | undefined)?.baton, request.params.id);
+    const { ref, readOnly, durability, leave } = await tenantAccess(rt, request, { heldSession });
+    try {
+      return await pipeline(request, reply, { tenant: ref.tenant, ref, readOnly, durability });
+    } finally {
+      leave();
+    }
   });
 
   app.post('/v2/pipeline', { errorHandler }, async (request, reply) => {
@@ -78,10 +89,16 @@ export function hranaRoutes(app: FastifyInstance, rt: Runtime): void {
     }
     const id = principal.claims.tenant;
     request.log = request.log.child({ tenant: id });
-    const tenant = await getLiveTenant(rt, id);
-    const { readOnly } = authorizeTenant(principal, tenant);
-    const ref = rt.shardRef(tenant);
-    return pipeline(request, reply, { tenant: id, ref, readOnly, durability: tenant.durability });
+    const heldSession = streams.holdsSession((request.body as { baton?: unknown } | undefined)?.baton, id);
+    const leave = heldSession ? rt.moves.gate.enterNow(id) : await rt.moves.gate.enter(id);
+    try {
+      const tenant = await getLiveTenant(rt, id);
+      const { readOnly } = authorizeTenant(principal, tenant);
+      const ref = rt.shardRef(tenant);
+      return await pipeline(request, reply, { tenant: id, ref, readOnly, durability: tenant.durability });
+    } finally {
+      leave();
+    }
   });
 
   // Version probes: Hrana over HTTP v2 is served here (no v3, so clients fall back to v2).

@@ -106,6 +106,30 @@ export class HranaStreams {
     if (session !== undefined) await this.#pool.closeSession(session).catch(() => false);
   }
 
+  /** True when `baton` names a live stream of `tenant` with an open transaction (it passes a move's gate). */
+  holdsSession(baton: unknown, tenant: string): boolean {
+    if (typeof baton !== 'string') return false;
+    const s = this.#streams.get(baton.split('.')[0] ?? '');
+    return s !== undefined && s.tenant === tenant && !s.closed && s.session !== undefined;
+  }
+
+  /**
+   * A move's fence (DESIGN §9 step 4): open transactions of `tenant` get
+   * `graceMs` to end, then are rolled back; their streams answer `error`
+   * (TENANT_MOVING) to the next request.
+   */
+  async endSessions(tenant: string, graceMs: number, error: DomicileError): Promise<void> {
+    const open = () => [...this.#streams.values()].filter((s) => s.tenant === tenant && !s.closed && s.session !== undefined);
+    const deadline = Date.now() + graceMs;
+    while (open().length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    await Promise.all(open().map(async (s) => {
+      s.broken = error;
+      const session = s.session!;
+      s.session = undefined;
+      await this.#pool.closeSession(session).catch(() => false);
+    }));
+  }
+
   /** Close every stream (app shutdown). */
   async closeAll(): Promise<void> {
     await Promise.all([...this.#streams.values()].map((s) => this.close(s)));

@@ -24,8 +24,13 @@ const batchBody = {
   properties: { statements: { type: 'array', minItems: 1, maxItems: 10_000, items: statement } },
 } as const;
 
-/** Resolves the tenant of a data-plane request and what the caller may do with it. */
-export async function tenantAccess(rt: Runtime, request: FastifyRequest<{ Params: { id: string } }>) {
+/**
+ * Resolves the tenant of a data-plane request and what the caller may do with it. Waits at the
+ * tenant's move gate first (a fenced tenant's requests pause here, then resolve the new primary);
+ * call `leave()` once the request has answered. `heldSession`: an interactive transaction that
+ * already holds the tenant passes without waiting.
+ */
+export async function tenantAccess(rt: Runtime, request: FastifyRequest<{ Params: { id: string } }>, opts: { heldSession?: boolean } = {}) {
   const { id } = request.params;
   assertTenantId(id);
   request.log = request.log.child({ tenant: id });
@@ -34,9 +39,15 @@ export async function tenantAccess(rt: Runtime, request: FastifyRequest<{ Params
   if (principal.kind === 'tenant' && principal.claims.tenant !== id) {
     throw new DomicileError('FORBIDDEN', 'the token belongs to another tenant');
   }
-  const tenant = await getLiveTenant(rt, id);
-  const { readOnly } = authorizeTenant(principal, tenant);
-  return { ref: rt.shardRef(tenant), readOnly, durability: tenant.durability };
+  const leave = opts.heldSession ? rt.moves.gate.enterNow(id) : await rt.moves.gate.enter(id);
+  try {
+    const tenant = await getLiveTenant(rt, id);
+    const { readOnly } = authorizeTenant(principal, tenant);
+    return { ref: rt.shardRef(tenant), readOnly, durability: tenant.durability, leave };
+  } catch (err) {
+    leave();
+    throw err;
+  }
 }
 
 /** The data plane (DESIGN §5): one statement, or a batch that is one transaction; both take an optional Idempotency-Key. */
@@ -44,14 +55,22 @@ export function dataRoutes(app: FastifyInstance, rt: Runtime): void {
   app.post<{ Params: { id: string }; Body: Statement }>('/v1/tenants/:id/query', { schema: { body: statement } }, async (request, reply) => {
     const idempotencyKey = idempotencyKeyOf(request);
     const target = await tenantAccess(rt, request);
-    const outcome = await runDurable(rt.replicator, target, (readOnly) => rt.pool.queryOutcome(target.ref, request.body, { readOnly, idempotencyKey }));
-    return answer(reply, outcome);
+    try {
+      const outcome = await runDurable(rt.replicator, target, (readOnly) => rt.pool.queryOutcome(target.ref, request.body, { readOnly, idempotencyKey }));
+      return answer(reply, outcome);
+    } finally {
+      target.leave();
+    }
   });
 
   app.post<{ Params: { id: string }; Body: { statements: Statement[] } }>('/v1/tenants/:id/batch', { schema: { body: batchBody } }, async (request, reply) => {
     const idempotencyKey = idempotencyKeyOf(request);
     const target = await tenantAccess(rt, request);
-    const outcome = await runDurable(rt.replicator, target, (readOnly) => rt.pool.batchOutcome(target.ref, request.body.statements, { readOnly, idempotencyKey }));
-    return { results: answer(reply, outcome) };
+    try {
+      const outcome = await runDurable(rt.replicator, target, (readOnly) => rt.pool.batchOutcome(target.ref, request.body.statements, { readOnly, idempotencyKey }));
+      return { results: answer(reply, outcome) };
+    } finally {
+      target.leave();
+    }
   });
 }

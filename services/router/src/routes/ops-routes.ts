@@ -42,7 +42,7 @@ export function opsRoutes(app: FastifyInstance, rt: Runtime): void {
       shards: { open: stats.openShards, queued: stats.queued, workers: stats.workers },
       // Replication is not in this build yet: null reads as "none" (the page shows —), not as zero lag.
       replication: { maxLagMs: null as number | null },
-      movesInProgress: 0,
+      movesInProgress: rt.moves.inProgress,
     };
   });
 

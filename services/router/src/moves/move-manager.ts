@@ -1,0 +1,410 @@
+/**
+ * Moves (DESIGN §9, docs/moves.md): the policy check, then the snapshot
+ * handoff through a `MoveTransport` — warm copy, catch-up, fence, final
+ * catch-up with checksum equality, directory compare-and-set to the new
+ * region with epoch + 1, hand-off (held requests go on to the new primary),
+ * the new generation in the target region's bucket, the purge of the old
+ * region's bucket objects, the audit event. Any failure before the switch
+ * aborts: the source unfences and serves on, the target deletes what it got.
+ */
+import { randomUUID } from 'node:crypto';
+import { statSync } from 'node:fs';
+import { readdir, rm } from 'node:fs/promises';
+import path from 'node:path';
+import type { TenantRecord } from '@domicile/directory';
+import { DomicileError, isDomicileError } from '@domicile/errors';
+import type { ObjectStore } from '@domicile/object-store';
+import { checkMove, explainMove, findResidency, type MoveExplanation } from '@domicile/policy';
+import { generationsPrefix, listGenerations } from '@domicile/replication';
+import { shardPath, type ShardRef } from '@domicile/shard';
+import type { Runtime } from '../runtime.ts';
+import { assertTenantId, getLiveTenant } from '../tenant-service.ts';
+import type { CheckpointHolds } from './checkpoint-holds.ts';
+import { LocalMoveTransport, type LocalSourceDeps, type MoveTransport } from './move-transport.ts';
+import { TenantGate } from './tenant-gate.ts';
+
+/** Phases of a move, in order (DESIGN §5). */
+export const MOVE_PHASES = ['pending', 'copying', 'catching-up', 'fenced', 'switching', 'purging', 'done', 'aborted'] as const;
+export type MovePhase = (typeof MOVE_PHASES)[number];
+
+/** `GET /v1/moves/:moveId`. */
+export interface MoveStatus {
+  moveId: string;
+  tenant: string;
+  from: string;
+  to: string;
+  node: string;
+  phase: MovePhase;
+  bytesCopied: number;
+  bytesTotal: number;
+  /** Fence → first write accepted on the target (null until known). */
+  writePauseMs: number | null;
+  error?: { code: string; message: string };
+  epoch: { from: number; to: number };
+  startedAt: string;
+  finishedAt: string | null;
+  /** Objects deleted from the old region's bucket (null: not purged). */
+  purgedObjects: number | null;
+}
+
+/** Options of the manager (tests shorten the waits). */
+export interface MoveManagerOptions {
+  /** Grace period of open interactive transactions at the fence; default 1000 ms. */
+  sessionGraceMs?: number;
+  /** How long the purge waits for the new generation's snapshot to be durable; default 60 s. */
+  snapshotWaitMs?: number;
+}
+
+/** Catch-up rounds before fencing at the latest, and "close behind" in pages. */
+const MAX_CATCH_UP_ROUNDS = 50;
+const CLOSE_BEHIND_PAGES = 64;
+/** How long a finished move's status stays readable. */
+const STATUS_TTL_MS = 3_600_000;
+
+interface MoveRun {
+  status: MoveStatus;
+  done: Promise<MoveStatus>;
+  /** The failure of an aborted move, with its own code. */
+  failure?: DomicileError;
+  finishedAtMs?: number;
+}
+
+/** A tenant whose move is waiting for its first write on the target (writePauseMs). */
+interface PauseWatch {
+  epoch: number;
+  path: string;
+  fencedAt: number;
+  firstWriteAt?: number;
+}
+
+/** Runs the moves of this process; one per tenant at a time. */
+export class MoveManager {
+  /** The data plane's per-tenant gate (routes await it before they resolve a shard). */
+  readonly gate = new TenantGate();
+  /** @internal Test hook: make the next moves fail at this phase (before the switch: pending … switching). */
+  failAt: MovePhase | undefined;
+  readonly #rt: Runtime;
+  readonly #holds: CheckpointHolds;
+  readonly #transport: MoveTransport;
+  readonly #deps: LocalSourceDeps;
+  readonly #runs = new Map<string, MoveRun>();
+  readonly #byTenant = new Map<string, string>();
+  readonly #sessionEnders: Array<(tenant: string, graceMs: number) => Promise<void>> = [];
+  readonly #pauses = new Map<string, PauseWatch>();
+  readonly #opts: Required<MoveManagerOptions>;
+
+  constructor(rt: Runtime, holds: CheckpointHolds, opts: MoveManagerOptions = {}) {
+    this.#rt = rt;
+    this.#holds = holds;
+    this.#opts = { sessionGraceMs: 1000, snapshotWaitMs: 60_000, ...opts };
+    this.#deps = {
+      gate: this.gate,
+      exclusive: (ref, fn) => rt.pool.exclusive(ref, fn),
+      endSessions: async (tenant, now) => {
+        await Promise.all(this.#sessionEnders.map((end) => end(tenant, now ? 0 : this.#opts.sessionGraceMs)));
+      },
+      holdCheckpoints: (tenant) => this.#holds.hold(tenant),
+      stopReplication: async (tenant) => { await rt.replicator?.stop(tenant); },
+    };
+    this.#transport = new LocalMoveTransport(this.#deps);
+  }
+
+  /** What an in-process move source needs (internal-routes.ts serves the same source over HTTP). */
+  sourceDeps(): LocalSourceDeps {
+    return this.#deps;
+  }
+
+  /** The Hrana routes register how to end a tenant's open transactions at a fence. */
+  onFence(endSessions: (tenant: string, graceMs: number) => Promise<void>): void {
+    this.#sessionEnders.push(endSessions);
+  }
+
+  /** Moves running now (for /v1/status). */
+  get inProgress(): number {
+    return this.#byTenant.size;
+  }
+
+  /** The pool's `onCommit`: the first write on a moved tenant's new primary ends its write pause. */
+  noteCommit(ref: ShardRef): void {
+    const w = this.#pauses.get(ref.tenant);
+    if (!w || w.firstWriteAt !== undefined || ref.epoch !== w.epoch || ref.path !== w.path) return;
+    // The new primary starts without a -wal: a non-empty one means a write committed (a read leaves it empty).
+    let size = 0;
+    try { size = statSync(`${ref.path}-wal`).size; } catch { /* none yet */ }
+    if (size > 0) w.firstWriteAt = performance.now();
+  }
+
+  /** The policy's decision for a move, explained (`--dry-run`); changes nothing. */
+  async explain(id: string, to: unknown, node?: unknown): Promise<MoveExplanation & { tenant: string; from: string; to: string; node: string | null }> {
+    assertTenantId(id);
+    const t = await getLiveTenant(this.#rt, id);
+    const target = typeof to === 'string' ? this.#rt.nodeForRegion(to) : undefined;
+    const e = explainMove(this.#rt.policy, t, to as string);
+    const reasons = [...e.reasons];
+    let allowed = e.allowed;
+    if (allowed && !target) {
+      allowed = false;
+      reasons.push(`no live node serves region ${String(to)}`);
+    } else if (allowed && node !== undefined && node !== target?.id) {
+      allowed = false;
+      reasons.push(`node ${String(node)} does not serve region ${String(to)} (its node: ${target?.id})`);
+    }
+    if (allowed && this.#byTenant.has(id)) {
+      allowed = false;
+      reasons.push(`tenant ${id} is being moved right now`);
+    }
+    return { ...e, allowed, reasons, tenant: id, from: t.region, to: String(to), node: target?.id ?? null };
+  }
+
+  /**
+   * Checks and starts a move; throws before anything changes when it may not
+   * run (400, 404, 409 MOVE_IN_PROGRESS, 422 POLICY_VIOLATION, 503).
+   */
+  async start(id: string, req: { to: string; node?: string }, actor: string): Promise<{ moveId: string; done: Promise<MoveStatus> }> {
+    assertTenantId(id);
+    if (this.#byTenant.has(id)) throw inProgress(id);
+    const moveId = randomUUID();
+    // Claimed synchronously: a second request for the tenant meets this entry.
+    this.#byTenant.set(id, moveId);
+    try {
+      const t = await getLiveTenant(this.#rt, id);
+      if (t.state === 'moving') throw inProgress(id);
+      checkMove(this.#rt.policy, t, req.to);
+      const targetNode = this.#rt.nodeForRegion(req.to);
+      if (!targetNode) throw new DomicileError('NODE_UNAVAILABLE', `no live node serves region "${req.to}"`, { region: req.to });
+      if (req.node !== undefined && req.node !== targetNode.id) {
+        throw new DomicileError('BAD_REQUEST', `node "${req.node}" does not serve region "${req.to}" (its node: ${targetNode.id})`, { field: 'node' });
+      }
+      this.#rt.shardRef(t); // the source must be served here (NODE_UNAVAILABLE otherwise)
+      const moving = await this.#rt.directory.compareAndSet(id, t, { state: 'moving' });
+      if (!moving) throw new DomicileError('TENANT_MOVING', `tenant "${id}" changed hands; retry`, { tenant: id });
+      const status: MoveStatus = {
+        moveId, tenant: id, from: t.region, to: req.to, node: targetNode.id, phase: 'pending',
+        bytesCopied: 0, bytesTotal: 0, writePauseMs: null, epoch: { from: t.epoch, to: t.epoch + 1 },
+        startedAt: new Date().toISOString(), finishedAt: null, purgedObjects: null,
+      };
+      const run: MoveRun = { status, done: Promise.resolve(status) };
+      this.#runs.set(moveId, run);
+      run.done = this.#run(run, moving, actor).finally(() => {
+        this.#byTenant.delete(id);
+        run.finishedAtMs = Date.now();
+        status.finishedAt = new Date().toISOString();
+        this.#expireOld();
+      }).then(() => ({ ...status }));
+      return { moveId, done: run.done };
+    } catch (err) {
+      if (this.#byTenant.get(id) === moveId) this.#byTenant.delete(id);
+      throw err;
+    }
+  }
+
+  /** A move's status; NOT_FOUND for unknown (or long finished) moves. */
+  status(moveId: string): MoveStatus {
+    const run = this.#runs.get(moveId);
+    if (!run) throw new DomicileError('NOT_FOUND', `no move "${String(moveId).slice(0, 80)}"`);
+    return { ...run.status };
+  }
+
+  /** The failure of an aborted move (its own code and status), if any. */
+  failure(moveId: string): DomicileError | undefined {
+    return this.#runs.get(moveId)?.failure;
+  }
+
+  /**
+   * After a start: a move cannot survive a restart. Tenants left `moving` turn
+   * `active` where they were (the switch is one compare-and-set, so they never
+   * left), and partial copies in other regions are deleted.
+   */
+  async recover(): Promise<void> {
+    let cursor: string | undefined;
+    do {
+      const page = await this.#rt.directory.list({ limit: 1000, ...(cursor ? { cursor } : {}) });
+      for (const t of page.tenants) {
+        if (t.state !== 'moving') continue;
+        for (const node of this.#rt.nodes.values()) {
+          if (node.region === t.region) continue;
+          await removeMoveDebris(shardPath(node.dir, t.id));
+        }
+        await this.#rt.directory.compareAndSet(t.id, t, { state: 'active' });
+        this.#rt.log.warn({ tenant: t.id, region: t.region }, 'a move was interrupted by a restart; the tenant stays where it was');
+      }
+      cursor = page.nextCursor;
+    } while (cursor);
+  }
+
+  /** Waits for the running moves (shutdown). */
+  async close(): Promise<void> {
+    await Promise.allSettled([...this.#runs.values()].map((r) => r.done));
+  }
+
+  #check(phase: MovePhase): void {
+    if (this.failAt === phase) throw new DomicileError('INTERNAL', `move failed at phase ${phase} (injected by a test)`, { phase });
+  }
+
+  async #run(run: MoveRun, t: TenantRecord, actor: string): Promise<void> {
+    const rt = this.#rt;
+    const m = run.status;
+    const log = rt.log.child({ component: 'move', tenant: t.id, moveId: m.moveId });
+    const targetNode = rt.nodeForRegion(m.to)!;
+    const source = rt.shardRef(t);
+    const target: ShardRef = { tenant: t.id, incarnation: t.incarnation, epoch: t.epoch + 1, path: shardPath(targetNode.dir, t.id) };
+    const ends = this.#transport.connect({ moveId: m.moveId, source, target });
+    let switched = false;
+    let fencedAt = 0;
+    let gateOpenedAt = 0;
+    try {
+      this.#check('pending');
+      m.phase = 'copying';
+      const info = await ends.source.open();
+      m.bytesTotal = info.bytes;
+      await ends.target.begin(info);
+      for await (const chunk of ends.source.snapshot()) {
+        await ends.target.write(chunk);
+        m.bytesCopied += chunk.byteLength;
+      }
+      this.#check('copying');
+
+      m.phase = 'catching-up';
+      for (let round = 0; round < MAX_CATCH_UP_ROUNDS; round++) {
+        const ch = await ends.source.changes();
+        if (!ch) break;
+        await ends.target.apply(ch);
+        const bytes = ch.pages.length * info.pageSize;
+        m.bytesCopied += bytes;
+        m.bytesTotal += bytes;
+        if (ch.pages.length <= CLOSE_BEHIND_PAGES) break;
+      }
+      await ends.target.sync();
+      this.#check('catching-up');
+
+      m.phase = 'fenced';
+      fencedAt = performance.now();
+      await ends.source.fence();
+      const last = await ends.source.changes();
+      if (last) {
+        await ends.target.apply(last);
+        m.bytesCopied += last.pages.length * info.pageSize;
+        m.bytesTotal += last.pages.length * info.pageSize;
+      }
+      const [s, d] = [await ends.source.state(), await ends.target.state()];
+      if (s.checksum !== d.checksum || s.txid !== d.txid) {
+        throw new DomicileError('INTERNAL', `move: the copy does not match the source (txid ${d.txid} vs ${s.txid})`);
+      }
+      this.#check('fenced');
+
+      m.phase = 'switching';
+      await ends.target.finish(target.epoch);
+      await ends.source.stopReplication();
+      this.#check('switching');
+      const next = await rt.directory.compareAndSet(t.id, t, { region: m.to, node: m.node, epoch: target.epoch, state: 'active' });
+      if (!next) throw new DomicileError('TENANT_MOVING', `tenant "${t.id}" changed during the move`, { tenant: t.id });
+      switched = true;
+      this.#pauses.set(t.id, { epoch: target.epoch, path: target.path, fencedAt });
+      await ends.source.handOff();
+      gateOpenedAt = performance.now();
+      // Begin the new generation in the target region's bucket now, not at the tenant's next write.
+      rt.replicator?.notify(target);
+    } catch (err) {
+      if (switched) {
+        // After the switch the move is done whatever happens: the target is the primary.
+        log.error({ err }, 'move: hand-off after the switch failed');
+        await ends.source.unfence().catch(() => undefined);
+      } else {
+        await this.#abort(run, t, ends, err, log);
+        return;
+      }
+    }
+
+    rt.metrics.tenantOps.inc({ op: 'move', region: m.to });
+    const rule = findResidency(rt.policy, t.residency);
+    const oldStore = rt.bucketFor(m.from);
+    if ((rule?.purgeAfterMove ?? true) && oldStore) {
+      m.phase = 'purging';
+      try {
+        const targetStore = rt.bucketFor(m.to);
+        if (rt.replicator && targetStore) await waitForSnapshot(targetStore, t, target.epoch, this.#opts.snapshotWaitMs);
+        m.purgedObjects = await purgePrefix(oldStore, generationsPrefix(t.id, t.incarnation));
+      } catch (err) {
+        log.warn({ err: String((err as Error)?.message ?? err) }, 'move: the old region\'s bucket objects were not purged; they age out with retention');
+      }
+    }
+    const watch = this.#pauses.get(t.id);
+    this.#pauses.delete(t.id);
+    const pauseEnd = watch?.firstWriteAt ?? gateOpenedAt;
+    m.writePauseMs = Math.max(0, Math.round((pauseEnd - fencedAt) * 100) / 100);
+    rt.metrics.movePause.observe(m.writePauseMs / 1000);
+    rt.metrics.moves.inc({ outcome: 'done' });
+    m.phase = 'done';
+    rt.audit.append({
+      actor, action: 'tenant.move', tenant: t.id, incarnation: t.incarnation,
+      details: {
+        moveId: m.moveId, from: m.from, to: m.to, fromNode: t.node, toNode: m.node, oldEpoch: t.epoch, newEpoch: target.epoch,
+        bytes: m.bytesCopied, writePauseMs: m.writePauseMs, purgedObjects: m.purgedObjects,
+      },
+    });
+    log.info({ from: m.from, to: m.to, bytes: m.bytesCopied, writePauseMs: m.writePauseMs }, 'tenant moved');
+  }
+
+  async #abort(run: MoveRun, t: TenantRecord, ends: ReturnType<MoveTransport['connect']>, err: unknown, log: Runtime['log']): Promise<void> {
+    const m = run.status;
+    const failure = isDomicileError(err) ? err : new DomicileError('INTERNAL', 'the move failed', {}, { cause: err });
+    log.warn({ phase: m.phase, code: failure.code, err: failure.code === 'INTERNAL' ? String((err as Error)?.message ?? err) : undefined }, 'move aborted; the tenant stays where it was');
+    await ends.source.unfence().catch((e: unknown) => log.error({ err: e }, 'move abort: unfence failed'));
+    await ends.target.discard().catch((e: unknown) => log.error({ err: e }, 'move abort: deleting the partial copy failed'));
+    await this.#rt.directory.compareAndSet(t.id, t, { state: 'active' }).catch((e: unknown) => log.error({ err: e }, 'move abort: directory reset failed'));
+    run.failure = failure;
+    m.error = { code: failure.code, message: failure.message };
+    const at = m.phase;
+    m.phase = 'aborted';
+    this.#rt.metrics.moves.inc({ outcome: 'aborted' });
+    this.#rt.audit.append({
+      actor: 'system', action: 'tenant.move.abort', tenant: t.id, incarnation: t.incarnation,
+      details: { moveId: m.moveId, from: m.from, to: m.to, epoch: t.epoch, phase: at, code: failure.code },
+    });
+  }
+
+  #expireOld(): void {
+    const now = Date.now();
+    for (const [id, run] of this.#runs) if (run.finishedAtMs !== undefined && now - run.finishedAtMs > STATUS_TTL_MS) this.#runs.delete(id);
+  }
+}
+
+function inProgress(id: string): DomicileError {
+  return new DomicileError('MOVE_IN_PROGRESS', `tenant "${id}" is being moved already`, { tenant: id });
+}
+
+/** Deletes partial copies a move left beside `finalPath` (`<file>.move-<id>.tmp` and companions). */
+async function removeMoveDebris(finalPath: string): Promise<void> {
+  const dir = path.dirname(finalPath);
+  const base = `${path.basename(finalPath)}.move-`;
+  let names: string[];
+  try { names = await readdir(dir); } catch { return; }
+  for (const n of names) if (n.startsWith(base)) await rm(path.join(dir, n), { force: true });
+}
+
+/** Resolves once a generation of `epoch` with a snapshot is listed in `store`; throws after `timeoutMs`. */
+async function waitForSnapshot(store: ObjectStore, t: TenantRecord, epoch: number, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (let delay = 10; ; delay = Math.min(500, delay * 2)) {
+    const gens = await listGenerations(store, t.id, t.incarnation);
+    if (gens.some((g) => g.epoch === epoch && g.snapshots.length > 0)) return;
+    if (Date.now() > deadline) throw new DomicileError('REPLICATION_UNAVAILABLE', 'the new generation\'s snapshot is not durable yet');
+    await new Promise((r) => setTimeout(r, delay));
+  }
+}
+
+/** Deletes every object under `prefix` and verifies with a fresh listing; returns how many were deleted. */
+async function purgePrefix(store: ObjectStore, prefix: string): Promise<number> {
+  let deleted = 0;
+  for (let round = 0; round < 3; round++) {
+    const keys: string[] = [];
+    for await (const e of store.list(prefix)) keys.push(e.key);
+    if (keys.length === 0) return deleted;
+    await store.deleteMany(keys);
+    deleted += keys.length;
+  }
+  const left: string[] = [];
+  for await (const e of store.list(prefix)) left.push(e.key);
+  if (left.length > 0) throw new DomicileError('INTERNAL', `${left.length} objects under ${prefix} survived the purge`);
+  return deleted;
+}

@@ -1,0 +1,200 @@
+/**
+ * The node-to-node side of a move (DESIGN §9), shaped as the protocol
+ * separate processes speak over HTTP (internal-routes.ts serves the source
+ * side under /internal/v1/moves, cluster credential only). On the embedded
+ * default both ends live in this process and `LocalMoveTransport` calls them
+ * directly.
+ */
+import { rm } from 'node:fs/promises';
+import type { ShardRef } from '@domicile/shard';
+import { DomicileError } from '@domicile/errors';
+import type { ShardChanges, SnapshotInfo } from './wal-follower.ts';
+import { WalFollower } from './wal-follower.ts';
+import { ShardReceiver } from './shard-receiver.ts';
+import type { TenantGate } from './tenant-gate.ts';
+
+/** The owner of the tenant's current primary. */
+export interface MoveSource {
+  /** Pin the shard's current state; describes the warm copy. */
+  open(): Promise<SnapshotInfo>;
+  /** The warm copy, in chunks of whole pages, while the source keeps serving. */
+  snapshot(): AsyncIterable<Uint8Array>;
+  /** Commits since the previous call (segments since a position), or null. */
+  changes(): Promise<ShardChanges | null>;
+  /**
+   * Stop committing the tenant's writes: hold new requests, wait for the ones
+   * in flight, give open interactive transactions the grace period and then
+   * roll them back with TENANT_MOVING, and hold the shard.
+   */
+  fence(): Promise<void>;
+  /** Inside the fence: the source's rolling checksum and its txid as SQLite reads it. */
+  state(): Promise<{ checksum: bigint; txid: number }>;
+  /** Stop replicating the source shard (before the switch: nothing more may reach its bucket). */
+  stopReplication(): Promise<void>;
+  /**
+   * After the directory switch: delete the source's files, release the shard,
+   * and let the held requests go on to the new primary (forward).
+   */
+  handOff(): Promise<void>;
+  /** Abort: release the fence (if held) and carry on serving. Idempotent. */
+  unfence(): Promise<void>;
+}
+
+/** The node that receives the tenant. */
+export interface MoveTarget {
+  begin(info: SnapshotInfo): Promise<void>;
+  write(chunk: Uint8Array): Promise<void>;
+  apply(changes: ShardChanges): Promise<void>;
+  sync(): Promise<void>;
+  /** Rolling checksum and txid of the copy. */
+  state(): Promise<{ checksum: bigint; txid: number | null }>;
+  /** Stamp the new epoch and put the file in place. */
+  finish(epoch: number): Promise<void>;
+  /** Abort: delete everything received. */
+  discard(): Promise<void>;
+}
+
+/** One move's two ends. */
+export interface MoveEnds {
+  source: MoveSource;
+  target: MoveTarget;
+}
+
+/** Opens both ends of a move. */
+export interface MoveTransport {
+  connect(move: { moveId: string; source: ShardRef; target: ShardRef }): MoveEnds;
+}
+
+/** What the in-process source needs from the runtime. */
+export interface LocalSourceDeps {
+  gate: TenantGate;
+  /** `pool.exclusive`: runs `fn` with the tenant's queue held and its handles closed. */
+  exclusive<T>(ref: ShardRef, fn: () => Promise<T>): Promise<T>;
+  /** Waits the grace period (none when `now`) for the tenant's open interactive transactions, then rolls back the rest (TENANT_MOVING). */
+  endSessions(tenant: string, now: boolean): Promise<void>;
+  /** Holds the replicator's checkpoints of the tenant (checkpoint-holds.ts); returns the release. */
+  holdCheckpoints(tenant: string): () => void;
+  /** `replicator.stop` (undefined with replication off). */
+  stopReplication(tenant: string): Promise<void>;
+}
+
+/** The source end in this process. */
+export class LocalMoveSource implements MoveSource {
+  readonly #ref: ShardRef;
+  readonly #deps: LocalSourceDeps;
+  readonly #follower: WalFollower;
+  #releaseHold: (() => void) | undefined;
+  /** Resolves the exclusive section (ends the shard hold). */
+  #releaseShard: (() => void) | undefined;
+  #held: Promise<unknown> | undefined;
+  #gateClosed = false;
+
+  constructor(ref: ShardRef, deps: LocalSourceDeps) {
+    this.#ref = ref;
+    this.#deps = deps;
+    this.#follower = new WalFollower(ref.path);
+  }
+
+  async open(): Promise<SnapshotInfo> {
+    this.#releaseHold = this.#deps.holdCheckpoints(this.#ref.tenant);
+    return this.#follower.open();
+  }
+
+  snapshot(): AsyncIterable<Uint8Array> {
+    return this.#follower.snapshot();
+  }
+
+  async changes(): Promise<ShardChanges | null> {
+    return this.#follower.changes();
+  }
+
+  async fence(): Promise<void> {
+    const tenant = this.#ref.tenant;
+    this.#deps.gate.close(tenant);
+    this.#gateClosed = true;
+    await this.#deps.endSessions(tenant, false);
+    await this.#deps.gate.drained(tenant);
+    // A request that was in flight may have opened a transaction after the first round.
+    await this.#deps.endSessions(tenant, true);
+    await this.#deps.gate.drained(tenant);
+    let entered!: () => void;
+    const inside = new Promise<void>((r) => { entered = r; });
+    this.#held = this.#deps.exclusive(this.#ref, () => {
+      entered();
+      return new Promise<void>((r) => { this.#releaseShard = r; });
+    });
+    // The exclusive section may fail before it starts (pool closing): surface that instead of waiting forever.
+    await Promise.race([inside, this.#held.then(() => { throw new DomicileError('INTERNAL', 'the shard hold ended before it began'); })]);
+  }
+
+  async state(): Promise<{ checksum: bigint; txid: number }> {
+    return { checksum: this.#follower.checksum, txid: this.#follower.txid() };
+  }
+
+  async stopReplication(): Promise<void> {
+    await this.#deps.stopReplication(this.#ref.tenant);
+  }
+
+  async handOff(): Promise<void> {
+    this.#follower.close();
+    for (const s of ['', '-wal', '-shm', '-journal']) await rm(this.#ref.path + s, { force: true });
+    await this.#release();
+    // The pool reported the source ref when the hold ended (onCommit): drop that shipper before any
+    // request reaches the new primary (stop() forgets it at once; its pass ends on the missing file),
+    // so the new epoch starts a shipper of its own, in its own region's bucket.
+    const stopping = this.#deps.stopReplication(this.#ref.tenant);
+    this.#openGate();
+    await stopping.catch(() => undefined);
+  }
+
+  async unfence(): Promise<void> {
+    this.#follower.close();
+    await this.#release();
+    this.#openGate();
+  }
+
+  async #release(): Promise<void> {
+    this.#releaseHold?.();
+    this.#releaseHold = undefined;
+    this.#releaseShard?.();
+    this.#releaseShard = undefined;
+    const held = this.#held;
+    this.#held = undefined;
+    await held?.catch(() => undefined);
+  }
+
+  #openGate(): void {
+    if (!this.#gateClosed) return;
+    this.#gateClosed = false;
+    this.#deps.gate.open(this.#ref.tenant);
+  }
+}
+
+/** The target end in this process. */
+export class LocalMoveTarget implements MoveTarget {
+  readonly #rx: ShardReceiver;
+  constructor(ref: ShardRef, moveId: string) {
+    this.#rx = new ShardReceiver(ref.path, moveId);
+  }
+  begin(info: SnapshotInfo): Promise<void> { return this.#rx.begin(info); }
+  write(chunk: Uint8Array): Promise<void> { return this.#rx.write(chunk); }
+  apply(changes: ShardChanges): Promise<void> { return this.#rx.apply(changes); }
+  sync(): Promise<void> { return this.#rx.sync(); }
+  async state(): Promise<{ checksum: bigint; txid: number | null }> {
+    const meta = await this.#rx.meta();
+    return { checksum: this.#rx.checksum, txid: meta?.txid ?? null };
+  }
+  async finish(epoch: number): Promise<void> { await this.#rx.finish(epoch); }
+  discard(): Promise<void> { return this.#rx.discard(); }
+}
+
+/** Both ends in this process (the embedded default). */
+export class LocalMoveTransport implements MoveTransport {
+  readonly #deps: LocalSourceDeps;
+  constructor(deps: LocalSourceDeps) {
+    this.#deps = deps;
+  }
+  connect(move: { moveId: string; source: ShardRef; target: ShardRef }): MoveEnds {
+    return { source: new LocalMoveSource(move.source, this.#deps), target: new LocalMoveTarget(move.target, move.moveId) };
+  }
+}

@@ -1,0 +1,205 @@
+/**
+ * The source side of a move's data transfer (DESIGN §9 steps 2–4): a
+ * consistent copy of a live shard while it keeps serving, then the commits
+ * made since, as page images, with a rolling checksum kept on the way.
+ *
+ * Consistency without stopping writes: the follower keeps a read transaction
+ * open on the shard (a read-only connection of its own, on the main thread;
+ * it runs no tenant SQL and never checkpoints). While it is open SQLite cannot
+ * restart the WAL, and a checkpoint can fold into the database file only the
+ * frames this reader already sees. So: copy the database file, then apply
+ * every committed frame of the current log from its start — pages a
+ * concurrent checkpoint changed under the copy are exactly pages those frames
+ * rewrite. Each later read opens a fresh read transaction before it reads and
+ * closes the older one after, so the log is never left unpinned; if SQLite
+ * restarted it anyway (it may when every frame was folded and the pin read
+ * the file only), nothing after the last read was lost and the new log is read
+ * from its start. See docs/moves.md.
+ */
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { open } from 'node:fs/promises';
+import Database from 'better-sqlite3';
+import { DomicileError } from '@domicile/errors';
+import {
+  applyTransactionHashes, DbHashState, headerPageSize, readWal, type PageImage, type WalPosition,
+} from '@domicile/replication';
+
+/** The smallest shape of a better-sqlite3 connection the follower uses. */
+interface PinConnection {
+  exec(sql: string): unknown;
+  prepare(sql: string): { get(...args: unknown[]): unknown };
+  close(): unknown;
+}
+
+/** What a warm copy will hold. */
+export interface SnapshotInfo {
+  pageSize: number;
+  /** Pages in the database file when the copy started. */
+  pageCount: number;
+  /** `pageSize × pageCount`. */
+  bytes: number;
+}
+
+/** Commits since the previous read, collapsed into one change set (the last image of each page wins). */
+export interface ShardChanges {
+  /** Pages past this are dropped before `pages` are written. */
+  truncateTo: number;
+  /** Database size in pages afterwards. */
+  commitSize: number;
+  /** Ascending by page number. */
+  pages: PageImage[];
+  /** Rolling checksum before and after (checksum.ts). */
+  preChecksum: bigint;
+  postChecksum: bigint;
+  /** WAL commits folded into this change set. */
+  commits: number;
+}
+
+/** Follows one shard's files: a warm copy, then its commits. Not thread-safe; one per move. */
+export class WalFollower {
+  readonly #path: string;
+  readonly #pins: PinConnection[] = [];
+  #state = new DbHashState();
+  #position: WalPosition | null = null;
+  #info: SnapshotInfo | undefined;
+  #closed = false;
+
+  constructor(dbPath: string) {
+    this.#path = dbPath;
+  }
+
+  /** Pins the shard's current state and describes the copy {@link snapshot} will stream. */
+  open(): SnapshotInfo {
+    this.#pin();
+    const fd = openSync(this.#path, 'r');
+    try {
+      const hdr = new Uint8Array(100);
+      if (readSync(fd, hdr, 0, 100, 0) < 100) throw new DomicileError('INTERNAL', 'the source shard file is too short to be a database');
+      const pageSize = headerPageSize(hdr);
+      const pageCount = Math.floor(fstatSync(fd).size / pageSize);
+      this.#info = { pageSize, pageCount, bytes: pageSize * pageCount };
+      this.#state = new DbHashState(Math.max(1, pageCount));
+      return this.#info;
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  /**
+   * The database file as of {@link open}, in chunks of whole pages (a page a
+   * concurrent truncation cut short reads as zeros; the commits that follow
+   * drop or rewrite it). Hashes every page on the way and yields to the event
+   * loop between chunks.
+   */
+  async *snapshot(chunkPages = 256): AsyncGenerator<Uint8Array> {
+    const info = this.#info;
+    if (!info) throw new DomicileError('INTERNAL', 'snapshot() before open()');
+    const fh = await open(this.#path, 'r');
+    try {
+      for (let first = 1; first <= info.pageCount; first += chunkPages) {
+        const n = Math.min(chunkPages, info.pageCount - first + 1);
+        const buf = Buffer.alloc(n * info.pageSize);
+        let done = 0;
+        while (done < buf.byteLength) {
+          const { bytesRead } = await fh.read(buf, done, buf.byteLength - done, (first - 1) * info.pageSize + done);
+          if (bytesRead === 0) break;
+          done += bytesRead;
+        }
+        for (let i = 0; i < n; i++) this.#state.setPage(first + i, buf.subarray(i * info.pageSize, (i + 1) * info.pageSize));
+        yield buf;
+      }
+    } finally {
+      await fh.close();
+    }
+  }
+
+  /**
+   * Every commit since the previous call (since the copy on the first call),
+   * or null when there is none. Re-pins first, so the log cannot restart
+   * between two reads.
+   */
+  changes(): ShardChanges | null {
+    const info = this.#info;
+    if (!info || this.#closed) throw new DomicileError('INTERNAL', 'changes() on a follower that is not open');
+    this.#pin();
+    try {
+      return this.#read(info);
+    } finally {
+      // Keep only the newest pin: it was opened before the read, so it covers every frame read.
+      while (this.#pins.length > 1) this.#pins.shift()!.close();
+    }
+  }
+
+  /** The shard's txid as SQLite sees it through the newest pin (`_domicile_meta`). */
+  txid(): number {
+    const pin = this.#pins.at(-1);
+    if (!pin) throw new DomicileError('INTERNAL', 'txid() on a follower that is not open');
+    const row = pin.prepare('SELECT txid FROM main._domicile_meta WHERE id = 1').get() as { txid: number } | undefined;
+    if (!row) throw new DomicileError('INTERNAL', 'the source shard has no _domicile_meta row');
+    return row.txid;
+  }
+
+  /** Rolling checksum of everything streamed and read so far. */
+  get checksum(): bigint { return this.#state.checksum; }
+  /** Database size in pages as of the latest read. */
+  get pageCount(): number { return this.#state.pageCount; }
+
+  /** Ends every read transaction and closes the pins (never checkpoints: read-only). Idempotent. */
+  close(): void {
+    this.#closed = true;
+    for (const p of this.#pins.splice(0)) {
+      try { p.close(); } catch { /* closing */ }
+    }
+  }
+
+  #pin(): void {
+    const db = new Database(this.#path, { readonly: true, fileMustExist: true }) as unknown as PinConnection;
+    try {
+      db.exec('BEGIN');
+      // A read transaction starts at its first read.
+      db.prepare('SELECT count(*) FROM main.sqlite_master').get();
+    } catch (err) {
+      db.close();
+      throw new DomicileError('INTERNAL', 'cannot open a read transaction on the source shard', {}, { cause: err });
+    }
+    this.#pins.push(db);
+  }
+
+  #read(info: SnapshotInfo): ShardChanges | null {
+    let fd: number;
+    try {
+      fd = openSync(`${this.#path}-wal`, 'r');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw err;
+    }
+    try {
+      let res = this.#position ? readWal(fd, this.#position) : readWal(fd);
+      if (res.kind === 'restart') {
+        if (res.reason === 'format-changed') throw new DomicileError('INTERNAL', 'the source WAL changed page size or format during the move');
+        // A new log: the old one was folded whole into the file (see the file comment), so read this one from its start.
+        res = readWal(fd);
+      }
+      if (res.kind !== 'frames') return null;
+      if (res.header.pageSize !== info.pageSize) throw new DomicileError('INTERNAL', 'the source WAL page size differs from the database');
+      this.#position = res.position;
+      if (res.commits === 0) return null;
+      const pages = new Map<number, Uint8Array>();
+      let truncateTo = Number.MAX_SAFE_INTEGER;
+      let commitSize = 0;
+      for (const f of res.frames) {
+        pages.set(f.pgno, f.data);
+        if (f.commitSize === 0) continue;
+        commitSize = f.commitSize;
+        truncateTo = Math.min(truncateTo, f.commitSize);
+        for (const p of pages.keys()) if (p > f.commitSize) pages.delete(p);
+      }
+      const sorted = [...pages.entries()].sort((a, b) => a[0] - b[0]).map(([pgno, data]) => ({ pgno, data }));
+      const preChecksum = this.#state.checksum;
+      const postChecksum = applyTransactionHashes(this.#state, { truncateTo, commitSize, pages: sorted });
+      return { truncateTo, commitSize, pages: sorted, preChecksum, postChecksum, commits: res.commits };
+    } finally {
+      closeSync(fd);
+    }
+  }
+}
