@@ -70,6 +70,28 @@ export function describeDirectoryContract(name: string, factory: DirectoryFactor
       await expect(dir.compareAndSet('ghost', { incarnation: 'x', epoch: 1 }, { epoch: 2 })).rejects.toMatchObject({ code: 'TENANT_NOT_FOUND' });
     });
 
+    it('lets exactly one of many concurrent compare-and-sets with the same expectation win', async () => {
+      const r = await dir.create(record('acme'));
+      const results = await Promise.all(Array.from({ length: 20 }, (_, i) =>
+        dir.compareAndSet('acme', { incarnation: r.incarnation, epoch: 1 }, { node: `n${i}`, epoch: 2 })));
+      const winners = results.filter((x) => x !== undefined);
+      expect(winners).toHaveLength(1);
+      expect(await dir.get('acme')).toMatchObject({ epoch: 2, node: winners[0]!.node });
+    });
+
+    it('keeps listing and counts in line with moves and removals', async () => {
+      const a = await dir.create(record('a1'));
+      await dir.create(record('a2'));
+      await dir.compareAndSet('a1', { incarnation: a.incarnation, epoch: 1 }, { region: 'us-east', node: 'us-east-1', epoch: 2 });
+      expect((await dir.list({ limit: 10, region: 'us-east' })).tenants.map((t) => t.id)).toEqual(['a1']);
+      expect((await dir.list({ limit: 10, node: 'eu-west-1' })).tenants.map((t) => t.id)).toEqual(['a2']);
+      expect((await dir.list({ limit: 10, residency: 'eu', region: 'eu-west' })).tenants.map((t) => t.id)).toEqual(['a2']);
+      expect(Object.fromEntries(await dir.countByRegion())).toEqual({ 'us-east': 1, 'eu-west': 1 });
+      expect(await dir.remove('a1', a.incarnation)).toBe(true);
+      expect((await dir.list({ limit: 10 })).tenants.map((t) => t.id)).toEqual(['a2']);
+      expect(Object.fromEntries(await dir.countByRegion())).toEqual({ 'eu-west': 1 });
+    });
+
     it('removes only the named incarnation', async () => {
       const r = await dir.create(record('acme'));
       expect(await dir.remove('acme', 'not-this-one')).toBe(false);
