@@ -28,6 +28,8 @@ export interface TenantResidency {
   residency: string | null;
   region: string | null;
   byRegion: Record<string, RegionBytes>;
+  /** Files and objects together, per region. */
+  bytesByRegion: Record<string, number>;
 }
 
 /** Bytes in a region the residency does not allow. */
@@ -38,6 +40,7 @@ export interface ResidencyViolation {
   allowed: string[];
   fileBytes: number;
   objectBytes: number;
+  message: string;
 }
 
 /** `GET /v1/audit/residency`. */
@@ -66,7 +69,7 @@ export async function residencyAudit(rt: Runtime): Promise<ResidencyReport> {
     let l = lines.get(tenant);
     if (!l) {
       const r = records.get(tenant);
-      l = { tenant, residency: r?.residency ?? null, region: r?.region ?? null, byRegion: {} };
+      l = { tenant, residency: r?.residency ?? null, region: r?.region ?? null, byRegion: {}, bytesByRegion: {} };
       lines.set(tenant, l);
     }
     return (l.byRegion[region] ??= { files: 0, fileBytes: 0, objects: 0, objectBytes: 0 });
@@ -106,13 +109,17 @@ export async function residencyAudit(rt: Runtime): Promise<ResidencyReport> {
   for (const l of [...lines.values()].sort((a, b) => a.tenant.localeCompare(b.tenant))) {
     // Drop the empty placeholder region of a tenant that has bytes elsewhere only when it is truly empty.
     for (const [r, b] of Object.entries(l.byRegion)) if (b.files === 0 && b.objects === 0 && r !== l.region) delete l.byRegion[r];
+    for (const [r, b] of Object.entries(l.byRegion)) l.bytesByRegion[r] = b.fileBytes + b.objectBytes;
     const rec = records.get(l.tenant);
     if (!rec) { orphans.push(l); continue; }
     tenants.push(l);
     const allowed = findResidency(rt.policy, rec.residency)?.regions ?? [];
     for (const [region, b] of Object.entries(l.byRegion)) {
       if (allowed.includes(region) || (b.fileBytes === 0 && b.objectBytes === 0 && b.files === 0 && b.objects === 0)) continue;
-      violations.push({ tenant: l.tenant, residency: rec.residency, region, allowed: [...allowed], fileBytes: b.fileBytes, objectBytes: b.objectBytes });
+      violations.push({
+        tenant: l.tenant, residency: rec.residency, region, allowed: [...allowed], fileBytes: b.fileBytes, objectBytes: b.objectBytes,
+        message: `${b.fileBytes + b.objectBytes} bytes (${b.files} files, ${b.objects} bucket objects) in ${region}; residency "${rec.residency}" allows ${allowed.join(', ') || 'no region'}`,
+      });
     }
   }
   return { checkedAt: new Date().toISOString(), regions, tenants, violations, orphans };
