@@ -155,7 +155,8 @@ async function sequence(ctx: PipelineContext, s: HranaStream, sql: string): Prom
       await execute(ctx, s, { sql: statements[i]! });
     } catch (err) {
       if (!isDomicileError(err) || s.broken === err) throw err;
-      throw new DomicileError(err.code, err.message, { ...err.details, statementIndex: i }, { cause: err });
+      // Hrana errors carry only message and code: the message names the statement.
+      throw new DomicileError(err.code, `${err.message} (statement ${i + 1} of the sequence)`, { ...err.details, statementIndex: i }, { cause: err });
     }
   }
 }
