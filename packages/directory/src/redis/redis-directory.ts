@@ -4,6 +4,7 @@ import {
   decodeCursor, encodeCursor,
   type Directory, type ListQuery, type TenantPage, type TenantPatch, type TenantRecord,
 } from '../directory.ts';
+import type { ClaimExpectation, ClaimResult, Membership } from '../membership.ts';
 import { RedisConnection, type RedisConnectionOptions } from './redis-connection.ts';
 
 /** Options of {@link RedisDirectory}. */
@@ -79,8 +80,12 @@ export class RedisDirectory implements Directory {
   readonly #pendingIndex = new Map<string, string | undefined>();
   readonly #subscribers = new Set<Redis>();
 
+  /** The options it was built with (a RedisMembership opens its own connection with them). */
+  readonly options: Readonly<RedisDirectoryOptions>;
+
   constructor(opts: RedisDirectoryOptions) {
     this.#conn = new RedisConnection(opts);
+    this.options = Object.freeze({ ...opts });
   }
 
   /** The bound of one call (ms). */
@@ -158,6 +163,28 @@ export class RedisDirectory implements Directory {
     const rec = toRecord(h)!;
     await this.#syncIndex(id, h.rev!, rec);
     return rec;
+  }
+
+  /**
+   * The failover's fencing step (see {@link Membership.claimTenant}), one Lua script over the tenant's
+   * hash and the two nodes' leases. On Redis Cluster those keys live in different slots: see
+   * docs/cluster.md, "Redis Cluster".
+   */
+  async claimTenant(id: string, expect: ClaimExpectation, newNode: string): Promise<ClaimResult> {
+    const k = this.#conn.keys;
+    const out = await this.#conn.call('claimTenant', (r) => r.domicileClaimTenant(
+      k.tenant(id), k.lease(expect.node), k.lease(newNode),
+      expect.incarnation, String(expect.epoch), expect.node, newNode, k.epochChannel()));
+    switch (out[0]) {
+      case -1: throw new DomicileError('TENANT_NOT_FOUND', `tenant "${id}" not found`, { tenant: id });
+      case 0: return { claimed: false, reason: 'changed' };
+      case -2: return { claimed: false, reason: 'owner-alive' };
+      case -3: return { claimed: false, reason: 'not-live' };
+    }
+    const h = pairs(out, 1);
+    const record = toRecord(h)!;
+    await this.#syncIndex(id, h.rev!, record);
+    return { claimed: true, record };
   }
 
   async remove(id: string, incarnation: string): Promise<boolean> {

@@ -115,20 +115,20 @@ return 1`;
 
 /**
  * The failover's fencing step: epoch + 1 and a new node, only while the current owner has no live
- * lease and the claimer has one. KEYS[1] tenant, KEYS[2] owner's lease, KEYS[3] claimer's lease ·
+ * lease and the new node has one. KEYS[1] tenant, KEYS[2] owner's lease, KEYS[3] new node's lease ·
  * ARGV[1] expected incarnation, ARGV[2] expected epoch, ARGV[3] expected node, ARGV[4] new node,
- * ARGV[5] claimer's lease id, ARGV[6] channel → {-1} missing, {0} mismatch, {-2} owner alive,
- * {-3} claimer has no lease, {1, field, value, ...} claimed.
+ * ARGV[5] channel → {-1} missing, {0} mismatch, {-2} owner alive,
+ * {-3} new node has no live lease (or is the owner), {1, field, value, ...} claimed.
  */
 export const CLAIM_TENANT = `${NEXT_REV}
 local cur = redis.call('HMGET', KEYS[1], 'incarnation', 'epoch', 'node', 'rev', 'id')
 if not cur[1] then return {-1} end
 if cur[1] ~= ARGV[1] or cur[2] ~= ARGV[2] or cur[3] ~= ARGV[3] then return {0} end
 if redis.call('EXISTS', KEYS[2]) == 1 then return {-2} end
-if redis.call('GET', KEYS[3]) ~= ARGV[5] then return {-3} end
+if ARGV[4] == ARGV[3] or redis.call('EXISTS', KEYS[3]) == 0 then return {-3} end
 local epoch = string.format('%.0f', tonumber(cur[2]) + 1)
 redis.call('HSET', KEYS[1], 'rev', next_rev(cur[4]), 'epoch', epoch, 'node', ARGV[4])
-redis.call('PUBLISH', ARGV[6], cjson.encode({tenant = cur[5], epoch = tonumber(epoch), node = ARGV[4]}))
+redis.call('PUBLISH', ARGV[5], cjson.encode({tenant = cur[5], epoch = tonumber(epoch), node = ARGV[4]}))
 local out = redis.call('HGETALL', KEYS[1])
 table.insert(out, 1, 1)
 return out`;
