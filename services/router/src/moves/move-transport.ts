@@ -5,6 +5,7 @@
  * default both ends live in this process and `LocalMoveTransport` calls them
  * directly.
  */
+import { renameSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import type { ShardRef } from '@domicile/shard';
 import { DomicileError } from '@domicile/errors';
@@ -29,7 +30,10 @@ export interface MoveSource {
   fence(): Promise<void>;
   /** Inside the fence: the source's rolling checksum and its txid as SQLite reads it. */
   state(): Promise<{ checksum: bigint; txid: number }>;
-  /** Stop replicating the source shard (before the switch: nothing more may reach its bucket). */
+  /**
+   * Stop replicating the source shard (before the switch). Stops at once (no
+   * new upload starts); the promise settles when an upload in flight has ended.
+   */
   stopReplication(): Promise<void>;
   /**
    * After the directory switch: delete the source's files, release the shard,
@@ -137,14 +141,27 @@ export class LocalMoveSource implements MoveSource {
 
   async handOff(): Promise<void> {
     this.#follower.close();
-    for (const s of ['', '-wal', '-shm', '-journal']) await rm(this.#ref.path + s, { force: true });
+    // Out of the way at once (a synchronous rename: inside the fence nothing waits for the busy
+    // libuv pool), deleted after the gate opened: the pause does not pay for unlinking a large file.
+    const trash: string[] = [];
+    for (const s of ['', '-wal', '-shm', '-journal']) {
+      const to = `${this.#ref.path}${s}.moved-${process.pid}-${Date.now()}`;
+      try {
+        renameSync(this.#ref.path + s, to);
+        trash.push(to);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      }
+    }
     await this.#release();
     // The pool reported the source ref when the hold ended (onCommit): drop that shipper before any
     // request reaches the new primary (stop() forgets it at once; its pass ends on the missing file),
     // so the new epoch starts a shipper of its own, in its own region's bucket.
-    const stopping = this.#deps.stopReplication(this.#ref.tenant);
+    const stopping = this.#deps.stopReplication(this.#ref.tenant).catch(() => undefined);
     this.#openGate();
-    await stopping.catch(() => undefined);
+    void stopping.then(async () => {
+      for (const f of trash) await rm(f, { force: true }).catch(() => undefined);
+    });
   }
 
   async unfence(): Promise<void> {
