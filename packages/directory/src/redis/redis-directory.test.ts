@@ -172,6 +172,26 @@ describe('RedisDirectory when Redis fails', () => {
     }
   });
 
+  it('tells a subscriber to resync after Redis comes back, and delivers later changes', async () => {
+    const redis = await startRedisServer({ persistence: true });
+    const writer = new RedisDirectory({ url: redis.url, timeoutMs: TIMEOUT });
+    const reader = new RedisDirectory({ url: redis.url, timeoutMs: TIMEOUT });
+    try {
+      const seen: EpochChange[] = [];
+      let resyncs = 0;
+      await reader.subscribe({ onChange: (c) => seen.push(c), onResync: () => resyncs++ });
+      const r = await writer.create(record('acme'));
+      await redis.kill();
+      await redis.restart();
+      await expect.poll(() => resyncs, { timeout: 5000 }).toBe(1);
+      await expect.poll(() => writer.compareAndSet('acme', { incarnation: r.incarnation, epoch: 1 }, { epoch: 2 }).then((x) => x?.epoch, () => 'unavailable'), { timeout: 5000 }).toBe(2);
+      await expect.poll(() => seen, { timeout: 2000 }).toEqual([{ tenant: 'acme', epoch: 2, node: 'eu-west-1' }]);
+    } finally {
+      await Promise.all([writer.close(), reader.close()]);
+      await redis.stop();
+    }
+  });
+
   it('answers DIRECTORY_UNAVAILABLE within the bound when nothing listens at the URL', async () => {
     const redis = await startRedisServer();
     const url = redis.url;
