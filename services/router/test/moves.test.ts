@@ -217,6 +217,39 @@ describe('moving a tenant between regions (embedded default)', () => {
     expect(audit[0]).toMatchObject({ action: 'tenant.move.abort', details: { phase } });
   }, 30_000);
 
+  it('open interactive transactions: one that commits within the grace period keeps its writes; one left open is rolled back with TENANT_MOVING', async () => {
+    const id = 'tx-co';
+    expect((await t.req('POST', '/v1/tenants', { id, residency: 'mars', region: 'mars-north' })).status).toBe(201);
+    expect((await q(id, 'CREATE TABLE kv (k TEXT PRIMARY KEY)')).status).toBe(200);
+    const pipe = (requests: unknown[], baton?: string | null) => http('POST', `/v1/tenants/${id}/v2/pipeline`, { baton: baton ?? null, requests });
+
+    // Finishes within the grace period: the move waits for it.
+    const a = await pipe([{ type: 'execute', stmt: { sql: 'BEGIN' } }, { type: 'execute', stmt: { sql: "INSERT INTO kv VALUES ('committed')" } }]);
+    expect(a.status).toBe(200);
+    const first = await t.req('POST', `/v1/tenants/${id}/move`, { to: 'mars-south' });
+    expect(first.status).toBe(202);
+    await new Promise((r) => setTimeout(r, 100));
+    const commit = await pipe([{ type: 'execute', stmt: { sql: 'COMMIT' } }, { type: 'close' }], a.body.baton);
+    expect(commit.status).toBe(200);
+    expect(commit.body.results.map((x: any) => x.type)).toEqual(['ok', 'ok']);
+    for (let i = 0; i < 200 && !['done', 'aborted'].includes(t.rt.moves.status(first.body.moveId).phase); i++) await new Promise((r) => setTimeout(r, 25));
+    expect(t.rt.moves.status(first.body.moveId)).toMatchObject({ tenant: id, phase: 'done' });
+
+    // Left open past the grace period: rolled back, the stream answers TENANT_MOVING.
+    const b = await pipe([{ type: 'execute', stmt: { sql: 'BEGIN' } }, { type: 'execute', stmt: { sql: "INSERT INTO kv VALUES ('abandoned')" } }]);
+    expect(b.status).toBe(200);
+    const second = await http('POST', `/v1/tenants/${id}/move?wait=1`, { to: 'mars-north' });
+    expect(second.status).toBe(200);
+    const late = await pipe([{ type: 'execute', stmt: { sql: 'COMMIT' } }], b.body.baton);
+    expect(late.status).toBe(503);
+    expect(late.body).toMatchObject({ code: 'TENANT_MOVING' });
+    expect((await q(id, 'SELECT k FROM kv ORDER BY k')).body.rows).toEqual([['committed']]);
+    // Autocommit Hrana requests go on against the new primary.
+    const after = await pipe([{ type: 'execute', stmt: { sql: "INSERT INTO kv VALUES ('after')" } }, { type: 'close' }]);
+    expect(after.status).toBe(200);
+    expect((await t.rt.directory.get(id))!).toMatchObject({ region: 'mars-north', epoch: 3 });
+  }, 30_000);
+
   it('node-to-node routes take only the cluster credential: anonymous 401, admin and tenant tokens 403, a wrong secret 401', async () => {
     expect((await t.req('POST', '/v1/tenants', { id: 'wire-co', residency: 'mars' })).status).toBe(201);
     const tok = (await t.req('POST', '/v1/tenants/wire-co/tokens', { scope: 'write' })).body.token as string;
