@@ -19,7 +19,7 @@
  *   once after every move: a lower bound of that design's pause (it leaves
  *   out the fence and the switch), so the ratio flatters the baseline.
  *
- * Not a test. Run: pnpm bench:move [--quick] [--mb N] [--moves N] [--no-append]
+ * Not a test. Run: pnpm bench:move [--quick] [--mb N] [--moves N] [--replication off] [--no-append]
  */
 import { copyFile, open, rm, stat } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
@@ -34,6 +34,8 @@ const MB = arg('--mb', QUICK ? 20 : 100);
 const MOVES = arg('--moves', QUICK ? 4 : 20);
 const WRITERS = 4;
 const APPEND = !args.includes('--no-append') && !QUICK;
+/** `--replication off`: a diagnostic run without buckets (no new generation after each move). */
+const REPLICATION = args.includes('--replication') ? String(args[args.indexOf('--replication') + 1]) : 'on';
 const ADMIN = 'move-bench-admin-token-0123456789';
 const POLICY = `version: 1
 regions:
@@ -54,7 +56,7 @@ async function main(): Promise<void> {
   const dir = mkdtempSync(path.join(tmpdir(), 'domicile-move-bench-'));
   const policyPath = path.join(dir, 'placement.yaml');
   writeFileSync(policyPath, POLICY);
-  const server = await startDomicile({ dataDir: path.join(dir, 'data'), env: { DOMICILE_POLICY: policyPath, DOMICILE_ADMIN_TOKEN: ADMIN, DOMICILE_LOG_LEVEL: process.env.MOVE_BENCH_LOG ?? 'warn' } });
+  const server = await startDomicile({ dataDir: path.join(dir, 'data'), env: { DOMICILE_POLICY: policyPath, DOMICILE_ADMIN_TOKEN: ADMIN, DOMICILE_LOG_LEVEL: process.env.MOVE_BENCH_LOG ?? 'warn', DOMICILE_REPLICATION: REPLICATION } });
   const api = async (method: string, route: string, body?: unknown) => {
     const res = await fetch(`${server.url}${route}`, {
       method, headers: { authorization: `Bearer ${ADMIN}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
@@ -152,7 +154,7 @@ async function main(): Promise<void> {
       '',
       `Command: \`pnpm bench:move${args.length ? ` ${args.join(' ')}` : ''}\``,
       '',
-      `Machine: ${machine}. \`domicile serve\` child process (embedded default, two regions in one process, file:// buckets, async replication on, 2 SQLite workers).`,
+      `Machine: ${machine}. \`domicile serve\` child process (embedded default, two regions in one process, file:// buckets, ${REPLICATION === 'on' ? 'async replication on' : 'replication off'}, 2 SQLite workers).`,
       '',
       `Load: ${WRITERS} closed-loop writers (one small INSERT per request) for the whole run; ${MOVES} moves back and forth of one tenant of ${(bytes / 1048576).toFixed(1)} MB (\`POST /v1/tenants/:id/move?wait=1\`). Baseline: after each move, copy + fsync of the tenant's whole live file into the other region's directory (what any stop-copy-start move must at least pause for).`,
       '',
