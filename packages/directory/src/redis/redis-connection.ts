@@ -80,8 +80,9 @@ const TRANSIENT_REPLY = /^(LOADING|READONLY|MASTERDOWN|CLUSTERDOWN|TRYAGAIN|BUSY
  * Choices (docs/cluster.md, "Redis unavailable"): `enableOfflineQueue: false` (nothing queues
  * while disconnected), `maxRetriesPerRequest: 0` (a command in flight when the connection drops
  * fails at once and is never re-sent: a re-sent compare-and-set could apply twice), `commandTimeout`
- * (a paused server answers nothing; the socket stays open), a reconnect every ≤ 500 ms forever, and
- * a bounded wait for the connection before each call so that a blip becomes a delay, not an error.
+ * (a paused server answers nothing; the socket stays open), a reconnect every ≤ 500 ms forever.
+ * Between reconnect attempts a call fails at once; during a connection attempt it waits for it,
+ * within the same bound.
  */
 export class RedisConnection {
   /** The client, scripts defined. */
@@ -168,6 +169,9 @@ export class RedisConnection {
   async #ready(ms: number): Promise<void> {
     const r = this.redis;
     if (r.status === 'ready') return;
+    // Between reconnect attempts the last one failed (refused, reset): say so at once rather than
+    // hold the caller; an attempt in progress (a slow or black-holed network) is waited for.
+    if (r.status === 'reconnecting' || r.status === 'close' || r.status === 'end') throw new Error('not connected');
     if (r.status === 'wait') {
       // First use: connect() resolves on 'ready' and rejects when the first attempt fails; the
       // retry strategy keeps trying in the background either way.
