@@ -14,6 +14,8 @@ command -v cc >/dev/null 2>&1 || need+=(gcc)
 # Debian's Redis for the Redis directory and membership tests (packages/testkit/src/redis-server.ts
 # starts throwaway servers on free loopback ports; the packaged service is never used).
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+# openssl makes the self-signed certificate of the TLS (rediss://) test server.
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"

@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs';
 import net from 'node:net';
+import tls from 'node:tls';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startRedisServer, type RedisServer } from './redis-server.ts';
 
@@ -39,6 +40,23 @@ describe('startRedisServer', () => {
     await s.stop();
     expect(existsSync(dir)).toBe(false);
     expect(await send(s.port, ['PING'])).toBe('refused');
+  });
+
+  it('serves TLS only with tls, on a certificate that verifies as 127.0.0.1', async () => {
+    const s = await startRedisServer({ tls: true });
+    servers.push(s);
+    expect(s.url).toBe(`rediss://127.0.0.1:${s.port}`);
+    const reply = await new Promise<string>((resolve, reject) => {
+      const sock = tls.connect({ host: '127.0.0.1', port: s.port, ca: s.ca! }, () => sock.write('PING\r\n'));
+      sock.on('data', (d) => {
+        sock.destroy();
+        resolve(d.toString('utf8'));
+      });
+      sock.on('error', reject);
+    });
+    expect(reply).toBe('+PONG\r\n');
+    // Plain text on the TLS port gets no Redis answer.
+    expect(await send(s.port, ['PING'], 500)).not.toBe('+PONG\r\n');
   });
 
   it('pause() leaves connections unanswered until resume()', async () => {

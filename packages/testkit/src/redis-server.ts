@@ -1,5 +1,5 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import net, { type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -14,6 +14,11 @@ export interface StartRedisServerOptions {
    * file fsynced on every write. Default false: nothing is written to disk.
    */
   persistence?: boolean;
+  /**
+   * Serve TLS only (`rediss://`), with a self-signed certificate for 127.0.0.1 made by the
+   * `openssl` command; clients trust {@link RedisServer.ca}. Default false.
+   */
+  tls?: boolean;
   /** How long to wait for the server to accept connections. Default 10000 ms. */
   startTimeoutMs?: number;
   /** Path of the binary. Default `redis-server` from PATH (Debian's package; see .ci/setup-system.sh). */
@@ -22,8 +27,10 @@ export interface StartRedisServerOptions {
 
 /** A running `redis-server` child process; see {@link startRedisServer}. */
 export interface RedisServer {
-  /** `redis://127.0.0.1:<port>`, with `:<password>@` when a password is set. */
+  /** `redis://127.0.0.1:<port>` (`rediss://` with `tls`), with `:<password>@` when a password is set. */
   readonly url: string;
+  /** With `tls`: the PEM certificate the server presents (self-signed: trust it as the CA). */
+  readonly ca: string | undefined;
   /** Port on 127.0.0.1; stays the same across {@link RedisServer.restart}. */
   readonly port: number;
   /** Working directory of the server (append-only file when persistent); removed by {@link RedisServer.stop}. */
@@ -78,8 +85,10 @@ export async function startRedisServer(opts: StartRedisServerOptions = {}): Prom
   let child: ChildProcess | undefined;
   let port = 0;
   let stopped = false;
+  let ca: string | undefined;
 
   try {
+    if (opts.tls) ca = makeCertificate(dir);
     // redis-server cannot listen on port 0, so a free port is picked first; another process may
     // take it in between, hence the retry on "address in use".
     for (let attempt = 0; ; attempt++) {
@@ -106,7 +115,8 @@ export async function startRedisServer(opts: StartRedisServerOptions = {}): Prom
   const auth = opts.password === undefined ? '' : `:${encodeURIComponent(opts.password)}@`;
 
   return {
-    url: `redis://${auth}127.0.0.1:${port}`,
+    url: `${opts.tls ? 'rediss' : 'redis'}://${auth}127.0.0.1:${port}`,
+    ca,
     port,
     dir,
     get pid() {
@@ -145,6 +155,16 @@ export async function startRedisServer(opts: StartRedisServerOptions = {}): Prom
   };
 }
 
+/** Writes a self-signed certificate for 127.0.0.1 (cert.pem, key.pem) into `dir`; returns the certificate. */
+function makeCertificate(dir: string): string {
+  const r = spawnSync('openssl', [
+    'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=127.0.0.1',
+    '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', path.join(dir, 'key.pem'), '-out', path.join(dir, 'cert.pem'),
+  ], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`openssl could not make a test certificate: ${r.error?.message ?? r.stderr}`);
+  return readFileSync(path.join(dir, 'cert.pem'), 'utf8');
+}
+
 /** A port that was free on 127.0.0.1 a moment ago. */
 async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -159,8 +179,12 @@ async function freePort(): Promise<number> {
 }
 
 async function spawnServer(port: number, dir: string, opts: StartRedisServerOptions, timeoutMs: number): Promise<ChildProcess> {
+  const listen = opts.tls
+    ? ['--port', '0', '--tls-port', String(port), '--tls-cert-file', path.join(dir, 'cert.pem'),
+      '--tls-key-file', path.join(dir, 'key.pem'), '--tls-auth-clients', 'no']
+    : ['--port', String(port)];
   const args = [
-    '--bind', '127.0.0.1', '--port', String(port), '--dir', dir,
+    '--bind', '127.0.0.1', ...listen, '--dir', dir,
     '--daemonize', 'no', '--logfile', '', '--loglevel', 'notice', '--protected-mode', 'no',
     '--save', '',
     ...(opts.persistence ? ['--appendonly', 'yes', '--appendfsync', 'always'] : ['--appendonly', 'no']),

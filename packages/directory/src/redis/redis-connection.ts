@@ -15,6 +15,11 @@ export interface RedisConnectionOptions {
    * DIRECTORY_UNAVAILABLE instead of waiting. Default 2000 ms.
    */
   timeoutMs?: number;
+  /**
+   * For `rediss://`: extra trusted CA certificates (PEM), e.g. a private CA. Default: Node's trust
+   * store (which `NODE_EXTRA_CA_CERTS` extends). Ignored for `redis://`.
+   */
+  tlsCa?: string;
 }
 
 /** Default of {@link RedisConnectionOptions.keyPrefix}. */
@@ -97,8 +102,9 @@ export class RedisConnection {
   constructor(opts: RedisConnectionOptions, extra: RedisOptions = {}) {
     this.timeoutMs = validateTimeout(opts.timeoutMs);
     this.keys = new RedisKeys(validatePrefix(opts.keyPrefix));
-    validateUrl(opts.url);
+    const secure = validateUrl(opts.url);
     this.redis = new Redis(opts.url, {
+      ...(secure && opts.tlsCa !== undefined ? { tls: { ca: opts.tlsCa } } : {}),
       lazyConnect: true,
       enableOfflineQueue: false,
       maxRetriesPerRequest: 0,
@@ -208,7 +214,8 @@ export class RedisConnection {
   }
 }
 
-function validateUrl(url: string): void {
+/** Throws BAD_REQUEST unless `url` is redis:// or rediss://; returns whether it is TLS. */
+function validateUrl(url: string): boolean {
   let u: URL;
   try {
     u = new URL(url);
@@ -218,6 +225,7 @@ function validateUrl(url: string): void {
   if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') {
     throw new DomicileError('BAD_REQUEST', `Redis URL: expected redis:// or rediss://, got ${u.protocol}//`, { field: 'url' });
   }
+  return u.protocol === 'rediss:';
 }
 
 function validatePrefix(prefix: string | undefined): string {

@@ -45,6 +45,22 @@ describe('RedisDirectory', () => {
     }
   });
 
+  it('speaks TLS with rediss:// and a password, and refuses a server certificate it does not trust', async () => {
+    const secure = await startRedisServer({ tls: true, password: 'tls-secret' });
+    try {
+      expect(secure.url).toMatch(/^rediss:\/\/:tls-secret@/);
+      const dir = new RedisDirectory({ url: secure.url, tlsCa: secure.ca! });
+      await dir.create(record('acme'));
+      expect((await dir.get('acme'))?.id).toBe('acme');
+      await dir.close();
+      const untrusting = new RedisDirectory({ url: secure.url, timeoutMs: 500 });
+      await expect(untrusting.get('acme')).rejects.toMatchObject({ code: 'DIRECTORY_UNAVAILABLE' });
+      await untrusting.close();
+    } finally {
+      await secure.stop();
+    }
+  });
+
   it('keeps each tenant in its own hash slot and the indexes in one slot', async () => {
     const prefix = `slots${++n}:`;
     const dir = new RedisDirectory({ url: redis.url, keyPrefix: prefix });
