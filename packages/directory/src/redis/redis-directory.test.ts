@@ -34,6 +34,12 @@ describe('RedisDirectory', () => {
     expect(() => new RedisDirectory({ url: redis.url, keyPrefix: '{x}' })).toThrow(/prefix/);
   });
 
+  it('refuses a tenant id that could break out of its hash tag with INVALID_TENANT_ID', async () => {
+    const dir = new RedisDirectory({ url: redis.url, keyPrefix: `ids${++n}:` });
+    await expect(dir.create(record('a}b{c'))).rejects.toMatchObject({ code: 'INVALID_TENANT_ID' });
+    await dir.close();
+  });
+
   it('fails with DIRECTORY_UNAVAILABLE on a wrong password instead of hanging', async () => {
     const secured = await startRedisServer({ password: 'right' });
     try {

@@ -32,6 +32,7 @@ export interface EpochSubscriber {
   onResync?(): void;
 }
 
+const TENANT_ID = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 const PATCH_FIELDS = new Set(['region', 'node', 'epoch', 'state', 'tokensValidAfter']);
 
 /** Fields → record; undefined for an empty hash. */
@@ -94,6 +95,8 @@ export class RedisDirectory implements Directory {
   }
 
   async create(record: TenantRecord): Promise<TenantRecord> {
+    // The id sits inside the key's hash tag: anything but a valid id could move it to another slot.
+    if (!TENANT_ID.test(record.id)) throw new DomicileError('INVALID_TENANT_ID', `tenant id "${record.id}" is not valid`, { tenant: record.id });
     const key = this.#conn.keys.tenant(record.id);
     const rev = await this.#conn.call('create', (r) => r.domicileCreateTenant(key, ...recordFields(record)));
     if (rev === null) throw new DomicileError('TENANT_EXISTS', `tenant "${record.id}" exists`, { tenant: record.id });
