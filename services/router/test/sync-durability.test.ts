@@ -38,18 +38,22 @@ describe('sync durability on the filesystem bucket', () => {
     expect((await t.req('POST', '/v1/tenants', { id: 'syncy', residency: 'moon', durability: 'sync' })).body.durability).toBe('sync');
     const q = (sql: string, params?: unknown[]) => t.req('POST', '/v1/tenants/syncy/query', params ? { sql, params } : { sql });
     expect((await q('CREATE TABLE kv (id INTEGER PRIMARY KEY)')).status).toBe(200);
+    let prev = 0;
     for (let i = 1; i <= 20; i++) {
       expect((await q('INSERT INTO kv VALUES (?)', [i])).status).toBe(200);
       // At the moment of the answer, the replicator has the commit acknowledged by the bucket.
       const s = t.rt.replicator!.status('syncy')!;
       expect(s.replicatedTxid).toBe(s.lastTxid);
-      expect(s.replicatedTxid).toBeGreaterThanOrEqual(i + 1);
+      expect(s.replicatedTxid).toBeGreaterThan(prev);
+      prev = s.replicatedTxid!;
     }
     const before = t.rt.replicator!.status('syncy')!.replicatedTxid!;
     const burst = await Promise.all(Array.from({ length: 40 }, (_, k) => q('INSERT INTO kv VALUES (?)', [100 + k])));
     expect(burst.map((r) => r.status)).toEqual(Array(40).fill(200));
     const after = t.rt.replicator!.status('syncy')!;
-    expect(after.replicatedTxid).toBe(before + 40);
+    // Group commit may put several writes in one transaction (one txid): at least one more, all shipped.
+    expect(after.replicatedTxid).toBeGreaterThan(before);
+    expect(after.replicatedTxid).toBe(after.lastTxid);
     // Fewer segments than writes: the burst shared uploads.
     const store = t.rt.bucketFor('moon-base')!;
     const rec = await t.rt.directory.get('syncy');
