@@ -211,6 +211,11 @@ describe('moving a tenant between regions (embedded default)', () => {
     expect(await t.rt.directory.get(id)).toEqual(before);
     expect((await q(id, 'SELECT count(*) FROM kv')).body.rows).toEqual([[300 + n]]);
     expect((await q(id, 'INSERT INTO kv (v) VALUES (1)')).status).toBe(200);
+    // Replication at the source carries on (the switching abort had stopped its shipper).
+    expect(await t.rt.replicator!.flush(10_000)).toBe(true);
+    const rep = t.rt.replicator!.status(id)!;
+    expect(rep.replicatedTxid).toBe(rep.lastTxid);
+    expect((await keys(t.rt.bucketFor('mars-north')!, tenantPrefix(id))).length).toBeGreaterThan(0);
     expect(tenantFiles(t, 'mars-south', id)).toEqual([]);
     expect(await keys(t.rt.bucketFor('mars-south')!, tenantPrefix(id))).toEqual([]);
     const audit = (await t.req('GET', `/v1/audit?tenant=${id}`)).body.events;
