@@ -76,6 +76,15 @@ describe('sync durability on the filesystem bucket', () => {
     expect((await t.req('POST', '/v1/tenants', { id: 'asyncy', residency: 'moon' })).body.durability).toBe('async');
     expect((await t.req('POST', '/v1/tenants/asyncy/query', { sql: 'CREATE TABLE kv (id INTEGER PRIMARY KEY)' })).status).toBe(200);
     expect((await t.req('GET', '/v1/tenants/asyncy')).body.replication.mode).toBe('async');
+    // Async commits made within the shipping interval (100 ms) share segments.
+    const started = Date.now();
+    for (let i = 0; i < 50; i++) expect((await t.req('POST', '/v1/tenants/asyncy/query', { sql: 'INSERT INTO kv VALUES (?)', params: [i] })).status).toBe(200);
+    const elapsed = Date.now() - started;
+    expect(await t.rt.replicator!.flush()).toBe(true);
+    const rec = await t.rt.directory.get('asyncy');
+    let segs = 0;
+    for await (const e of t.rt.bucketFor('moon-base')!.list(`tenants/asyncy/${rec!.incarnation}/`)) if (e.key.endsWith('.seg')) segs++;
+    expect(segs).toBeLessThanOrEqual(Math.ceil(elapsed / 100) + 3);
     expect((await t.req('GET', '/v1/tenants/syncy')).body.replication.mode).toBe('sync');
   });
 });

@@ -70,6 +70,13 @@ export interface ReplicatorOptions {
   snapshotIntervalMs?: number;
   /** DOMICILE_RETENTION: generations no longer needed to restore any moment of this window are deleted; default 7 days. */
   retentionMs?: number;
+  /**
+   * Least time between the starts of two passes of one tenant while nobody
+   * waits for durability (async writes): commits arriving meanwhile share the
+   * next segment, so a busy tenant costs at most ~1000/interval uploads a
+   * second. A sync writer's wait starts the next pass at once. Default 100 ms.
+   */
+  shipIntervalMs?: number;
   now?: () => number;
   /** Told of every object stored (for metrics): its kind, size when known, and how long the upload took. */
   onUpload?: (ref: ShardRef, kind: 'segment' | 'snapshot', bytes: number | undefined, seconds: number) => void;
@@ -108,6 +115,8 @@ interface TenantRep {
   needSeq: number;
   /** Sync waiters (`waitDurable`): resolved when pass `need` completes, rejected when a pass fails. */
   durable: Array<{ need: number; resolve: () => void; reject: (err: unknown) => void }>;
+  /** When the latest pass started (monotonic ms). */
+  lastPassAt: number | undefined;
   /** Time of the oldest notification not covered by a completed pass. */
   oldest: number | undefined;
   /** First notification during the running pass. */
@@ -143,7 +152,7 @@ export class Replicator {
   constructor(opts: ReplicatorOptions) {
     this.#o = {
       checkpointBytes: 4 << 20, baseBackoffMs: 200, maxBackoffMs: 5_000, concurrency: 8, now: Date.now,
-      snapshotIntervalMs: 3_600_000, retentionMs: 7 * 86_400_000, ...opts,
+      snapshotIntervalMs: 3_600_000, retentionMs: 7 * 86_400_000, shipIntervalMs: 100, ...opts,
     };
   }
 
@@ -168,7 +177,7 @@ export class Replicator {
       st = {
         ref, store, gen: null, genStartedAt: 0, shipper: null, inflight: null, dirty: false, running: null, stopped: false,
         oldest: undefined, newer: undefined, failures: 0, lastError: undefined, wake: undefined, idle: [], walSig: undefined,
-        startedSeq: 0, doneSeq: 0, needSeq: 0, durable: [],
+        startedSeq: 0, doneSeq: 0, needSeq: 0, durable: [], lastPassAt: undefined,
       };
       this.#tenants.set(ref.tenant, st);
     }
@@ -200,6 +209,7 @@ export class Replicator {
     if (st.failures > 0) return Promise.reject(notShipped());
     return new Promise<void>((resolve, reject) => {
       st.durable.push({ need: st.needSeq, resolve, reject });
+      st.wake?.(); // cut short the async shipping interval
     });
   }
 
@@ -295,9 +305,12 @@ export class Replicator {
     await this.#acquire();
     try {
       while (st.dirty && !st.stopped) {
+        await this.#spaceOut(st);
+        if (st.stopped) break;
         st.dirty = false;
         st.newer = undefined;
         const seq = ++st.startedSeq;
+        st.lastPassAt = performance.now();
         const sig = walSignature(st.ref.path);
         try {
           await this.#pass(st, seq);
@@ -344,6 +357,23 @@ export class Replicator {
       }
     } finally {
       this.#release();
+    }
+  }
+
+  /** Async shipping interval: wait until `shipIntervalMs` after the previous pass started, unless a sync writer waits. */
+  async #spaceOut(st: TenantRep): Promise<void> {
+    if (st.lastPassAt === undefined || st.durable.length > 0) return;
+    const wait = this.#o.shipIntervalMs - (performance.now() - st.lastPassAt);
+    if (wait <= 0) return;
+    this.#release();
+    try {
+      await new Promise<void>((r) => {
+        const t = setTimeout(r, wait);
+        st.wake = () => { clearTimeout(t); r(); };
+      });
+    } finally {
+      st.wake = undefined;
+      await this.#acquire();
     }
   }
 
