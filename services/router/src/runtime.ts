@@ -61,7 +61,7 @@ export class Runtime {
   #ready = false;
   readonly #buckets: RegionBuckets;
 
-  private constructor(init: Omit<Runtime, 'policy' | 'ready' | 'setReady' | 'swapPolicy' | 'shardRef' | 'nodeForRegion' | 'close' | 'startupViolations' | 'schemaJobs' | 'buckets' | 'bucketFor' | 'lateSweeps' | 'replicationView' | 'moves'> & { policy: Policy; regionBuckets: RegionBuckets; checkpointHolds: CheckpointHolds }) {
+  private constructor(init: Omit<Runtime, 'policy' | 'ready' | 'setReady' | 'swapPolicy' | 'shardRef' | 'nodeForRegion' | 'close' | 'startupViolations' | 'schemaJobs' | 'buckets' | 'bucketFor' | 'lateSweeps' | 'replicationView' | 'replicationLagByRegion' | 'moves'> & { policy: Policy; regionBuckets: RegionBuckets; checkpointHolds: CheckpointHolds }) {
     this.config = init.config;
     this.log = init.log;
     this.directory = init.directory;
@@ -208,6 +208,15 @@ export class Runtime {
       }
       cursor = page.nextCursor;
     } while (cursor);
+  }
+
+  /** Worst replication lag (ms) among the tenants of each region this process serves; undefined when replication is off. */
+  replicationLagByRegion(): Map<string, number> | undefined {
+    if (!this.replicator) return undefined;
+    return this.replicator.maxLagMsBy((ref) => {
+      for (const n of this.nodes.values()) if (ref.path.startsWith(n.dir + path.sep)) return n.region;
+      return undefined;
+    });
   }
 
   /** Replication block of `GET /v1/tenants/:id` (DESIGN §8). */

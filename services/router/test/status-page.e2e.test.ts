@@ -100,8 +100,10 @@ describe('status page in headless Chromium', () => {
     expect(await page.textContent('#tenants-total')).toBe('12');
     expect(await page.textContent('#mode')).toBe(status.mode);
     expect(await page.getAttribute('#policy', 'title')).toBe(status.policyHash);
-    expect(status.replication).toEqual({ maxLagMs: null });
-    expect(await page.textContent('#replication-lag')).toBe('—');
+    // Replication is on (the default): a number, shown in ms or s.
+    expect(typeof status.replication.maxLagMs).toBe('number');
+    expect(status.regions.every((r: { replicationLagMs: unknown }) => typeof r.replicationLagMs === 'number')).toBe(true);
+    expect(await page.textContent('#replication-lag')).toMatch(/^\d+(\.\d)? (ms|s)$/);
     expect(await page.textContent('#moves')).toBe('0');
     expect(await page.$$eval('#nodes tbody tr[data-node] .pill', (p) => p.map((e) => e.textContent))).toEqual(status.nodes.map(() => 'healthy'));
     expect(await page.textContent('#conn')).toMatch(/^Live/);

@@ -28,6 +28,8 @@ export function opsRoutes(app: FastifyInstance, rt: Runtime): void {
   app.get('/v1/status', async () => {
     const counts = await rt.directory.countByRegion();
     const stats = rt.pool.stats();
+    // Worst replication lag per region (ms); undefined when replication is off.
+    const lag = rt.replicationLagByRegion();
     return {
       mode: rt.config.region ? 'single-region' : 'embedded',
       policyHash: rt.policy.hash,
@@ -36,12 +38,13 @@ export function opsRoutes(app: FastifyInstance, rt: Runtime): void {
         jurisdiction: rt.policy.regions[name]?.jurisdiction,
         tenants: counts.get(name) ?? 0,
         nodes: rt.nodeForRegion(name) ? [rt.nodeForRegion(name)!.id] : [],
+        replicationLagMs: lag ? (lag.get(name) ?? 0) : null,
       })),
       nodes: [...rt.nodes.values()].map((n) => ({ id: n.id, region: n.region, healthy: rt.ready })),
       tenants: [...counts.values()].reduce((a, b) => a + b, 0),
       shards: { open: stats.openShards, queued: stats.queued, workers: stats.workers },
-      // Replication is not in this build yet: null reads as "none" (the page shows —), not as zero lag.
-      replication: { maxLagMs: null as number | null },
+      // null when replication is off (the page shows —), not zero lag.
+      replication: { maxLagMs: lag ? Math.max(0, ...lag.values()) : null },
       movesInProgress: rt.moves.inProgress,
     };
   });
