@@ -35,7 +35,7 @@ export function executeOne(h: ShardHandle, stmt: Statement, opts: ExecOptions, l
   const params = toBindParams(stmt.params);
   refuseWriteIfReadOnly(prepared, opts);
   if (prepared.readonly) return strip(wrap(h, () => run(h, prepared, params, limits, limits.maxResultBytes)));
-  if (AUTOCOMMIT_ONLY.test(stmt.sql)) {
+  if (isAutocommitOnly(stmt.sql)) {
     const result = strip(wrap(h, () => run(h, prepared, params, limits, limits.maxResultBytes)));
     // The statement committed on its own; record it as a transaction of its own.
     if (!hooks.beforeCommit) wrap(h, () => h.guard.trusted(() => h.own.bumpTxid.run()));
@@ -49,30 +49,49 @@ export function executeOne(h: ShardHandle, stmt: Statement, opts: ExecOptions, l
   }, hooks.beforeCommit);
 }
 
+/** Whether a statement must run in autocommit (PRAGMA, VACUUM): it cannot share a transaction. */
+export function isAutocommitOnly(sql: unknown): boolean {
+  return typeof sql === 'string' && AUTOCOMMIT_ONLY.test(sql);
+}
+
+/**
+ * A `/query` statement inside a transaction someone else opened (group
+ * commit): no BEGIN/COMMIT here. `wrote` is whether it may have written.
+ */
+export function runQueryBody(h: ShardHandle, stmt: Statement, opts: ExecOptions, limits: ExecLimits): { result: StatementResult; wrote: boolean } {
+  const prepared = prepareTenant(h, stmt.sql);
+  const params = toBindParams(stmt.params);
+  refuseWriteIfReadOnly(prepared, opts);
+  return { result: strip(wrap(h, () => run(h, prepared, params, limits, limits.maxResultBytes))), wrote: !prepared.readonly };
+}
+
 /** Statements in one transaction, all or nothing (`/batch`); a failure carries `details.statementIndex`. */
 export function executeBatch(h: ShardHandle, stmts: Statement[], opts: ExecOptions, limits: ExecLimits, hooks: ExecHooks = {}): StatementResult[] {
   if (stmts.length === 0) return [];
-  return inTransaction(h, !opts.readOnly, () => {
-    const results: StatementResult[] = [];
-    let wrote = false;
-    let budget = limits.maxResultBytes;
-    for (let i = 0; i < stmts.length; i++) {
-      try {
-        const s = stmts[i]!;
-        const prepared = prepareTenant(h, s.sql);
-        const params = toBindParams(s.params);
-        refuseWriteIfReadOnly(prepared, opts);
-        const result = wrap(h, () => run(h, prepared, params, limits, budget));
-        budget -= result.bytes;
-        wrote ||= !prepared.readonly;
-        results.push(strip(result));
-      } catch (err) {
-        const e = toDomicile(h, err);
-        throw new DomicileError(e.code, e.message, { ...e.details, statementIndex: i }, { cause: err });
-      }
+  return inTransaction(h, !opts.readOnly, () => runBatchBody(h, stmts, opts, limits), hooks.beforeCommit);
+}
+
+/** The statements of a `/batch` inside an open transaction; a failure carries `details.statementIndex` (the caller rolls back). */
+export function runBatchBody(h: ShardHandle, stmts: Statement[], opts: ExecOptions, limits: ExecLimits): { result: StatementResult[]; wrote: boolean } {
+  const results: StatementResult[] = [];
+  let wrote = false;
+  let budget = limits.maxResultBytes;
+  for (let i = 0; i < stmts.length; i++) {
+    try {
+      const s = stmts[i]!;
+      const prepared = prepareTenant(h, s.sql);
+      const params = toBindParams(s.params);
+      refuseWriteIfReadOnly(prepared, opts);
+      const result = wrap(h, () => run(h, prepared, params, limits, budget));
+      budget -= result.bytes;
+      wrote ||= !prepared.readonly;
+      results.push(strip(result));
+    } catch (err) {
+      const e = toDomicile(h, err);
+      throw new DomicileError(e.code, e.message, { ...e.details, statementIndex: i }, { cause: err });
     }
-    return { result: results, wrote };
-  }, hooks.beforeCommit);
+  }
+  return { result: results, wrote };
 }
 
 /** Prepare tenant SQL (untrusted: the guard's authorizer decides). */
@@ -111,7 +130,8 @@ function inTransaction<T>(h: ShardHandle, write: boolean, body: () => { result: 
   }
 }
 
-function rollback(h: ShardHandle): void {
+/** Roll back the open transaction, if SQLite has not already; a failure to do so is ignored (the original error matters). */
+export function rollback(h: ShardHandle): void {
   if (!h.db.inTransaction) return;
   try {
     h.guard.trusted(() => h.own.rollback.run());

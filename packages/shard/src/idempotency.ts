@@ -77,14 +77,16 @@ function prepareStore(h: ShardHandle): Store {
 
 /**
  * The store of a handle whose table exists, or undefined. Only a committed
- * table is cached (lookups run outside transactions): a table created by a
- * write that then rolled back must not leave statements on a missing table.
+ * table is cached (lookups of a single request run outside transactions): a
+ * table created by a write that then rolled back must not leave statements on
+ * a missing table. Inside a transaction (a group commit, group-commit.ts) the
+ * table may be an uncommitted neighbour's, so the statements are not cached.
  */
 function committedStore(h: ShardHandle): Store | undefined {
   let store = stores.get(h);
   if (!store && reservedTableExists(h, TABLE)) {
     store = prepareStore(h);
-    stores.set(h, store);
+    if (!h.db.inTransaction) stores.set(h, store);
   }
   return store;
 }
@@ -105,6 +107,48 @@ export function requestFingerprint(kind: IdempotentKind, statements: readonly St
   return createHash('sha256').update(canonicalJson({ kind, statements }), 'utf8').digest('hex');
 }
 
+/** What a lookup found: the answer of an earlier request with the key, or the fingerprint to record this one under. */
+export type IdempotencyLookup =
+  | { replay: ExecOutcome<StatementResult | StatementResult[]>; fingerprint: string }
+  | { replay: undefined; fingerprint: string };
+
+/**
+ * Steps 1 and 2 of the file comment: fingerprint the request and look its key
+ * up. IDEMPOTENCY_KEY_REUSED when a live record has another fingerprint.
+ */
+export function lookupIdempotent(h: ShardHandle, kind: IdempotentKind, statements: readonly Statement[], key: string, ttlMs: number, now: number): IdempotencyLookup {
+  const fingerprint = requestFingerprint(kind, statements);
+  const found = committedStore(h);
+  const record = found && (h.guard.trusted(() => found.find.get(key, now - ttlMs)) as IdempotencyRecord | undefined);
+  if (!record) return { replay: undefined, fingerprint };
+  if (record.fingerprint !== fingerprint) {
+    throw new DomicileError(
+      'IDEMPOTENCY_KEY_REUSED',
+      `this ${IDEMPOTENCY_KEY_HEADER} was used for a different request in the last ${Math.round(ttlMs / 1000)} s`,
+      { field: IDEMPOTENCY_KEY_HEADER },
+    );
+  }
+  return { replay: { result: JSON.parse(record.response) as StatementResult | StatementResult[], replayed: true, txid: record.txid }, fingerprint };
+}
+
+/**
+ * Step 3's record: insert it inside the open write transaction, before its
+ * txid bump (the record's txid is the one that transaction commits as), and
+ * prune a few expired ones.
+ */
+export function recordIdempotent(h: ShardHandle, key: string, fingerprint: string, result: StatementResult | StatementResult[], ttlMs: number, now: number): void {
+  h.guard.trusted(() => {
+    // First record of this shard: the table is created in this transaction; cached only once a lookup sees it committed.
+    let store = stores.get(h);
+    if (!store) {
+      ensureReservedTable(h, TABLE);
+      store = prepareStore(h);
+    }
+    store.prune.run(now - ttlMs);
+    store.insert.run(key, fingerprint, JSON.stringify(result), now);
+  });
+}
+
 /** Run a `/query` (one statement) or `/batch` under `opts.idempotencyKey`; see the file comment for the order. */
 export function executeIdempotent(
   h: ShardHandle,
@@ -115,32 +159,10 @@ export function executeIdempotent(
   ttlMs: number,
 ): ExecOutcome<StatementResult | StatementResult[]> {
   const key = opts.idempotencyKey;
-  const fingerprint = requestFingerprint(kind, statements);
   const now = Date.now();
-  const found = committedStore(h);
-  const record = found && (h.guard.trusted(() => found.find.get(key, now - ttlMs)) as IdempotencyRecord | undefined);
-  if (record) {
-    if (record.fingerprint !== fingerprint) {
-      throw new DomicileError(
-        'IDEMPOTENCY_KEY_REUSED',
-        `this ${IDEMPOTENCY_KEY_HEADER} was used for a different request in the last ${Math.round(ttlMs / 1000)} s`,
-        { field: IDEMPOTENCY_KEY_HEADER },
-      );
-    }
-    return { result: JSON.parse(record.response) as StatementResult | StatementResult[], replayed: true, txid: record.txid };
-  }
-  const beforeCommit = (result: StatementResult | StatementResult[]): void => {
-    h.guard.trusted(() => {
-      // First record of this shard: the table is created in this transaction; cached only once a lookup sees it committed.
-      let store = stores.get(h);
-      if (!store) {
-        ensureReservedTable(h, TABLE);
-        store = prepareStore(h);
-      }
-      store.prune.run(now - ttlMs);
-      store.insert.run(key, fingerprint, JSON.stringify(result), now);
-    });
-  };
+  const { replay, fingerprint } = lookupIdempotent(h, kind, statements, key, ttlMs, now);
+  if (replay) return replay;
+  const beforeCommit = (result: StatementResult | StatementResult[]): void => recordIdempotent(h, key, fingerprint, result, ttlMs, now);
   const result = kind === 'query'
     ? executeOne(h, statements[0]!, opts, limits, { beforeCommit })
     : executeBatch(h, statements, opts, limits, { beforeCommit });

@@ -7,6 +7,7 @@ import type { SerializedError } from '@domicile/errors';
 import type { CloseReason } from './handle-cache.ts';
 import type { ExecOptions, ExecOutcome, ShardRef, Statement, StatementResult } from './types.ts';
 import type { MigrateResult, ShardMigration } from './migrate.ts';
+import type { GroupMember, MemberValue } from './group-commit.ts';
 import type { DescribeValue } from './describe.ts';
 
 /** `workerData` of a shard worker. */
@@ -52,6 +53,8 @@ export interface MaintenanceResult {
 export type WorkerRequest =
   | { id: number; type: 'query'; ref: ShardRef; statement: Statement; opts: ExecOptions }
   | { id: number; type: 'batch'; ref: ShardRef; statements: Statement[]; opts: ExecOptions }
+  /** Several queued `query`/`batch` requests of one tenant, in arrival order, group-committed (group-commit.ts); answers `GroupReplyItem[]`. */
+  | { id: number; type: 'group'; ref: ShardRef; members: GroupMember[] }
   | { id: number; type: 'create'; ref: ShardRef }
   | { id: number; type: 'close-tenant'; tenant: string; reason: CloseReason }
   | { id: number; type: 'close-all' }
@@ -66,6 +69,11 @@ export type WorkerRequest =
   | { id: number; type: 'session-describe'; sessionId: string; sql: string }
   /** Replication jobs (checkpoint, snapshot copy), run in the tenant's queue. */
   | { id: number; type: 'maintenance'; ref: ShardRef; job: MaintenanceOp }
+  /**
+   * Several requests (of different tenants) posted together by one scheduler
+   * pass; the worker runs them in order and answers each as it finishes.
+   */
+  | { id: 0; type: 'multi'; parts: WorkerRequest[] }
   /** Test hook: throw an uncaught exception inside the worker. */
   | { id: number; type: 'crash' };
 
@@ -76,12 +84,19 @@ export interface SessionStepValue {
   autocommit: boolean;
 }
 
+/** One member's answer in a `group` reply, in the member's position. */
+export type GroupReplyItem = { ok: true; value: MemberValue } | { ok: false; error: SerializedError };
+
 /** Counters a worker reports with every reply. */
 export interface WorkerCounters {
   open: number;
   opens: number;
   evictions: number;
   interrupts: number;
+  /** Transactions committed for more than one request (group commit). */
+  groups: number;
+  /** Requests replayed alone after their group's transaction was rolled back as a whole. */
+  replayed: number;
   /** Tenants whose handle closed on this worker since its previous reply. */
   closed: string[];
 }

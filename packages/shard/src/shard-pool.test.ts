@@ -212,6 +212,8 @@ describe('ShardPool', () => {
     await pool.query(a, { sql: 'INSERT INTO t VALUES (1)' });
     expect(existsSync(`${a.path}-wal`)).toBe(true);
     const inFlight = pool.query(a, { sql: SLOW });
+    // The scheduler dispatches at the end of the event-loop turn (several requests of a tenant travel as one group): let SLOW go alone first.
+    await new Promise((r) => setImmediate(r));
     const queued = pool.query(a, { sql: 'SELECT 1' }).catch((e) => e);
     const erased = pool.erase(a);
     await expect(inFlight).resolves.toMatchObject({ rows: [[5000000]] });

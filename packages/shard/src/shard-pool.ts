@@ -3,11 +3,16 @@
  * scheduler that decides which tenant runs where (DESIGN §7).
  *
  * Scheduling, in order of precedence:
- * 1. A tenant has at most one request in flight, so its requests run in
- *    arrival order and one writer at a time (no locks). Its queue is where
- *    group commit will later take several requests at once.
- * 2. A worker gets one request at a time by default (`inFlightPerWorker`),
- *    so a request is only committed to a worker that is free right now.
+ * 1. A tenant has at most one message in flight, so its requests run in
+ *    arrival order and one writer at a time (no locks). When it runs, its
+ *    queued `query`/`batch` requests (up to `maxGroup`) go together as one
+ *    group commit (group-commit.ts): one transaction, a savepoint each.
+ * 2. Dispatch happens at the end of an event-loop turn (setImmediate), so the
+ *    requests that arrived in one turn are assigned together, and the ones a
+ *    worker got in that pass travel as one `multi` message. A worker takes up
+ *    to `inFlightPerWorker` requests (default 4) so it never idles waiting
+ *    for the main thread; idle workers are preferred, and a worker that has
+ *    not answered for STUCK_MS (a long statement) gets nothing more.
  * 3. Tenants with waiting work queue up in arrival order (round robin: a
  *    tenant with more work goes to the back after each request). The head
  *    tenant runs on its home worker (where its handle is open) when that one
@@ -20,7 +25,8 @@ import { readdir, rm, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { Worker } from 'node:worker_threads';
 import { DomicileError, deserializeError } from '@domicile/errors';
-import type { MaintenanceOp, MaintenanceResult, SessionStepValue, WorkerCounters, WorkerInit, WorkerReply, WorkerRequest } from './protocol.ts';
+import type { GroupReplyItem, MaintenanceOp, MaintenanceResult, SessionStepValue, WorkerCounters, WorkerInit, WorkerReply, WorkerRequest } from './protocol.ts';
+import type { GroupMember } from './group-commit.ts';
 import { SHARD_FILE_SUFFIXES, assertTenantId } from './shard-path.ts';
 import { spawnShardWorker } from './spawn-worker.ts';
 import type { ExecOptions, ExecOutcome, ShardPoolStats, ShardRef, Statement, StatementResult } from './types.ts';
@@ -51,11 +57,19 @@ export interface ShardPoolOptions {
   /** Requests waiting (not running) across all tenants before OVERLOADED; default 10000. */
   maxQueue?: number;
   /**
-   * Requests posted to one worker at a time; default 1. More hides the message
-   * round trip (throughput) but a request posted behind a runaway statement
-   * waits for its timeout; idle workers are always preferred.
+   * Requests (or groups) posted to one worker at a time; default
+   * {@link DEFAULT_IN_FLIGHT_PER_WORKER}. More hides the message round trip;
+   * a request posted behind a statement that then runs long waits for it
+   * (bounded: a worker silent for STUCK_MS gets no more), idle workers are
+   * always preferred. 1 = only idle workers get work.
    */
   inFlightPerWorker?: number;
+  /**
+   * Most `query`/`batch` requests of one tenant committed as one transaction
+   * (group commit, group-commit.ts); default {@link DEFAULT_MAX_GROUP}. 1 turns
+   * grouping off.
+   */
+  maxGroup?: number;
   /** Idle time after which an interactive session is rolled back and its tenant released; default 10 s (session-manager.ts). */
   sessionIdleTimeoutMs?: number;
   /** How long a write recorded under an Idempotency-Key answers retries; default 24 h (DESIGN §5). Tests shorten it. */
@@ -74,10 +88,23 @@ export interface ShardPoolOptions {
   onCommit?: (ref: ShardRef) => void;
 }
 
+/**
+ * A worker with work in flight that has not answered for this long is treated
+ * as stuck (a long statement): it gets no further requests until it answers,
+ * whatever `inFlightPerWorker` allows.
+ */
+const STUCK_MS = 10;
+
+/** Default requests posted to one worker at a time (docs/shards.md, "Group commit and pipelining"). */
+export const DEFAULT_IN_FLIGHT_PER_WORKER = 4;
+
 /** Default bound on waiting requests. */
 export const DEFAULT_MAX_QUEUE = 10_000;
 
-type JobValue = StatementResult | StatementResult[] | ExecOutcome<StatementResult | StatementResult[]> | MigrateResult | SessionStepValue | MaintenanceResult | DescribeValue | number | null;
+/** Default cap on the requests of one group commit (docs/shards.md, "Group commit"). */
+export const DEFAULT_MAX_GROUP = 64;
+
+type JobValue = StatementResult | StatementResult[] | ExecOutcome<StatementResult | StatementResult[]> | MigrateResult | SessionStepValue | MaintenanceResult | DescribeValue | GroupReplyItem[] | number | null;
 
 interface Job {
   build(id: number): WorkerRequest;
@@ -88,6 +115,8 @@ interface Job {
   /** The request may have committed: report it through `onCommit` when it succeeds. */
   notify: boolean;
   ref: ShardRef;
+  /** A `query`/`batch` request that may share a group commit with its tenant's neighbours. */
+  member?: GroupMember;
 }
 
 interface TenantState {
@@ -114,11 +143,13 @@ class WorkerSlot {
   readonly pending = new Map<number, { resolve(v: JobValue): void; reject(e: unknown): void }>();
   /** Tenant requests in flight (control messages do not count). */
   inFlight = 0;
+  /** When this worker last answered, or was handed work while idle (performance.now()). */
+  lastProgress = 0;
   ready = false;
   stopping = false;
   /** Exited and not replaced. */
   dead = false;
-  counters: WorkerCounters = { open: 0, opens: 0, evictions: 0, interrupts: 0, closed: [] };
+  counters: WorkerCounters = { open: 0, opens: 0, evictions: 0, interrupts: 0, groups: 0, replayed: 0, closed: [] };
   lastError: unknown;
 
   constructor(index: number, worker: Worker) {
@@ -141,11 +172,14 @@ export class ShardPool {
   #queued = 0;
   #running = 0;
   #rr = 0;
+  #pumpScheduled = false;
+  /** Requests assigned by the running #pump, posted together at its end. */
+  readonly #outbox = new Map<WorkerSlot, WorkerRequest[]>();
   #started = false;
   #closing: Promise<void> | undefined;
   readonly #drainWaiters: (() => void)[] = [];
   /** Counters of replaced workers, so stats never go backwards. */
-  readonly #retired = { opens: 0, evictions: 0, interrupts: 0 };
+  readonly #retired = { opens: 0, evictions: 0, interrupts: 0, groups: 0, replayed: 0 };
   readonly #sessions: SessionManager;
 
   constructor(opts: ShardPoolOptions) {
@@ -162,7 +196,8 @@ export class ShardPool {
       maxResultBytes: positiveInt('maxResultBytes', opts.maxResultBytes),
       maxDbBytes: positiveInt('maxDbBytes', opts.maxDbBytes),
       maxQueue: positiveInt('maxQueue', opts.maxQueue ?? DEFAULT_MAX_QUEUE),
-      inFlightPerWorker: positiveInt('inFlightPerWorker', opts.inFlightPerWorker ?? 1),
+      inFlightPerWorker: positiveInt('inFlightPerWorker', opts.inFlightPerWorker ?? DEFAULT_IN_FLIGHT_PER_WORKER),
+      maxGroup: positiveInt('maxGroup', opts.maxGroup ?? DEFAULT_MAX_GROUP),
       sessionIdleTimeoutMs: positiveInt('sessionIdleTimeoutMs', opts.sessionIdleTimeoutMs ?? DEFAULT_SESSION_IDLE_TIMEOUT_MS),
       idempotencyTtlMs: positiveInt('idempotencyTtlMs', opts.idempotencyTtlMs ?? DEFAULT_IDEMPOTENCY_TTL_MS),
       replication: opts.replication === true,
@@ -205,7 +240,7 @@ export class ShardPool {
     if (!stmt || typeof stmt !== 'object') throw new DomicileError('BAD_REQUEST', 'statement must be an object');
     const statement: Statement = stmt.params === undefined ? { sql: stmt.sql } : { sql: stmt.sql, params: stmt.params };
     const o = execOptions(opts);
-    const value = await this.#enqueue(ref, (id) => ({ id, type: 'query', ref, statement, opts: o }));
+    const value = await this.#enqueue(ref, (id) => ({ id, type: 'query', ref, statement, opts: o }), undefined, true, { kind: 'query', statement, opts: o });
     return o.idempotencyKey === undefined ? { result: value as StatementResult, replayed: false } : (value as ExecOutcome<StatementResult>);
   }
 
@@ -235,7 +270,7 @@ export class ShardPool {
     if (!Array.isArray(stmts)) throw new DomicileError('BAD_REQUEST', 'statements must be an array');
     const statements = stmts.map((s) => (s.params === undefined ? { sql: s.sql } : { sql: s.sql, params: s.params }));
     const o = execOptions(opts);
-    const value = await this.#enqueue(ref, (id) => ({ id, type: 'batch', ref, statements, opts: o }));
+    const value = await this.#enqueue(ref, (id) => ({ id, type: 'batch', ref, statements, opts: o }), undefined, true, { kind: 'batch', statements, opts: o });
     return o.idempotencyKey === undefined ? { result: value as StatementResult[], replayed: false } : (value as ExecOutcome<StatementResult[]>);
   }
 
@@ -322,6 +357,17 @@ export class ShardPool {
       interrupts += s.counters.interrupts;
     }
     return { openShards: open, evictions, interrupts, opens, queued: this.#queued, workers: this.#slots.length };
+  }
+
+  /** Group commit counters: transactions that committed several requests, and requests replayed alone after a whole-transaction rollback. */
+  groupStats(): { groups: number; replayed: number } {
+    let groups = this.#retired.groups;
+    let replayed = this.#retired.replayed;
+    for (const s of this.#slots) {
+      groups += s.counters.groups;
+      replayed += s.counters.replayed;
+    }
+    return { groups, replayed };
   }
 
   /**
@@ -414,7 +460,7 @@ export class ShardPool {
     }
   }
 
-  #enqueue(ref: ShardRef, build: (id: number) => WorkerRequest, hold?: (slot: number) => void, notify = true): Promise<JobValue> {
+  #enqueue(ref: ShardRef, build: (id: number) => WorkerRequest, hold?: (slot: number) => void, notify = true, member?: GroupMember): Promise<JobValue> {
     if (this.#closing) return Promise.reject(unavailable());
     if (!this.#started) return Promise.reject(new DomicileError('INTERNAL', 'ShardPool.start() was not called'));
     if (this.#queued >= this.#opts.maxQueue) {
@@ -424,10 +470,10 @@ export class ShardPool {
     if (state.erasing) return Promise.reject(new DomicileError('TENANT_NOT_FOUND', 'the tenant is being erased'));
     state.lastRef = ref;
     return new Promise<JobValue>((resolve, reject) => {
-      state.queue.push({ build, resolve, reject, notify, ref, ...(hold ? { hold } : {}) });
+      state.queue.push({ build, resolve, reject, notify, ref, ...(hold ? { hold } : {}), ...(member ? { member } : {}) });
       this.#queued++;
       this.#markReady(state);
-      this.#pump();
+      this.#schedulePump();
     });
   }
 
@@ -446,15 +492,40 @@ export class ShardPool {
     this.#ready.push(state);
   }
 
+  /**
+   * Pump once the current event-loop turn is over, so that the requests that
+   * arrived in it (and the answers that freed workers) are dispatched together:
+   * a tenant's requests form one group, several tenants' requests for one
+   * worker travel as one message.
+   */
+  #schedulePump(): void {
+    if (this.#pumpScheduled) return;
+    this.#pumpScheduled = true;
+    setImmediate(() => {
+      this.#pumpScheduled = false;
+      this.#pump();
+    });
+  }
+
   #pump(): void {
     while (this.#ready.length > 0) {
       const state = this.#ready[0]!;
       const slot = this.#pick(state);
-      if (!slot) return;
+      if (!slot) break;
       this.#ready.shift();
       state.inReady = false;
       this.#run(state, slot);
     }
+    this.#flush();
+  }
+
+  /** Post what #pump assigned: one message per worker (`multi` when it got several requests). */
+  #flush(): void {
+    for (const [slot, parts] of this.#outbox) {
+      if (slot.dead) continue; // its pending calls were failed by #onCrash
+      slot.worker.postMessage(parts.length === 1 ? parts[0]! : ({ id: 0, type: 'multi', parts } satisfies WorkerRequest));
+    }
+    this.#outbox.clear();
   }
 
   /**
@@ -463,8 +534,11 @@ export class ShardPool {
    * below `inFlightPerWorker`.
    */
   #pick(state: TenantState): WorkerSlot | undefined {
+    const stuckBefore = performance.now() - STUCK_MS;
     for (let limit = 1; limit <= this.#opts.inFlightPerWorker; limit++) {
-      const usable = (s: WorkerSlot | undefined): s is WorkerSlot => s !== undefined && s.inFlight < limit && !s.stopping;
+      // A busy worker gets more only while it keeps answering: never queue behind a statement that has run for STUCK_MS.
+      const usable = (s: WorkerSlot | undefined): s is WorkerSlot =>
+        s !== undefined && s.inFlight < limit && !s.stopping && (s.inFlight === 0 || s.lastProgress > stuckBefore);
       if (state.home !== undefined) {
         const home = this.#slots[state.home];
         if (usable(home)) return home;
@@ -487,6 +561,12 @@ export class ShardPool {
 
   #run(state: TenantState, slot: WorkerSlot): void {
     const job = state.queue.shift()!;
+    if (job.member && this.#opts.maxGroup > 1 && state.queue.length > 0 && sameGroup(job, state.queue[0]!)) {
+      const group = [job];
+      while (group.length < this.#opts.maxGroup && state.queue.length > 0 && sameGroup(job, state.queue[0]!)) group.push(state.queue.shift()!);
+      this.#runGroup(state, slot, group);
+      return;
+    }
     if (job.hold) {
       state.held = true;
       job.hold(slot.index);
@@ -496,7 +576,7 @@ export class ShardPool {
     state.running = true;
     state.home = slot.index;
     slot.inFlight++;
-    this.#call(slot, job.build).then(
+    this.#call(slot, job.build, true).then(
       (value) => {
         state.openOn.add(slot.index);
         this.#finish(state, slot);
@@ -506,6 +586,38 @@ export class ShardPool {
       (err) => {
         this.#finish(state, slot);
         job.reject(err);
+      },
+    );
+  }
+
+  /**
+   * Several queued requests of one tenant as one `group` message (group
+   * commit): one answer per member, all after the group's COMMIT; `onCommit`
+   * once, before any member's promise settles.
+   */
+  #runGroup(state: TenantState, slot: WorkerSlot, group: Job[]): void {
+    const ref = group[0]!.ref;
+    const members = group.map((j) => j.member!);
+    this.#queued -= group.length;
+    this.#running++;
+    state.running = true;
+    state.home = slot.index;
+    slot.inFlight++;
+    this.#call(slot, (id) => ({ id, type: 'group', ref, members }), true).then(
+      (value) => {
+        state.openOn.add(slot.index);
+        this.#finish(state, slot);
+        const items = value as GroupReplyItem[];
+        if (items.some((r) => r.ok)) this.#notify(ref);
+        group.forEach((job, i) => {
+          const r = items[i];
+          if (r?.ok) job.resolve(r.value);
+          else job.reject(r ? deserializeError(r.error) : new DomicileError('INTERNAL', 'the shard worker did not answer this request'));
+        });
+      },
+      (err) => {
+        this.#finish(state, slot);
+        for (const job of group) job.reject(err);
       },
     );
   }
@@ -520,7 +632,7 @@ export class ShardPool {
       if (!state.erasing && !state.held && state.queue.length === 0 && state.openOn.size === 0) this.#tenants.delete(state.tenant);
     }
     if (this.#queued === 0 && this.#running === 0) for (const w of this.#drainWaiters.splice(0)) w();
-    this.#pump();
+    this.#schedulePump();
   }
 
   async #erase(state: TenantState, ref: ShardRef): Promise<{ files: number }> {
@@ -584,13 +696,22 @@ export class ShardPool {
 
   // ---- workers ----
 
-  #call(slot: WorkerSlot, build: (id: number) => WorkerRequest): Promise<JobValue> {
+  /** Send a request to a worker; `batched` (from #pump) leaves it in the outbox for #flush. */
+  #call(slot: WorkerSlot, build: (id: number) => WorkerRequest, batched = false): Promise<JobValue> {
     // A worker that died and was not replaced holds no handles and answers nothing.
     if (slot.dead) return Promise.resolve(0);
     const id = this.#nextId++;
+    if (slot.pending.size === 0) slot.lastProgress = performance.now();
     return new Promise<JobValue>((resolve, reject) => {
       slot.pending.set(id, { resolve, reject });
-      slot.worker.postMessage(build(id));
+      const msg = build(id);
+      if (!batched) {
+        slot.worker.postMessage(msg);
+        return;
+      }
+      const parts = this.#outbox.get(slot);
+      if (parts) parts.push(msg);
+      else this.#outbox.set(slot, [msg]);
     });
   }
 
@@ -618,6 +739,7 @@ export class ShardPool {
           return;
         }
         slot.counters = msg.counters;
+        slot.lastProgress = performance.now();
         for (const t of msg.counters.closed) this.#tenants.get(t)?.openOn.delete(index);
         const p = slot.pending.get(msg.id);
         if (!p) return;
@@ -643,6 +765,8 @@ export class ShardPool {
     this.#retired.opens += slot.counters.opens;
     this.#retired.evictions += slot.counters.evictions;
     this.#retired.interrupts += slot.counters.interrupts;
+    this.#retired.groups += slot.counters.groups;
+    this.#retired.replayed += slot.counters.replayed;
     for (const state of this.#tenants.values()) state.openOn.delete(slot.index);
     this.#sessions.workerCrashed(slot.index);
     const pending = [...slot.pending.values()];
@@ -655,6 +779,14 @@ export class ShardPool {
     }
     for (const p of pending) p.reject(new DomicileError('INTERNAL', 'the shard worker crashed while running this request'));
   }
+}
+
+/** Whether `next` may join `first`'s group: both plain requests (no session open) for the same shard incarnation and epoch. */
+function sameGroup(first: Job, next: Job): boolean {
+  if (!next.member || next.hold) return false;
+  const a = first.ref;
+  const b = next.ref;
+  return a.incarnation === b.incarnation && a.path === b.path && a.epoch === b.epoch;
 }
 
 /** The options a worker gets: a copy with only known fields, the key checked (BAD_REQUEST naming the header). */

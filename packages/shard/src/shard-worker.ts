@@ -9,6 +9,7 @@ import { DomicileError, isDomicileError } from '@domicile/errors';
 import { executeBatch, executeOne } from './execute.ts';
 import { describeStatement } from './describe.ts';
 import { executeIdempotent } from './idempotency.ts';
+import { executeGroup, type GroupStats } from './group-commit.ts';
 import { applyMigrations } from './migrate.ts';
 import { WorkerSessions } from './worker-sessions.ts';
 import { HandleCache, type CloseReason } from './handle-cache.ts';
@@ -26,6 +27,7 @@ const limits: ShardLimits = Object.freeze({
   replication: init.replication,
 });
 let interrupts = 0;
+const groupStats: GroupStats = { groups: 0, replayed: 0 };
 
 const cache = new HandleCache({
   max: init.maxOpenShards,
@@ -91,7 +93,7 @@ const sessions = new WorkerSessions(cache, { maxResultBytes: init.maxResultBytes
 
 function counters(): WorkerCounters {
   const s = cache.stats();
-  return { open: s.open, opens: s.opens, evictions: s.evictions, interrupts, closed: cache.drainClosed() };
+  return { open: s.open, opens: s.opens, evictions: s.evictions, interrupts, groups: groupStats.groups, replayed: groupStats.replayed, closed: cache.drainClosed() };
 }
 
 function log(level: 'info' | 'warn' | 'error', msg: string, fields: Record<string, unknown> = {}): void {
@@ -115,6 +117,13 @@ function handle(msg: WorkerRequest): unknown {
       }
       return cache.use(msg.ref, (h) => executeBatch(h, msg.statements, msg.opts, execLimits));
     }
+    case 'group':
+      return cache.use(msg.ref, (h) => executeGroup(h, msg.members, execLimits, init.idempotencyTtlMs, groupStats)).map((r) => {
+        if (r.ok) return r;
+        if (r.error.code === 'QUERY_TIMEOUT') interrupts++;
+        if (r.error.code === 'INTERNAL') log('error', r.error.message, { cause: String((r.error.cause as Error)?.stack ?? r.error.cause) });
+        return { ok: false, error: r.error.serialize() };
+      });
     case 'migrate':
       return cache.use(msg.ref, (h) => applyMigrations(h, msg.migrations));
     case 'create':
@@ -139,6 +148,8 @@ function handle(msg: WorkerRequest): unknown {
       return sessions.describe(msg.sessionId, msg.sql);
     case 'maintenance':
       return cache.use(msg.ref, (h) => maintenance(h, msg.job));
+    case 'multi':
+      throw new DomicileError('INTERNAL', 'nested multi message');
     case 'crash':
       setImmediate(() => {
         throw new Error('injected worker crash');
@@ -148,6 +159,15 @@ function handle(msg: WorkerRequest): unknown {
 }
 
 port.on('message', (msg: WorkerRequest) => {
+  if (msg.type === 'multi') {
+    for (const part of msg.parts) answer(part);
+    return;
+  }
+  answer(msg);
+});
+
+/** Run one request and post its reply. */
+function answer(msg: WorkerRequest): void {
   let reply: WorkerReply;
   try {
     const value = handle(msg) as StatementValue;
@@ -158,8 +178,8 @@ port.on('message', (msg: WorkerRequest) => {
     if (e.code === 'INTERNAL') log('error', e.message, { cause: String((err as Error)?.stack ?? err) });
     reply = { kind: 'reply', id: msg.id, ok: false, error: e.serialize(), counters: counters() };
   }
-  port.postMessage(reply);
-});
+  port!.postMessage(reply);
+}
 
 type StatementValue = Extract<WorkerReply, { ok: true }>['value'];
 
