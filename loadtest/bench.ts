@@ -3,8 +3,9 @@
  * one run (loadtest/bench/harness.ts), printed as Markdown and appended to
  * loadtest/RESULTS.md.
  *
- *   pnpm bench [--scenario NAME]... [--duration S] [--tiny] [--no-append] [--json FILE]
+ *   pnpm bench [--scenario NAME]... [--duration S] [--tiny] [--sync] [--no-append] [--json FILE]
  *
+ * --sync: also measure a second node with sync durability (the cost of sync).
  * --tiny: a few seconds and few tenants (CI smoke). --no-append (or
  * DOMICILE_BENCH_NO_APPEND=1): print only. --tiny never appends.
  */
@@ -18,6 +19,7 @@ const { values } = parseArgs({
     scenario: { type: 'string', multiple: true },
     duration: { type: 'string' },
     tiny: { type: 'boolean', default: false },
+    sync: { type: 'boolean', default: false },
     'no-append': { type: 'boolean', default: false },
     json: { type: 'string' },
   },
@@ -41,7 +43,7 @@ for (const n of names) {
 
 // Hard bound on the whole run: 4 targets × (warm-up + window) per scenario, plus start-up and setup.
 const perTarget = (n: string) => (duration ?? (values.tiny ? file.tiny.durationSeconds : file.scenarios[n]!.durationSeconds)) + 2;
-const budgetMs = (names.reduce((s, n) => s + 4 * perTarget(n), 0) + 180) * 1000;
+const budgetMs = (names.reduce((s, n) => s + (values.sync ? 5 : 4) * perTarget(n), 0) + (values.sync ? 360 : 180)) * 1000;
 setTimeout(() => {
   console.error(`pnpm bench: exceeded its ${Math.round(budgetMs / 1000)} s budget; stopping`);
   process.exit(1); // exit handlers SIGKILL the servers and delete Postgres' temp dir
@@ -49,7 +51,7 @@ setTimeout(() => {
 for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => process.exit(130));
 
 const command = ['pnpm bench', ...process.argv.slice(2)].join(' ');
-const report = await runBench({ scenarios: names, ...(duration === undefined ? {} : { durationSeconds: duration }), tiny: values.tiny });
+const report = await runBench({ scenarios: names, ...(duration === undefined ? {} : { durationSeconds: duration }), tiny: values.tiny, sync: values.sync });
 const markdown = formatReport(report, command);
 process.stdout.write(`${markdown}\n`);
 if (values.json) writeFileSync(values.json, JSON.stringify(report, null, 2));

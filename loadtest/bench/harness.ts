@@ -52,6 +52,11 @@ export interface BenchOptions {
   tiny?: boolean;
   /** Progress lines (default: stderr). */
   log?: (line: string) => void;
+  /**
+   * Also measure Domicile with `DOMICILE_DURABILITY=sync` (a second node,
+   * same data shape) right after the async one, to state what sync costs.
+   */
+  sync?: boolean;
 }
 
 /** One scenario as run, with every target's result. */
@@ -62,6 +67,8 @@ export interface ScenarioReport {
   readonly durationSeconds: number;
   readonly warmupSeconds: number;
   readonly results: Readonly<Record<Target, TargetResult>>;
+  /** Domicile with sync durability (`sync: true` runs only). */
+  readonly domicileSync?: TargetResult;
   readonly ratios: { readonly domicileOverCeiling: number; readonly domicileOverPostgres: number; readonly domicileOverRaw: number };
   /** Domicile against the scenario's thresholds. */
   readonly thresholds: { readonly errorRate: number; readonly passed: boolean };
@@ -108,6 +115,23 @@ async function startBaseline(mode: 'ceiling' | 'postgres', pgUrl?: string): Prom
       clearTimeout(timer);
     },
   };
+}
+
+/**
+ * Waits until the node's replication has caught up after setup (every new
+ * tenant starts a generation: checkpoint, snapshot, upload), so the measured
+ * window is the steady state: the upload counter stops moving for 1.5 s.
+ */
+async function replicationQuiet(server: DomicileServer, limitMs = 120_000): Promise<void> {
+  const deadline = Date.now() + limitMs;
+  let last = -1;
+  for (;;) {
+    const metrics = await (await fetch(`${server.url}/metrics`)).text();
+    const n = [...metrics.matchAll(/^domicile_replication_uploaded_objects_total(?:\{[^}]*\})? (\d+)/gm)].reduce((a, m) => a + Number(m[1]), 0);
+    if (n === last || Date.now() > deadline) return;
+    last = n;
+    await new Promise((r) => setTimeout(r, 1500));
+  }
 }
 
 /** Runs `fn` over `items` with at most `limit` in flight. */
@@ -174,6 +198,7 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchReport> {
 
   const scratch = mkdtempSync(path.join(tmpdir(), 'domicile-bench-'));
   let domicile: DomicileServer | undefined;
+  let domicileSync: DomicileServer | undefined;
   let postgres: PostgresCluster | undefined;
   let raw: RawShards | undefined;
   const children: Child[] = [];
@@ -188,6 +213,15 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchReport> {
     const peer = await startBaseline('postgres', postgres.url);
     children.push(peer);
     const domicileTenantsPerSec = await setupDomicile(domicile, file, all);
+    if (opts.sync) {
+      domicileSync = await startDomicile({
+        env: { DOMICILE_LOG_LEVEL: 'warn', DOMICILE_WORKERS: String(DOMICILE_WORKERS), DOMICILE_DURABILITY: 'sync' },
+        dataDir: path.join(scratch, 'domicile-sync'),
+      });
+      await setupDomicile(domicileSync, file, all);
+    }
+    await replicationQuiet(domicile);
+    if (domicileSync) await replicationQuiet(domicileSync);
     await setupPostgres(postgres.url, file, all);
     raw = new RawShards(file, path.join(scratch, 'raw'));
     raw.open(all);
@@ -214,11 +248,17 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchReport> {
             break;
         }
       }
+      let syncResult: TargetResult | undefined;
+      if (domicileSync) {
+        log(`${plan.scenario.name}: domicile with sync durability (${plan.durationSeconds} s)`);
+        syncResult = await http(domicileSync.url, domicileSync.adminToken);
+      }
       const d = results.domicile;
       const errorRate = d.errors / Math.max(1, d.ok + d.errors);
       scenarios.push({
         ...plan,
         results,
+        ...(syncResult ? { domicileSync: syncResult } : {}),
         ratios: {
           domicileOverCeiling: d.opsPerSec / results['fastify-ceiling'].opsPerSec,
           domicileOverPostgres: d.opsPerSec / results['postgres-peer'].opsPerSec,
@@ -231,7 +271,8 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchReport> {
       `Closed loop: autocannon 8 in the harness process, one scenario at a time, its targets one after another (${TARGETS.join(' → ')}); ` +
         (opts.tiny ? 'no warm-up (--tiny).' : 'each measured window follows a warm-up of the same load (≤ 2 s).'),
       'Requests: POST /v1/tenants/:id/query with the scenario statement and params (loadtest/scenarios.json), tenant uniformly at random, writes spread evenly by a counter; ops/s counts 2xx answers only.',
-      `Domicile: \`domicile serve\` child process, ${DOMICILE_WORKERS} SQLite workers, statement guard on, admin token, DOMICILE_LOG_LEVEL=warn, durability async; replication is not wired in this build.`,
+      `Domicile: \`domicile serve\` child process, ${DOMICILE_WORKERS} SQLite workers, statement guard on, admin token, DOMICILE_LOG_LEVEL=warn, replication on with durability async (the defaults) to the region's default filesystem bucket under the data dir; measured after the setup's generation uploads went quiet.` +
+        (opts.sync ? ' Sync: a second node with DOMICILE_DURABILITY=sync (same setup), measured right after the async one.' : ''),
       'fastify ceiling: a child process with the same route and body schema that parses the JSON and answers a /query-shaped result without storage.',
       `Postgres peer: a child process, fastify + pg (pool of 16, named prepared statements) on one table keyed by (tenant, id), Postgres ${postgres.version} started by the harness (${Object.entries(PG_SETTINGS).map(([k, v]) => `${k}=${v}`).join(', ')}, fsync=on).`,
       'raw better-sqlite3: the harness process, one thread, one file per tenant, WAL, synchronous=NORMAL and the shard cache/checkpoint pragmas, statements prepared once; no HTTP.',
@@ -239,7 +280,7 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchReport> {
     return { date, machine: mach, method, setup: { domicileTenantsPerSec, tenants: all.length }, scenarios };
   } finally {
     raw?.close();
-    await Promise.allSettled([...children.map((c) => c.stop()), domicile?.stop(), postgres?.stop()]);
+    await Promise.allSettled([...children.map((c) => c.stop()), domicile?.stop(), domicileSync?.stop(), postgres?.stop()]);
     rmSync(scratch, { recursive: true, force: true });
   }
 }
@@ -274,8 +315,12 @@ export function formatReport(r: BenchReport, command: string): string {
         const conc = t === 'raw-sqlite' ? ' (1 at a time)' : '';
         return `| ${TARGET_LABEL[t]} | ${n0(x.opsPerSec)} | ${ms(x.p50Ms)}${conc} | ${ms(x.p99Ms)} | ${n0(x.ok)} | ${n0(x.errors)} |`;
       }),
+      ...(s.domicileSync
+        ? [`| Domicile, sync durability | ${n0(s.domicileSync.opsPerSec)} | ${ms(s.domicileSync.p50Ms)} | ${ms(s.domicileSync.p99Ms)} | ${n0(s.domicileSync.ok)} | ${n0(s.domicileSync.errors)} |`]
+        : []),
       '',
       `Ratios: Domicile / fastify ceiling **${ratio(s.ratios.domicileOverCeiling)}** · Domicile / Postgres peer **${ratio(s.ratios.domicileOverPostgres)}** · Domicile / raw better-sqlite3 ${ratio(s.ratios.domicileOverRaw)}. ` +
+        (s.domicileSync ? `Sync / async durability ${ratio(s.domicileSync.opsPerSec / s.results.domicile.opsPerSec)}. ` : '') +
         `Thresholds (Domicile: error rate ≤ ${s.scenario.thresholds.maxErrorRate}, p99 < ${s.scenario.thresholds.p99Ms} ms): ${s.thresholds.passed ? 'pass' : '**missed**'}.`,
       '',
     );
