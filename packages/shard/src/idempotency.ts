@@ -14,8 +14,11 @@
  *    together. A failed request leaves no record, so its retry runs again.
  *    Read-only requests record nothing: running them again has no effect.
  *
- * The per-tenant queue runs one request of a tenant at a time, so a retry
- * sent while the first attempt runs is looked up after it committed.
+ * The per-tenant queue runs one message of a tenant at a time, so a retry
+ * sent while the first attempt runs is looked up after it committed. Inside a
+ * group commit (group-commit.ts) the lookup and the record run in the
+ * member's savepoint: a retry in the same group finds the first attempt's
+ * record and is answered only once that record committed (or replayed).
  */
 import { createHash } from 'node:crypto';
 import type { Statement as SqliteStatement } from 'better-sqlite3';
