@@ -10,7 +10,7 @@ import { existsSync, renameSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { DomicileError, isDomicileError } from '@domicile/errors';
 import { openObjectStore, type ObjectStore, type OpenObjectStoreOptions } from '@domicile/object-store';
-import { hex16, listGenerations, parseKey, restore, tenantPrefix, type GenerationInfo, type RestoreTarget } from '@domicile/replication';
+import { chooseGeneration as chooseGenerationFor, describeGeneration, hex16, listGenerations, parseKey, restore, tenantPrefix, type GenerationInfo, type RestoreTarget } from '@domicile/replication';
 import { UsageError } from './exit-codes.ts';
 
 /** Options of {@link offlineRestore}. */
@@ -135,24 +135,10 @@ async function chooseIncarnation(store: ObjectStore, tenant: string, prefix: str
 
 /** `--generation`, or the newest generation with a snapshot that holds the target. */
 function chooseGeneration(gens: GenerationInfo[], target: RestoreTarget, wanted: string | undefined, store: ObjectStore): GenerationInfo {
-  const describe = (g: GenerationInfo) => `${g.generation} (epoch ${g.epoch}, txids ${g.firstTxid}..${g.lastTxid}, ${g.snapshots.length} snapshots)`;
   if (wanted !== undefined) {
     const g = gens.find((x) => x.generation === wanted || `${hex16(x.epoch)}-${x.generation}` === wanted);
-    if (!g) throw new UsageError(`--generation ${wanted}: not in ${store.describe()}; found ${gens.map(describe).join(', ') || 'none'}`);
+    if (!g) throw new UsageError(`--generation ${wanted}: not in ${store.describe()}; found ${gens.map(describeGeneration).join(', ') || 'none'}`);
     return g;
   }
-  const usable = gens.filter((g) => g.snapshots.length > 0);
-  const holds = (g: GenerationInfo): boolean => {
-    if (target === 'latest') return true;
-    if ('txid' in target) return g.snapshots[0]!.txid <= target.txid && target.txid <= g.lastTxid;
-    const t = typeof target.time === 'number' ? target.time : target.time.getTime();
-    return g.snapshots[0]!.time <= t;
-  };
-  const g = usable.filter(holds).at(-1);
-  if (!g) {
-    if (usable.length === 0) throw new DomicileError('BACKUP_INVALID', `no generation in ${store.describe()} has a snapshot to restore from`, { generations: gens.map(describe) });
-    const what = target === 'latest' ? 'the newest state' : 'txid' in target ? `txid ${target.txid}` : `time ${new Date(target.time).toISOString()}`;
-    throw new DomicileError('BAD_REQUEST', `no generation holds ${what}; found ${usable.map(describe).join(', ')}`);
-  }
-  return g;
+  return chooseGenerationFor(gens, target, store.describe());
 }

@@ -17,6 +17,7 @@ export const ERROR_CATALOGUE = Object.freeze({
   QUERY_TIMEOUT: { status: 408, message: 'The statement ran past the statement timeout and was interrupted.' },
   TENANT_EXISTS: { status: 409, message: 'A tenant with this id exists.' },
   MOVE_IN_PROGRESS: { status: 409, message: 'The tenant is being moved.' },
+  RESTORE_IN_PROGRESS: { status: 409, message: 'A restore of the tenant is running.' },
   POLICY_MISMATCH: { status: 409, message: 'Nodes disagree on the placement policy.' },
   SCHEMA_CONFLICT: { status: 409, message: 'The migration list conflicts with the stored or applied migrations.' },
   PAYLOAD_TOO_LARGE: { status: 413, message: 'The request body exceeds the size cap.' },

@@ -17,6 +17,7 @@ import type { ObjectStore } from '@domicile/object-store';
 import { checkMove, explainMove, findResidency, type MoveExplanation } from '@domicile/policy';
 import { generationsPrefix, listGenerations } from '@domicile/replication';
 import { shardPath, type ShardRef } from '@domicile/shard';
+import { restoreRunning } from '../restore/restore-service.ts';
 import type { Runtime } from '../runtime.ts';
 import { assertTenantId, getLiveTenant } from '../tenant-service.ts';
 import type { CheckpointHolds } from './checkpoint-holds.ts';
@@ -160,6 +161,11 @@ export class MoveManager {
    * Checks and starts a move; throws before anything changes when it may not
    * run (400, 404, 409 MOVE_IN_PROGRESS, 422 POLICY_VIOLATION, 503).
    */
+  /** True while a move of `tenant` is being checked or runs. */
+  running(tenant: string): boolean {
+    return this.#byTenant.has(tenant);
+  }
+
   async start(id: string, req: { to: string; node?: string }, actor: string): Promise<{ moveId: string; done: Promise<MoveStatus> }> {
     assertTenantId(id);
     if (this.#byTenant.has(id)) throw inProgress(id);
@@ -169,6 +175,7 @@ export class MoveManager {
     try {
       const t = await getLiveTenant(this.#rt, id);
       if (t.state === 'moving') throw inProgress(id);
+      if (restoreRunning(id)) throw new DomicileError('RESTORE_IN_PROGRESS', `tenant "${id}" is being restored; move it afterwards`, { tenant: id });
       checkMove(this.#rt.policy, t, req.to);
       const targetNode = this.#rt.nodeForRegion(req.to);
       if (!targetNode) throw new DomicileError('NODE_UNAVAILABLE', `no live node serves region "${req.to}"`, { region: req.to });

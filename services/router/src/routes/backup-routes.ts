@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { DomicileError } from '@domicile/errors';
 import { listGenerations, type GenerationInfo } from '@domicile/replication';
 import { requireAdmin } from '../auth/authenticate.ts';
+import { restoreTenant, type RestoreRequest } from '../restore/restore-service.ts';
 import type { Runtime } from '../runtime.ts';
 import { assertTenantId, getLiveTenant } from '../tenant-service.ts';
 
@@ -16,7 +17,18 @@ export function generationView(g: GenerationInfo, region: string): Record<string
   };
 }
 
+const restoreBody = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    at: { type: 'string', minLength: 1, maxLength: 64 },
+    txid: { type: 'integer', minimum: 0 },
+    as: { type: 'string', minLength: 1, maxLength: 64 },
+  },
+} as const;
+
 /**
+ * `POST /v1/tenants/:id/restore` (restore/restore-service.ts) and
  * `GET /v1/tenants/:id/backups` (DESIGN §5): the generations of the tenant's
  * current incarnation in the bucket of its current region (backups live there,
  * `backups: same-region`), oldest first. Empty until replication ships them.
@@ -33,5 +45,12 @@ export function backupRoutes(app: FastifyInstance, rt: Runtime): void {
     }
     const generations = await listGenerations(store, t.id, t.incarnation);
     return { tenant: t.id, incarnation: t.incarnation, region: t.region, generations: generations.map((g) => generationView(g, t.region)) };
+  });
+
+  app.post<{ Params: { id: string }; Body: RestoreRequest }>('/v1/tenants/:id/restore', { schema: { body: restoreBody } }, async (request) => {
+    const { id } = request.params;
+    assertTenantId(id);
+    const { actor } = await requireAdmin(rt, request);
+    return restoreTenant(rt, id, request.body ?? {}, actor);
   });
 }
