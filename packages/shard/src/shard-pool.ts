@@ -316,6 +316,31 @@ export class ShardPool {
   }
 
   /**
+   * A checkpoint that steady writes cannot starve (the replicator's, DESIGN §8):
+   * ahead of the tenant's queued requests (after its in-flight ones), the
+   * tenant is held on one worker with its handle open; `prepare` runs on the
+   * main thread while nothing commits (it ships what is left of the WAL) and
+   * returns the job to run there — or null to run none. The tenant's requests
+   * wait meanwhile (a short pause). Returns the job's result, or null.
+   */
+  async heldMaintenance(ref: ShardRef, prepare: () => Promise<MaintenanceOp | null>): Promise<MaintenanceResult | null> {
+    assertTenantId(ref.tenant);
+    let slot = -1;
+    let held!: () => void;
+    const acquired = new Promise<void>((r) => { held = r; });
+    // A no-op job (its size check never matches) opens the handle and holds the tenant from then on.
+    await this.#enqueue(ref, (id) => ({ id, type: 'maintenance', ref, job: { op: 'checkpoint', expectWalBytes: -1 } }), (i) => { slot = i; held(); }, false, undefined, true);
+    await acquired;
+    try {
+      const job = await prepare();
+      if (!job) return null;
+      return (await this.#callSession(slot, (id) => ({ id, type: 'maintenance', ref, job }))) as MaintenanceResult;
+    } finally {
+      this.#release(ref.tenant);
+    }
+  }
+
+  /**
    * Run `fn` on the main thread with the tenant to itself: after its earlier
    * requests (an open interactive session finishes or times out first), with
    * its handle closed on every worker, and before its later requests, which
@@ -460,7 +485,7 @@ export class ShardPool {
     }
   }
 
-  #enqueue(ref: ShardRef, build: (id: number) => WorkerRequest, hold?: (slot: number) => void, notify = true, member?: GroupMember): Promise<JobValue> {
+  #enqueue(ref: ShardRef, build: (id: number) => WorkerRequest, hold?: (slot: number) => void, notify = true, member?: GroupMember, front = false): Promise<JobValue> {
     if (this.#closing) return Promise.reject(unavailable());
     if (!this.#started) return Promise.reject(new DomicileError('INTERNAL', 'ShardPool.start() was not called'));
     if (this.#queued >= this.#opts.maxQueue) {
@@ -470,7 +495,9 @@ export class ShardPool {
     if (state.erasing) return Promise.reject(new DomicileError('TENANT_NOT_FOUND', 'the tenant is being erased'));
     state.lastRef = ref;
     return new Promise<JobValue>((resolve, reject) => {
-      state.queue.push({ build, resolve, reject, notify, ref, ...(hold ? { hold } : {}), ...(member ? { member } : {}) });
+      const job: Job = { build, resolve, reject, notify, ref, ...(hold ? { hold } : {}), ...(member ? { member } : {}) };
+      if (front) state.queue.unshift(job);
+      else state.queue.push(job);
       this.#queued++;
       this.#markReady(state);
       this.#schedulePump();

@@ -42,6 +42,8 @@ import type { MaintenanceOp, MaintenanceResult, ShardRef } from '@domicile/shard
 /** What the replicator needs from the shard pool. */
 export interface ReplicatorPool {
   maintenance(ref: ShardRef, job: MaintenanceOp): Promise<MaintenanceResult>;
+  /** `ShardPool.heldMaintenance`: a checkpoint steady writes cannot starve (used when present). */
+  heldMaintenance?(ref: ShardRef, prepare: () => Promise<MaintenanceOp | null>): Promise<MaintenanceResult | null>;
 }
 
 /** The smallest logger shape (pino fits). */
@@ -385,10 +387,16 @@ export class Replicator {
   /** Capture and upload everything committed (pass `seq`), release its sync waiters; then maybe checkpoint. */
   async #pass(st: TenantRep, seq: number): Promise<void> {
     if (!st.shipper) await this.#resumeOrBegin(st);
+    // One fresh capture per pass (after a retried upload, if any): it holds every commit made before
+    // the pass started. Commits arriving meanwhile go to the next pass — under steady writes a pass
+    // ends, so sync waiters are answered and checkpoints get their turn.
+    let captured = false;
     for (;;) {
       if (st.stopped) return;
       if (!st.inflight) {
+        if (captured) break;
         const c = st.shipper!.capture();
+        captured = true;
         if (c.kind === 'none') break;
         if (c.kind === 'restart') {
           this.#o.log.warn({ tenant: st.ref.tenant, reason: c.reason }, 'WAL not continuous with the generation: starting a new one');
@@ -396,6 +404,7 @@ export class Replicator {
           st.shipper = null;
           st.gen = null;
           await this.#begin(st);
+          captured = false;
           continue;
         }
         st.inflight = c;
@@ -527,6 +536,29 @@ export class Replicator {
       return;
     }
     if (bytes < this.#o.checkpointBytes) return;
+    const pool = this.#o.pool;
+    if (pool.heldMaintenance) {
+      // The tenant is held (nothing commits): ship the rest, then checkpoint exactly what was shipped.
+      const res = await pool.heldMaintenance(st.ref, async () => {
+        for (;;) {
+          if (st.stopped || st.shipper !== shipper) return null;
+          const c = shipper.capture();
+          if (c.kind === 'none') break;
+          if (c.kind === 'restart') return null; // the next pass begins a new generation (its snapshot job would wait behind this hold)
+          const started = performance.now();
+          await this.#put(st.store, c.key, c.bytes);
+          this.#o.onUpload?.(st.ref, 'segment', c.bytes.byteLength, (performance.now() - started) / 1000);
+          shipper.acknowledge(c.maxTxid);
+        }
+        if (!shipper.checkpointAllowed()) return null;
+        let now: number;
+        try { now = (await stat(`${st.ref.path}-wal`)).size; } catch { return null; }
+        return { op: 'checkpoint', expectWalBytes: now };
+      });
+      if (res === null || res.skipped) return;
+      shipper.noteCheckpoint(res);
+      return;
+    }
     // Size first, then the check: a commit in between fails the check or changes the size the job verifies.
     if (!shipper.checkpointAllowed()) return;
     const res = await this.#o.pool.maintenance(st.ref, { op: 'checkpoint', expectWalBytes: bytes });
