@@ -36,6 +36,8 @@ export interface Config {
   maxDbBytes: number;
   durability: Durability;
   snapshotIntervalMs: number;
+  /** DOMICILE_SHIP_INTERVAL: least time between two uploads of one async tenant's WAL. */
+  shipIntervalMs: number;
   retentionMs: number;
   leaseTtlMs: number;
   replication: 'on' | 'off';
@@ -174,6 +176,7 @@ const VARIABLES: ReadonlyArray<Variable<keyof Config>> = [
   { key: 'maxDbBytes', env: 'DOMICILE_MAX_DB_BYTES', parse: parseBytes, default: () => 1 * GIB },
   { key: 'durability', env: 'DOMICILE_DURABILITY', parse: parseEnum<Durability>('async', 'sync'), default: () => 'async' },
   { key: 'snapshotIntervalMs', env: 'DOMICILE_SNAPSHOT_INTERVAL', parse: parseDuration, default: () => 3_600_000 },
+  { key: 'shipIntervalMs', env: 'DOMICILE_SHIP_INTERVAL', parse: parseDuration, default: () => 200 },
   { key: 'retentionMs', env: 'DOMICILE_RETENTION', parse: parseDuration, default: () => 7 * 86_400_000 },
   { key: 'leaseTtlMs', env: 'DOMICILE_LEASE_TTL_MS', parse: parseInteger(500, 600_000), default: () => 5000 },
   { key: 'replication', env: 'DOMICILE_REPLICATION', parse: parseEnum<'on' | 'off'>('on', 'off'), default: () => 'on' },

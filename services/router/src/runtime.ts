@@ -173,6 +173,7 @@ export class Runtime {
         },
         onUpload: (...args) => onUpload?.(...args),
         snapshotIntervalMs: config.snapshotIntervalMs,
+        shipIntervalMs: config.shipIntervalMs,
         retentionMs: config.retentionMs,
       });
       onUpload = metrics.watchReplication(replicator, regionOf);

@@ -76,7 +76,8 @@ export interface ReplicatorOptions {
    * Least time between the starts of two passes of one tenant while nobody
    * waits for durability (async writes): commits arriving meanwhile share the
    * next segment, so a busy tenant costs at most ~1000/interval uploads a
-   * second. A sync writer's wait starts the next pass at once. Default 100 ms.
+   * second. A sync writer's wait starts the next pass at once. Default 200 ms
+   * (DOMICILE_SHIP_INTERVAL).
    */
   shipIntervalMs?: number;
   now?: () => number;
@@ -154,7 +155,7 @@ export class Replicator {
   constructor(opts: ReplicatorOptions) {
     this.#o = {
       checkpointBytes: 4 << 20, baseBackoffMs: 200, maxBackoffMs: 5_000, concurrency: 8, now: Date.now,
-      snapshotIntervalMs: 3_600_000, retentionMs: 7 * 86_400_000, shipIntervalMs: 100, ...opts,
+      snapshotIntervalMs: 3_600_000, retentionMs: 7 * 86_400_000, shipIntervalMs: 200, ...opts,
     };
   }
 
