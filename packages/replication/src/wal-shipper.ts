@@ -75,7 +75,9 @@ interface Unit {
 export class WalShipper {
   readonly #opts: ShipperOptions;
   readonly #walPath: string;
-  readonly #db: DbFile;
+  /** The live database file; closed by {@link releaseFile} between passes and reopened on use. */
+  #db: DbFile | null;
+  readonly #pageSize: number;
   readonly #state: DbHashState;
   #txid: number;
   #shippedTxid: number;
@@ -92,6 +94,7 @@ export class WalShipper {
     this.#opts = Object.freeze({ ...opts });
     this.#walPath = `${opts.dbPath}-wal`;
     this.#db = db;
+    this.#pageSize = db.pageSize;
     this.#state = state;
     this.#txid = txid;
     this.#shippedTxid = txid;
@@ -275,7 +278,7 @@ export class WalShipper {
   /** Database size in pages at {@link txid}. */
   get pageCount(): number { return this.#state.pageCount; }
   /** Page size of the database. */
-  get pageSize(): number { return this.#db.pageSize; }
+  get pageSize(): number { return this.#pageSize; }
 
   #openWal(): number | null {
     if (!existsSync(this.#walPath)) return null;
@@ -336,7 +339,7 @@ export class WalShipper {
         return { txid: u.txid, time, truncateTo: u.truncateTo, commitSize: u.commitSize, postChecksum, pages };
       });
       const bytes = encodeSegment(
-        { ...this.#identity(), pageSize: this.#db.pageSize, preChecksum, prePageCount },
+        { ...this.#identity(), pageSize: this.#pageSize, preChecksum, prePageCount },
         txs,
         this.#opts.compression === undefined ? {} : { compression: this.#opts.compression },
       );
@@ -375,11 +378,11 @@ export class WalShipper {
       if (o) return o;
       const at = this.#walIndex.get(pgno);
       if (at !== undefined) {
-        const out = new Uint8Array(this.#db.pageSize);
+        const out = new Uint8Array(this.#pageSize);
         if (readSync(wal, out, 0, out.byteLength, at) === out.byteLength) return out;
         return undefined;
       }
-      return this.#db.page(pgno);
+      return this.#file().page(pgno);
     };
     for (const f of frames) {
       overlay.set(f.pgno, f.data);
@@ -473,11 +476,38 @@ export class WalShipper {
     this.#expectRestart = true;
   }
 
+  /** The live database file, reopened after {@link releaseFile}. */
+  #file(): DbFile {
+    if (this.#db) return this.#db;
+    const fd = openSync(this.#opts.dbPath, 'r');
+    try {
+      const db = new DbFile(fd, this.#pageSize);
+      this.#db = db;
+      return db;
+    } catch (err) {
+      closeSync(fd);
+      throw err;
+    }
+  }
+
+  /**
+   * Close the database file until the next capture needs it: a node ships
+   * for many more tenants than it keeps open, and an idle shipper must not
+   * hold a file descriptor (the handle cache bounds those). The shipper's
+   * state (position, page hashes) stays.
+   */
+  releaseFile(): void {
+    if (!this.#db) return;
+    const fd = this.#db.fd;
+    this.#db = null;
+    closeSync(fd);
+  }
+
   /** Release the file descriptors. Idempotent. */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    closeSync(this.#db.fd);
+    this.releaseFile();
   }
 
   /** For messages. */

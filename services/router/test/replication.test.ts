@@ -221,3 +221,24 @@ describe('async replication to an S3 bucket (s3rver), through an outage', () => 
     expect(r.rows.length).toBe(20);
   }, 60_000);
 });
+
+describe('file descriptors of idle tenants', () => {
+  it('holds no file descriptor per replicated tenant once its shipping is done (the handle cache bounds open files)', async () => {
+    const { readdirSync } = await import('node:fs');
+    const openFds = () => readdirSync('/proc/self/fd').length;
+    const t = await testApp({ DOMICILE_MAX_OPEN_SHARDS: '8' });
+    try {
+      const before = openFds();
+      for (let i = 0; i < 60; i++) {
+        const id = `fd${i}`;
+        expect((await t.req('POST', '/v1/tenants', { id, residency: 'moon' })).status).toBe(201);
+        expect((await t.req('POST', `/v1/tenants/${id}/query`, { sql: 'CREATE TABLE kv (id INTEGER PRIMARY KEY)' })).status).toBe(200);
+      }
+      expect(await t.rt.replicator!.flush()).toBe(true);
+      // 60 tenants shipped; a shipper holding its database open would add ~60 descriptors.
+      expect(openFds() - before).toBeLessThan(30);
+    } finally {
+      await t.close();
+    }
+  }, 60_000);
+});

@@ -316,7 +316,12 @@ export class Replicator {
         st.lastPassAt = performance.now();
         const sig = walSignature(st.ref.path);
         try {
-          await this.#pass(st, seq);
+          try {
+            await this.#pass(st, seq);
+          } finally {
+            // No file descriptor per idle tenant: the shipper reopens its database at the next capture.
+            st.shipper?.releaseFile();
+          }
           st.walSig = sig;
           st.failures = 0;
           st.lastError = undefined;
