@@ -213,8 +213,16 @@ export class WalShipper {
         const start = walStartPosition(res.header);
         shipper.#position = start;
         if (meta.txid === tip.txid) {
-          // Committed frames of an old log already in the file would be replayed as new transactions: refuse.
-          return res.commits === 0 ? shipper : shipper.#discard();
+          if (res.commits === 0) return shipper;
+          // The file is at the tip and the log holds commits: ship them if each continues the txid
+          // (new writes since a checkpoint); frames of an old log already in the file would not.
+          try {
+            shipper.#group(wal, start, res.frames, Number.MAX_SAFE_INTEGER);
+          } catch (err) {
+            if ((err as { code?: unknown }).code === 'TXID_DISCONTINUITY') return shipper.#discard();
+            throw err;
+          }
+          return shipper;
         }
         const { units } = shipper.#group(wal, start, res.frames, tip.txid);
         const upTo = units.filter((u) => u.txid <= tip.txid);

@@ -80,6 +80,12 @@ export interface ReplicatorOptions {
    * (DOMICILE_SHIP_INTERVAL).
    */
   shipIntervalMs?: number;
+  /**
+   * A tenant with nothing to ship for this long is forgotten (its shipper's
+   * page hashes freed); its next write resumes from the bucket's tip. Bounds
+   * memory on a node serving many more tenants than are active. Default 5 min.
+   */
+  idleForgetMs?: number;
   now?: () => number;
   /** Told of every object stored (for metrics): its kind, size when known, and how long the upload took. */
   onUpload?: (ref: ShardRef, kind: 'segment' | 'snapshot', bytes: number | undefined, seconds: number) => void;
@@ -155,8 +161,30 @@ export class Replicator {
   constructor(opts: ReplicatorOptions) {
     this.#o = {
       checkpointBytes: 4 << 20, baseBackoffMs: 200, maxBackoffMs: 5_000, concurrency: 8, now: Date.now,
-      snapshotIntervalMs: 3_600_000, retentionMs: 7 * 86_400_000, shipIntervalMs: 200, ...opts,
+      snapshotIntervalMs: 3_600_000, retentionMs: 7 * 86_400_000, shipIntervalMs: 200, idleForgetMs: 300_000, ...opts,
     };
+    this.#sweeper = setInterval(() => this.#forgetIdle(), Math.max(50, Math.min(60_000, this.#o.idleForgetMs / 2)));
+    this.#sweeper.unref?.();
+  }
+
+  readonly #sweeper: NodeJS.Timeout;
+
+  /** Forget tenants idle for `idleForgetMs` with nothing pending (see the option). */
+  #forgetIdle(): void {
+    const now = performance.now();
+    for (const [tenant, st] of this.#tenants) {
+      if (st.running || st.dirty || st.inflight || st.failures > 0 || st.durable.length > 0 || st.idle.length > 0 || st.oldest !== undefined) continue;
+      if (st.lastPassAt === undefined || now - st.lastPassAt < this.#o.idleForgetMs) continue;
+      this.#tenants.delete(tenant);
+      st.stopped = true;
+      st.shipper?.close();
+      st.shipper = null;
+    }
+  }
+
+  /** Tenants this replicator holds state for (tests, metrics). */
+  get trackedTenants(): number {
+    return this.#tenants.size;
   }
 
   /** A tenant's WAL may have gained commits (the pool's `onCommit`). */
@@ -290,6 +318,7 @@ export class Replicator {
   /** Stop every tenant (after a flush, at shutdown). */
   async close(): Promise<void> {
     this.#closed = true;
+    clearInterval(this.#sweeper);
     await Promise.all([...this.#tenants.keys()].map((t) => this.stop(t)));
   }
 

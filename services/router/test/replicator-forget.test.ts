@@ -1,0 +1,43 @@
+// The replicator forgets idle tenants (bounded memory on a node with many more
+// tenants than active ones) and resumes the same generation at their next write.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { FsObjectStore } from '@domicile/object-store';
+import { listGenerations } from '@domicile/replication';
+import { ShardPool, shardPath, type ShardRef } from '@domicile/shard';
+import { Replicator } from '../src/replication/replicator.ts';
+
+const dir = mkdtempSync(path.join(tmpdir(), 'domicile-forget-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const quiet = { info() {}, warn() {}, error() {} };
+
+describe('Replicator idle forgetting', () => {
+  it('forgets a tenant idle past idleForgetMs and resumes its generation at the next write', async () => {
+    const store = new FsObjectStore(path.join(dir, 'bucket'));
+    let rep!: Replicator;
+    const pool = new ShardPool({ workers: 1, maxOpenShards: 4, statementTimeoutMs: 5000, maxResultBytes: 1 << 20, maxDbBytes: 1 << 26, replication: true, onCommit: (r) => rep.notify(r) });
+    rep = new Replicator({ pool, storeFor: () => store, log: quiet, idleForgetMs: 100, shipIntervalMs: 10 });
+    await pool.start();
+    try {
+      const ref: ShardRef = { tenant: 'idle', incarnation: 'inc1', epoch: 1, path: shardPath(dir, 'idle') };
+      await pool.create(ref);
+      await pool.query(ref, { sql: 'CREATE TABLE kv (id INTEGER PRIMARY KEY)' });
+      await pool.query(ref, { sql: 'INSERT INTO kv VALUES (1)' });
+      expect(await rep.flush()).toBe(true);
+      expect(rep.trackedTenants).toBe(1);
+      for (let i = 0; i < 50 && rep.trackedTenants > 0; i++) await new Promise((r) => setTimeout(r, 20));
+      expect(rep.trackedTenants).toBe(0);
+      await pool.query(ref, { sql: 'INSERT INTO kv VALUES (2)' });
+      expect(await rep.flush()).toBe(true);
+      const gens = await listGenerations(store, 'idle', 'inc1');
+      expect(gens).toHaveLength(1);
+      expect(gens[0]!.lastTxid).toBe(3);
+      expect(rep.status('idle')).toMatchObject({ lastTxid: 3, replicatedTxid: 3 });
+    } finally {
+      await rep.close();
+      await pool.close();
+    }
+  });
+});
