@@ -1,21 +1,10 @@
 // `domicile backups` and online `domicile restore` as a user runs them: the
 // real bin against a real `domicile serve` (embedded default).
-import { execFile } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDomicile, type DomicileServer } from '@domicile/testkit';
+import { runCli } from './cli-process.test-support.ts';
 
-const BIN = fileURLToPath(new URL('../bin/domicile.js', import.meta.url));
-
-function cli(s: DomicileServer, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('DOMICILE_')));
-  return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { env: { ...clean, DOMICILE_URL: s.url, DOMICILE_ADMIN_TOKEN: s.adminToken }, timeout: 30_000 }, (err, stdout, stderr) => {
-      const code = err === null ? 0 : typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : -1;
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+const cli = runCli;
 
 describe('domicile backups and restore against a running node', () => {
   let s: DomicileServer;

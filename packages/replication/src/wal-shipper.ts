@@ -141,6 +141,11 @@ export class WalShipper {
    */
   static beginGenerationFromCopy(opts: ShipperOptions, copyPath: string): WalShipper {
     const { shipper, meta } = WalShipper.#fromDbFile(opts, copyPath);
+    return WalShipper.#checked(shipper, meta);
+  }
+
+  /** `shipper` if `meta` names its tenant and incarnation; closed and thrown otherwise. */
+  static #checked(shipper: WalShipper, meta: DomicileMeta | null): WalShipper {
     try {
       shipper.#checkMeta(meta);
       return shipper;
@@ -183,13 +188,7 @@ export class WalShipper {
       closeSync(liveFd);
       throw err;
     }
-    try {
-      shipper.#checkMeta(meta);
-      return shipper;
-    } catch (err) {
-      shipper.close();
-      throw err;
-    }
+    return WalShipper.#checked(shipper, meta);
   }
 
   /**

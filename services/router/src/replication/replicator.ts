@@ -379,17 +379,7 @@ export class Replicator {
           for (const w of st.durable.splice(0)) w.reject(notShipped());
           const delay = this.#backoff(st.failures);
           this.#o.log.warn({ tenant: st.ref.tenant, failures: st.failures, retryInMs: delay, err: st.lastError }, 'replication failed; retrying');
-          // Free the slot while sleeping so other tenants keep shipping.
-          this.#release();
-          try {
-            await new Promise<void>((r) => {
-              const t = setTimeout(r, delay);
-              st.wake = () => { clearTimeout(t); r(); };
-            });
-          } finally {
-            st.wake = undefined;
-            await this.#acquire();
-          }
+          await this.#sleep(st, delay);
         }
       }
     } finally {
@@ -401,11 +391,15 @@ export class Replicator {
   async #spaceOut(st: TenantRep): Promise<void> {
     if (st.lastPassAt === undefined || st.durable.length > 0) return;
     const wait = this.#o.shipIntervalMs - (performance.now() - st.lastPassAt);
-    if (wait <= 0) return;
+    if (wait > 0) await this.#sleep(st, wait);
+  }
+
+  /** Sleep `ms` (cut short by `st.wake`) without holding a shipping slot, so other tenants keep shipping. */
+  async #sleep(st: TenantRep, ms: number): Promise<void> {
     this.#release();
     try {
       await new Promise<void>((r) => {
-        const t = setTimeout(r, wait);
+        const t = setTimeout(r, ms);
         st.wake = () => { clearTimeout(t); r(); };
       });
     } finally {
