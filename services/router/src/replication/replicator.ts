@@ -86,6 +86,8 @@ export interface ReplicatorOptions {
    * memory on a node serving many more tenants than are active. Default 5 min.
    */
   idleForgetMs?: number;
+  /** How often a bucket known to be down is probed; default 500 ms. */
+  probeIntervalMs?: number;
   now?: () => number;
   /** Told of every object stored (for metrics): its kind, size when known, and how long the upload took. */
   onUpload?: (ref: ShardRef, kind: 'segment' | 'snapshot', bytes: number | undefined, seconds: number) => void;
@@ -161,7 +163,7 @@ export class Replicator {
   constructor(opts: ReplicatorOptions) {
     this.#o = {
       checkpointBytes: 4 << 20, baseBackoffMs: 200, maxBackoffMs: 5_000, concurrency: 8, now: Date.now,
-      snapshotIntervalMs: 3_600_000, retentionMs: 7 * 86_400_000, shipIntervalMs: 200, idleForgetMs: 300_000, ...opts,
+      snapshotIntervalMs: 3_600_000, retentionMs: 7 * 86_400_000, shipIntervalMs: 200, idleForgetMs: 300_000, probeIntervalMs: 500, ...opts,
     };
     this.#sweeper = setInterval(() => this.#forgetIdle(), Math.max(50, Math.min(60_000, this.#o.idleForgetMs / 2)));
     this.#sweeper.unref?.();
@@ -373,7 +375,8 @@ export class Replicator {
           st.dirty = true;
           if (!this.#downStores.has(st.store)) {
             this.#downStores.add(st.store);
-            this.#o.log.warn({ tenant: st.ref.tenant, err: st.lastError }, 'bucket unavailable: sync tenants of its region refuse writes until an upload succeeds');
+            this.#o.log.warn({ tenant: st.ref.tenant, err: st.lastError }, 'bucket unavailable: sync tenants of its region refuse writes until it answers again');
+            void this.#probe(st.store);
           }
           // Sync writers waiting on this tenant learn now that their commit is local only.
           for (const w of st.durable.splice(0)) w.reject(notShipped());
@@ -384,6 +387,26 @@ export class Replicator {
       }
     } finally {
       this.#release();
+    }
+  }
+
+  /**
+   * While a bucket is down, one cheap request (`head` of a key that need not
+   * exist) per `probeIntervalMs` — not one per tenant — tells when it is back:
+   * it is then marked up and the tenants waiting out a backoff for it retry at
+   * once (still at most `concurrency` at a time).
+   */
+  async #probe(store: ObjectStore): Promise<void> {
+    while (this.#downStores.has(store) && !this.#closed) {
+      await new Promise<void>((r) => setTimeout(r, this.#o.probeIntervalMs).unref?.());
+      if (!this.#downStores.has(store) || this.#closed) return;
+      try {
+        await store.head('domicile-probe');
+      } catch {
+        continue;
+      }
+      if (this.#downStores.delete(store)) this.#o.log.info({ bucket: store.describe() }, 'bucket reachable again');
+      for (const st of this.#tenants.values()) if (st.store === store && st.failures > 0) st.wake?.();
     }
   }
 
