@@ -38,6 +38,8 @@ export interface Config {
   snapshotIntervalMs: number;
   /** DOMICILE_SHIP_INTERVAL: least time between two uploads of one async tenant's WAL. */
   shipIntervalMs: number;
+  /** DOMICILE_CHECKPOINT_BYTES: a tenant's WAL is checkpointed (after shipping) once this large. */
+  checkpointBytes: number;
   retentionMs: number;
   leaseTtlMs: number;
   replication: 'on' | 'off';
@@ -177,6 +179,7 @@ const VARIABLES: ReadonlyArray<Variable<keyof Config>> = [
   { key: 'durability', env: 'DOMICILE_DURABILITY', parse: parseEnum<Durability>('async', 'sync'), default: () => 'async' },
   { key: 'snapshotIntervalMs', env: 'DOMICILE_SNAPSHOT_INTERVAL', parse: parseDuration, default: () => 3_600_000 },
   { key: 'shipIntervalMs', env: 'DOMICILE_SHIP_INTERVAL', parse: parseDuration, default: () => 200 },
+  { key: 'checkpointBytes', env: 'DOMICILE_CHECKPOINT_BYTES', parse: parseBytes, default: () => 4 * MIB },
   { key: 'retentionMs', env: 'DOMICILE_RETENTION', parse: parseDuration, default: () => 7 * 86_400_000 },
   { key: 'leaseTtlMs', env: 'DOMICILE_LEASE_TTL_MS', parse: parseInteger(500, 600_000), default: () => 5000 },
   { key: 'replication', env: 'DOMICILE_REPLICATION', parse: parseEnum<'on' | 'off'>('on', 'off'), default: () => 'on' },

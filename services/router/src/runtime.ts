@@ -174,6 +174,7 @@ export class Runtime {
         onUpload: (...args) => onUpload?.(...args),
         snapshotIntervalMs: config.snapshotIntervalMs,
         shipIntervalMs: config.shipIntervalMs,
+        checkpointBytes: config.checkpointBytes,
         retentionMs: config.retentionMs,
       });
       onUpload = metrics.watchReplication(replicator, regionOf);

@@ -140,10 +140,11 @@ describe('sync durability through a bucket outage (s3rver)', () => {
     expect(retryDown.body.error).toMatchObject({ code: 'REPLICATION_UNAVAILABLE' });
 
     await s3.restart();
-    // Writes are accepted again once an upload succeeded (the replicator's retry, with backoff).
+    // Writes are accepted again once the bucket answers (its probe, or a tenant's retry). The same key on
+    // every try: a try that committed locally and then failed its upload is not run a second time.
     let ok = false;
     for (let i = 0; i < 100 && !ok; i++) {
-      const r = await q('INSERT INTO kv VALUES (9)');
+      const r = await q('INSERT INTO kv VALUES (9)', undefined, { 'idempotency-key': 'nine' });
       ok = r.status === 200;
       if (!ok) {
         expect(r.body.error.code).toBe('REPLICATION_UNAVAILABLE');
