@@ -5,7 +5,7 @@
  * deflate level 1. Both are in node:zlib; the flag in each object says which.
  */
 import { promisify } from 'node:util';
-import { brotliCompressSync, brotliDecompress, brotliDecompressSync, constants, deflateRawSync, inflateRaw, inflateRawSync } from 'node:zlib';
+import { brotliCompress, brotliCompressSync, brotliDecompress, brotliDecompressSync, constants, deflateRaw, deflateRawSync, inflateRaw, inflateRawSync } from 'node:zlib';
 import { backupInvalid } from './binary.ts';
 
 /** Codec ids stored in the `flags` field of segments and snapshots. */
@@ -21,6 +21,20 @@ export function compress(id: CompressionId, data: Uint8Array): Uint8Array {
       params: { [constants.BROTLI_PARAM_QUALITY]: 1, [constants.BROTLI_PARAM_SIZE_HINT]: data.byteLength },
     });
     case Compression.deflateRaw: return deflateRawSync(data, { level: 1 });
+  }
+}
+
+const brotliCompressAsync = promisify(brotliCompress);
+const deflateRawAsync = promisify(deflateRaw);
+
+/** {@link compress} on the libuv thread pool (off the event loop). */
+export async function compressAsync(id: CompressionId, data: Uint8Array): Promise<Uint8Array> {
+  switch (id) {
+    case Compression.none: return data;
+    case Compression.brotli: return brotliCompressAsync(data, {
+      params: { [constants.BROTLI_PARAM_QUALITY]: 1, [constants.BROTLI_PARAM_SIZE_HINT]: data.byteLength },
+    });
+    case Compression.deflateRaw: return deflateRawAsync(data, { level: 1 });
   }
 }
 

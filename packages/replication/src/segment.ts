@@ -6,7 +6,7 @@
  */
 import { hash } from 'node:crypto';
 import { backupInvalid, ByteReader, ByteWriter } from './binary.ts';
-import { Compression, compress, decompress, decompressAsync, isKnownCompression, type CompressionId } from './compression.ts';
+import { Compression, compress, compressAsync, decompress, decompressAsync, isKnownCompression, type CompressionId } from './compression.ts';
 import type { DbChecksum } from './checksum.ts';
 
 /** Magic of a segment object. */
@@ -65,12 +65,24 @@ export interface EncodeOptions {
 
 /** Encode a segment. Throws RangeError on inputs the format cannot hold (a programming error, not corruption). */
 export function encodeSegment(header: SegmentHeader, txs: readonly SegmentTransaction[], opts: EncodeOptions = {}): Uint8Array {
-  if (txs.length === 0) throw new RangeError('a segment holds at least one transaction');
   const compression = opts.compression ?? Compression.brotli;
+  return assembleSegment(header, txs, rawBodies(header, txs).map((raw) => compress(compression, raw)), compression);
+}
+
+/** {@link encodeSegment} with the page data compressed on the libuv thread pool (a node's event loop stays free). */
+export async function encodeSegmentAsync(header: SegmentHeader, txs: readonly SegmentTransaction[], opts: EncodeOptions = {}): Promise<Uint8Array> {
+  const compression = opts.compression ?? Compression.brotli;
+  const bodies = await Promise.all(rawBodies(header, txs).map((raw) => compressAsync(compression, raw)));
+  return assembleSegment(header, txs, bodies, compression);
+}
+
+/** Each transaction's page data before compression: (u32 pgno, page) in ascending page order. */
+function rawBodies(header: SegmentHeader, txs: readonly SegmentTransaction[]): Buffer[] {
+  if (txs.length === 0) throw new RangeError('a segment holds at least one transaction');
   for (let i = 1; i < txs.length; i++) {
     if (txs[i]!.txid !== txs[i - 1]!.txid + 1) throw new RangeError('segment transactions must have consecutive txids');
   }
-  const bodies = txs.map((tx) => {
+  return txs.map((tx) => {
     const raw = Buffer.allocUnsafe(tx.pages.length * (4 + header.pageSize));
     let at = 0;
     let prev = 0;
@@ -81,8 +93,11 @@ export function encodeSegment(header: SegmentHeader, txs: readonly SegmentTransa
       raw.set(p.data, at + 4);
       at += 4 + header.pageSize;
     }
-    return compress(compression, raw);
+    return raw;
   });
+}
+
+function assembleSegment(header: SegmentHeader, txs: readonly SegmentTransaction[], bodies: readonly Uint8Array[], compression: CompressionId): Uint8Array {
   const w = new ByteWriter();
   w.bytes(Buffer.from(SEGMENT_MAGIC, 'latin1')).u16(SEGMENT_MAJOR).u16(SEGMENT_MINOR);
   const headerLengthAt = w.length;

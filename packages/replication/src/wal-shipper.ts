@@ -18,7 +18,7 @@ import type { CompressionId } from './compression.ts';
 import { DbFile } from './db-file.ts';
 import { readDomicileMeta, type DomicileMeta } from './domicile-meta.ts';
 import { segmentKey } from './keys.ts';
-import { encodeSegment, type ObjectIdentity, type PageImage, type SegmentTransaction } from './segment.ts';
+import { encodeSegment, encodeSegmentAsync, type EncodeOptions, type ObjectIdentity, type PageImage, type SegmentHeader, type SegmentTransaction } from './segment.ts';
 import { positionAfter, readWal, WAL_FRAME_HEADER_SIZE, walStartPosition, type WalFrame, type WalPosition } from './wal-reader.ts';
 
 /** Options of a shipper. */
@@ -58,6 +58,13 @@ export type CaptureResult =
    * generation; checkpoint and begin a new one.
    */
   | { kind: 'restart'; reason: string };
+
+/** A captured segment before encoding (internal). */
+interface UnencodedSegment extends Omit<Extract<CaptureResult, { kind: 'segment' }>, 'kind' | 'bytes'> {
+  kind: 'unencoded';
+  header: SegmentHeader;
+  txs: SegmentTransaction[];
+}
 
 interface Unit {
   txid: number;
@@ -304,6 +311,30 @@ export class WalShipper {
    * segments in order and {@link acknowledge} each.
    */
   capture(): CaptureResult {
+    const c = this.#capture();
+    if (c.kind !== 'unencoded') return c;
+    const { header, txs, ...rest } = c;
+    return { ...rest, kind: 'segment', bytes: encodeSegment(header, txs, this.#encodeOptions()) };
+  }
+
+  /**
+   * {@link capture} with the segment's page data compressed on the libuv
+   * thread pool: the shipper's state advances at once (synchronously, like
+   * `capture`), only the encoding is awaited. Do not call `capture` again
+   * before it settles.
+   */
+  async captureAsync(): Promise<CaptureResult> {
+    const c = this.#capture();
+    if (c.kind !== 'unencoded') return c;
+    const { header, txs, ...rest } = c;
+    return { ...rest, kind: 'segment', bytes: await encodeSegmentAsync(header, txs, this.#encodeOptions()) };
+  }
+
+  #encodeOptions(): EncodeOptions {
+    return this.#opts.compression === undefined ? {} : { compression: this.#opts.compression };
+  }
+
+  #capture(): Exclude<CaptureResult, { kind: 'segment' }> | UnencodedSegment {
     if (this.#closed) throw new DomicileError('INTERNAL', 'shipper closed');
     const wal = this.#openWal();
     if (wal === null) {
@@ -345,15 +376,11 @@ export class WalShipper {
         const postChecksum = this.#apply(u, start, pages);
         return { txid: u.txid, time, truncateTo: u.truncateTo, commitSize: u.commitSize, postChecksum, pages };
       });
-      const bytes = encodeSegment(
-        { ...this.#identity(), pageSize: this.#pageSize, preChecksum, prePageCount },
-        txs,
-        this.#opts.compression === undefined ? {} : { compression: this.#opts.compression },
-      );
       const minTxid = txs[0]!.txid;
       const maxTxid = txs.at(-1)!.txid;
       return {
-        kind: 'segment', key: segmentKey(this.#identity(), minTxid, maxTxid), bytes, minTxid, maxTxid,
+        kind: 'unencoded', header: { ...this.#identity(), pageSize: this.#pageSize, preChecksum, prePageCount }, txs,
+        key: segmentKey(this.#identity(), minTxid, maxTxid), minTxid, maxTxid,
         postChecksum: this.#state.checksum, pageCount: this.#state.pageCount, pendingCommits: pending,
       };
     } finally {

@@ -447,7 +447,7 @@ export class Replicator {
       if (st.stopped) return;
       if (!st.inflight) {
         if (captured) break;
-        const c = st.shipper!.capture();
+        const c = await st.shipper!.captureAsync();
         captured = true;
         if (c.kind === 'none') break;
         if (c.kind === 'restart') {
@@ -594,7 +594,7 @@ export class Replicator {
       const res = await pool.heldMaintenance(st.ref, async () => {
         for (;;) {
           if (st.stopped || st.shipper !== shipper) return null;
-          const c = shipper.capture();
+          const c = await shipper.captureAsync();
           if (c.kind === 'none') break;
           if (c.kind === 'restart') return null; // the next pass begins a new generation (its snapshot job would wait behind this hold)
           const started = performance.now();
