@@ -239,3 +239,20 @@ describe('generation start from a copy', () => {
     await expect(WalShipper.beginGenerationFromCopyAsync({ dbPath: path, ...ref }, join(dir, 'other.db'))).rejects.toThrow(/another tenant/);
   });
 });
+
+describe('txid attribution across schema changes in one capture', () => {
+  it('ships DDL that grows sqlite_schema past page 1, a VACUUM and later writes in one segment; restore equals the source', async () => {
+    const { dir, path, shard, store, ref } = await setup();
+    const shipper = await beginGeneration(shard, store, ref, path);
+    shard.write((db) => db.prepare('INSERT INTO items (name) VALUES (?)').run('before'));
+    for (let i = 0; i < 60; i++) shard.write((db) => db.exec(`CREATE TABLE t${i} (a INTEGER PRIMARY KEY, b TEXT, c BLOB, d REAL, e TEXT DEFAULT 'x${'y'.repeat(40)}')`));
+    shard.write((db) => { for (let i = 0; i < 30; i++) db.exec(`DROP TABLE t${i * 2}`); });
+    shard.db.exec('VACUUM');
+    shard.write((db) => db.prepare('INSERT INTO items (name) VALUES (?)').run('after'));
+    expect(await ship(shipper, store)).toBe(63);
+    const out = join(dir, 'restored-ddl.db');
+    const r = await restore({ store, ref, outPath: out });
+    expect(r.txid).toBe(shard.txid());
+    expect(dumpDatabase(out)).toEqual(dumpDatabase(path));
+  });
+});
