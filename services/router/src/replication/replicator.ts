@@ -239,7 +239,8 @@ export class Replicator {
     const st = this.#tenants.get(ref.tenant);
     if (!st || st.stopped || st.ref.incarnation !== ref.incarnation) return Promise.resolve();
     if (st.doneSeq >= st.needSeq && !st.dirty && st.failures === 0) return Promise.resolve();
-    if (st.failures > 0) return Promise.reject(notShipped());
+    // Still failing: say so now. (Once the bucket answers its probe again, the tenant's retry runs at once: wait for it.)
+    if (st.failures > 0 && this.#downStores.has(st.store)) return Promise.reject(notShipped());
     return new Promise<void>((resolve, reject) => {
       st.durable.push({ need: st.needSeq, resolve, reject });
       st.wake?.(); // cut short the async shipping interval
