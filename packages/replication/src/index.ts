@@ -10,5 +10,5 @@ export * from './snapshot.ts';
 export * from './wal-reader.ts';
 export * from './wal-shipper.ts';
 export * from './retention.ts';
-export * from './verify-worker.ts';
+export * from './restore-finish.ts';
 export * from './choose-generation.ts';

@@ -18,7 +18,7 @@ const ENTRY = new URL(import.meta.url.endsWith('.ts') ? './shard-worker.ts' : '.
 let tsxApiUrl: string | undefined;
 
 /** File URL of tsx's ESM `register()` API, resolved from this package through tsx's export map. */
-function resolveTsxEsmApi(): string {
+export function resolveTsxEsmApi(): string {
   if (tsxApiUrl) return tsxApiUrl;
   const require = createRequire(import.meta.url);
   const pkgPath = require.resolve('tsx/package.json');

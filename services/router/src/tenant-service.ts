@@ -2,6 +2,7 @@ import { DomicileError } from '@domicile/errors';
 import type { TenantDurability, TenantRecord } from '@domicile/directory';
 import { placeTenant } from '@domicile/policy';
 import { sweepTenantObjects } from './buckets/bucket-eraser.ts';
+import { restoreInProgress, restoreRunning } from './restore/restore-locks.ts';
 import { newIncarnation, type Runtime } from './runtime.ts';
 import { applyStoredSchema } from './schema/schema-jobs.ts';
 
@@ -82,6 +83,7 @@ export async function eraseTenant(rt: Runtime, id: string, actor: string): Promi
   const t = await rt.directory.get(id);
   if (!t || t.state === 'creating') throw new DomicileError('TENANT_NOT_FOUND', `tenant "${id}" not found`, { tenant: id });
   if (t.state === 'moving') throw new DomicileError('MOVE_IN_PROGRESS', `tenant "${id}" is being moved; erase it after the move`, { tenant: id });
+  if (restoreRunning(id)) throw restoreInProgress(id, 'erase it afterwards');
   if (t.state !== 'erasing') {
     const marked = await rt.directory.compareAndSet(id, t, { state: 'erasing' });
     if (!marked) throw new DomicileError('TENANT_MOVING', `tenant "${id}" changed hands; retry`, { tenant: id });

@@ -12,6 +12,8 @@ export interface RegionBucket {
   store: ObjectStore;
   /** Redacted URL (`store.describe()`), for logs and error details. */
   url: string;
+  /** The URL as configured (may carry credentials: never log it), for a worker thread that opens its own store (restore). */
+  source: string;
   /** True when `DOMICILE_BUCKETS` named it; false for the `file://<dataDir>/buckets/<region>` default. */
   configured: boolean;
 }
@@ -50,7 +52,7 @@ export class RegionBuckets {
       for (const [region, url] of urls) {
         if (!opts.servedRegions.includes(region) && !named.has(region)) continue;
         const store = openObjectStore(url);
-        out.set(region, { region, store, url: store.describe(), configured: named.has(region) });
+        out.set(region, { region, store, url: store.describe(), source: url, configured: named.has(region) });
       }
     } catch (err) {
       for (const b of out.values()) b.store.close();

@@ -4,32 +4,37 @@
  * its current region's bucket — in place (a new generation follows) or `as` a
  * fork, a new tenant in the same region and residency.
  *
- * - The file is rebuilt beside the shard (same region directory: invariant 3)
- *   by the replication library, every object and page hash verified; the
- *   `PRAGMA integrity_check` and the rewrite of Domicile's own rows run in a
- *   worker thread (`verifyDatabaseInWorker`), never on the event loop.
- * - In place: what the node committed is shipped first (so the old
- *   generation stays a complete history and a later restore can still reach
- *   any point of it), the restored file gets txid = (highest txid so far) + 1
- *   (txids never reset, DESIGN §1), and the swap runs in `pool.exclusive`:
- *   requests sent meanwhile wait and then see the restored data (a pause, not
- *   an error). The replicator then begins a new generation (a fresh snapshot);
- *   the answer waits until it is in the bucket.
+ * - Download, every checksum, `PRAGMA integrity_check` and the rewrite of
+ *   Domicile's own rows run on a restore worker thread (restore-thread.ts),
+ *   never on the event loop; the file is rebuilt beside the shard (same
+ *   region directory: invariant 3).
+ * - Both forms first ship what the node has committed, so the target may be
+ *   any moment up to now and the old generation stays a complete history (a
+ *   later restore can still reach any point of it).
+ * - In place: the swap runs in `pool.exclusive` — requests sent meanwhile wait
+ *   and then see the restored data (a pause, not an error). There the staged
+ *   file gets txid = (the tenant's highest txid so far, the live file's
+ *   included) + 1 (txids never reset, DESIGN §1). The replicator then begins
+ *   a new generation (a fresh snapshot); the answer waits until it is stored.
  * - Fork: claim the new id (`creating`), restore into its shard path with its
  *   own identity (tenant, new incarnation, epoch 1) and no idempotency
  *   records, apply any newer stored migrations, activate.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, renameSync, rmSync } from 'node:fs';
+import { mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { DomicileError } from '@domicile/errors';
 import type { TenantRecord } from '@domicile/directory';
 import { placeTenant } from '@domicile/policy';
-import { chooseGeneration, listGenerations, restore, verifyDatabaseInWorker, type RestoreFinish, type RestoreTarget } from '@domicile/replication';
+import { chooseGeneration, listGenerations, type GenerationInfo, type GenerationRef, type RestoreTarget } from '@domicile/replication';
 import { SHARD_FILE_SUFFIXES, type ShardRef } from '@domicile/shard';
 import { newIncarnation, type Runtime } from '../runtime.ts';
 import { applyStoredSchema } from '../schema/schema-jobs.ts';
 import { assertTenantId, getLiveTenant } from '../tenant-service.ts';
+import { claimRestore } from './restore-locks.ts';
+import { RestoreThread, type RestoreThreadInit, type RestoredFile } from './restore-thread.ts';
+
+export { restoreRunning } from './restore-locks.ts';
 
 /** The route's body. */
 export interface RestoreRequest {
@@ -55,15 +60,11 @@ export interface RestoreAnswer {
   newTxid: number;
   /** Restored into a new tenant (`as`). */
   fork: boolean;
+  /** In place: how long the tenant's requests were held for the swap (ms); 0 for a fork. */
+  pauseMs: number;
 }
 
-/** Tenants with a restore running on this process (source ids and fork ids). */
-const running = new Set<string>();
-
-/** True while a restore of (or into) `tenant` runs on this process (moves refuse to start then). */
-export function restoreRunning(tenant: string): boolean {
-  return running.has(tenant);
-}
+const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/;
 
 function parseTarget(req: RestoreRequest): RestoreTarget {
   if ((req.at === undefined) === (req.txid === undefined)) {
@@ -71,10 +72,19 @@ function parseTarget(req: RestoreRequest): RestoreTarget {
   }
   if (req.txid !== undefined) return { txid: req.txid };
   // RFC 3339: a date, a time and an offset (Z or ±hh:mm); Date.parse alone accepts much more.
-  if (!/^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/.test(req.at!) || Number.isNaN(Date.parse(req.at!))) {
+  if (!RFC3339.test(req.at!) || Number.isNaN(Date.parse(req.at!))) {
     throw new DomicileError('BAD_REQUEST', `"at" must be an RFC 3339 time such as 2025-06-01T12:00:00Z, got ${JSON.stringify(req.at!.slice(0, 40))}`, { field: 'at' });
   }
   return { time: Date.parse(req.at!) };
+}
+
+/** Where a restore runs: the tenant's region bucket (URL for the worker) and the generations of its incarnation there. */
+interface Source {
+  t: TenantRecord;
+  bucketUrl: string;
+  gens: GenerationInfo[];
+  g: GenerationInfo;
+  target: RestoreTarget;
 }
 
 /** Restore `id` per `req`; see the module comment. */
@@ -85,82 +95,102 @@ export async function restoreTenant(rt: Runtime, id: string, req: RestoreRequest
   if (req.as === id) throw new DomicileError('BAD_REQUEST', '"as" names the tenant itself; leave it out to restore in place', { field: 'as' });
   const t = await getLiveTenant(rt, id);
   if (t.state === 'moving' || rt.moves.running(id)) throw new DomicileError('MOVE_IN_PROGRESS', `tenant "${id}" is being moved; restore it after the move`, { tenant: id });
-  if (!rt.replicator) throw new DomicileError('REPLICATION_UNAVAILABLE', 'replication is off on this node (DOMICILE_REPLICATION=off): there are no backups to restore from', { committedLocally: false });
+  const replicator = rt.replicator;
+  if (!replicator) throw new DomicileError('REPLICATION_UNAVAILABLE', 'replication is off on this node (DOMICILE_REPLICATION=off): there are no backups to restore from', { committedLocally: false });
   const store = rt.bucketFor(t.region);
-  if (!store) throw new DomicileError('NODE_UNAVAILABLE', `this node knows no bucket for region "${t.region}"`, { region: t.region });
-  const locks = req.as === undefined ? [id] : [id, req.as];
-  for (const l of locks) {
-    if (running.has(l)) throw new DomicileError('RESTORE_IN_PROGRESS', `a restore of tenant "${l}" is running; wait for it`, { tenant: l });
-  }
-  for (const l of locks) running.add(l);
+  const bucketUrl = rt.buckets.find((b) => b.region === t.region)?.source;
+  if (!store || bucketUrl === undefined) throw new DomicileError('NODE_UNAVAILABLE', `this node knows no bucket for region "${t.region}"`, { region: t.region });
+  const release = claimRestore(req.as === undefined ? [id] : [id, req.as]);
   const started = performance.now();
   const log = rt.log.child({ component: 'restore', tenant: id });
   try {
     const ref = rt.shardRef(t);
-    if (req.as === undefined) {
-      // Ship what the node committed: the old generation stays whole (a later restore can reach any point of it).
-      rt.replicator.notify(ref);
-      await rt.replicator.waitDurable(ref).catch(() => {
-        throw new DomicileError('REPLICATION_UNAVAILABLE', 'the region\'s bucket is unavailable: cannot complete the tenant\'s backup history before restoring', { committedLocally: false });
-      });
-    }
+    // Ship what the node committed: any moment up to now is reachable, and the old generation stays whole.
+    replicator.notify(ref);
+    await replicator.waitDurable(ref).catch(() => {
+      throw new DomicileError('REPLICATION_UNAVAILABLE', 'the region\'s bucket is unavailable: cannot complete the tenant\'s backup history before restoring', { committedLocally: false });
+    });
+    // The current incarnation's generations in this region: the current epoch's and earlier ones still here.
     const gens = (await listGenerations(store, t.id, t.incarnation)).filter((g) => g.epoch <= t.epoch);
-    if (gens.length === 0) throw new DomicileError('BACKUP_INVALID', `tenant "${id}" has no backup in region "${t.region}" yet`, { tenant: id, region: t.region });
+    if (gens.length === 0) {
+      throw new DomicileError('NOT_FOUND', `tenant "${id}" has no backup in region "${t.region}" yet (nothing shipped to its bucket)`, { tenant: id, region: t.region });
+    }
     const g = chooseGeneration(gens, target, `region "${t.region}"`);
-    log.info({ target: req.at ?? req.txid, generation: g.generation, fork: req.as }, 'restore started');
-    const answer = req.as === undefined
-      ? await restoreInPlace(rt, t, ref, g, gens, target)
-      : await restoreAsFork(rt, t, req.as, g, target, actor);
+    log.info({ target: req.at ?? { txid: req.txid }, generation: g.generation, epoch: g.epoch, snapshotBytes: g.snapshots[0]?.size, fork: req.as }, 'restore started');
+    const src: Source = { t, bucketUrl, gens, g, target };
+    const answer = req.as === undefined ? await restoreInPlace(rt, src, ref) : await restoreAsFork(rt, src, req.as, actor);
     rt.audit.append({
       actor, action: 'tenant.restore', tenant: id, incarnation: t.incarnation,
       details: { target: req.at ?? { txid: req.txid }, txid: answer.txid, time: answer.time, generation: answer.generation, epoch: answer.epoch, region: t.region, ...(req.as !== undefined ? { as: req.as } : { newTxid: answer.newTxid }) },
     });
     rt.metrics.tenantOps.inc({ op: 'restore', region: t.region });
-    log.info({ txid: answer.txid, bytes: answer.bytes, ms: Math.round(performance.now() - started), fork: req.as }, 'restore done');
+    log.info({ txid: answer.txid, newTxid: answer.newTxid, bytes: answer.bytes, pauseMs: answer.pauseMs, ms: Math.round(performance.now() - started), fork: req.as }, 'restore done');
     return answer;
+  } catch (err) {
+    log.warn({ code: (err as { code?: unknown }).code, ms: Math.round(performance.now() - started), fork: req.as }, 'restore failed');
+    throw err;
   } finally {
-    for (const l of locks) running.delete(l);
+    release();
   }
 }
 
-async function restoreInPlace(
-  rt: Runtime, t: TenantRecord, ref: ShardRef, g: { generation: string; epoch: number }, gens: readonly { lastTxid: number }[], target: RestoreTarget,
-): Promise<RestoreAnswer> {
+function threadInit(src: Source, outPath: string): RestoreThreadInit {
+  const ref: GenerationRef = { tenant: src.t.id, incarnation: src.t.incarnation, epoch: src.g.epoch, generation: src.g.generation };
+  const target = src.target === 'latest' ? 'latest' : 'txid' in src.target ? { txid: src.target.txid } : { time: Number(src.target.time) };
+  return { bucketUrl: src.bucketUrl, ref, target, outPath };
+}
+
+/** Remove `file` and whatever a restore left beside it (`<file>.restore-*.tmp` of a worker that died, `-wal`, `-shm`). */
+function removeStaged(file: string): void {
+  const dir = path.dirname(file);
+  const base = path.basename(file);
+  let names: string[] = [];
+  try { names = readdirSync(dir); } catch { return; }
+  for (const n of names) if (n === base || n.startsWith(`${base}.restore-`) || n === `${base}-wal` || n === `${base}-shm`) rmSync(path.join(dir, n), { force: true });
+}
+
+async function restoreInPlace(rt: Runtime, src: Source, ref: ShardRef): Promise<RestoreAnswer> {
+  const { t, g, gens } = src;
   const replicator = rt.replicator!;
-  const store = rt.bucketFor(t.region)!;
   const staged = `${ref.path}.restored-${randomBytes(6).toString('hex')}`;
-  // Everything shipped so far is in the listing (flushed above); the live txid cannot be higher.
+  // Everything shipped so far is in the listing; the live file's own txid is read again at the swap.
   const highest = Math.max(replicator.status(t.id)?.lastTxid ?? 0, ...gens.map((x) => x.lastTxid));
-  const newTxid = highest + 1;
+  const thread = RestoreThread.start(threadInit(src, staged));
   try {
-    const r = await restore({
-      store, ref: { tenant: t.id, incarnation: t.incarnation, epoch: g.epoch, generation: g.generation }, target, outPath: staged,
-      verify: (p, txid) => verifyDatabaseInWorker(p, txid, { txid: newTxid } satisfies RestoreFinish),
-    });
+    const r = await thread.restored;
     // Stop shipping the old file first: a pass may be waiting for a checkpoint job, which would queue behind the swap.
     await replicator.stop(t.id);
-    await rt.pool.exclusive(ref, async () => {
+    let pauseStart = 0;
+    const newTxid = await rt.pool.exclusive(ref, async () => {
+      pauseStart = performance.now();
+      const now = await rt.directory.get(t.id);
+      if (!now || now.incarnation !== t.incarnation || now.state === 'erasing') throw new DomicileError('TENANT_NOT_FOUND', `tenant "${t.id}" not found`, { tenant: t.id });
+      if (now.epoch !== t.epoch || now.state !== 'active') throw new DomicileError('TENANT_MOVING', `tenant "${t.id}" changed hands during the restore; nothing was changed`, { tenant: t.id });
       // A write between the stop and the swap made a new shipper for the old file: stop it too, without waiting
       // (a shipper that still runs finds its WAL gone and begins a new generation from the restored file).
       void replicator.stop(t.id);
+      // Above every txid the tenant had: the listing's, and the live file's (writes committed while the restore ran).
+      const txid = await thread.finish({ txid: highest + 1, txidAbove: ref.path });
       for (const s of SHARD_FILE_SUFFIXES) if (s !== '') rmSync(ref.path + s, { force: true });
       renameSync(staged, ref.path);
+      return txid;
     });
+    const pauseMs = Math.round((performance.now() - pauseStart) * 10) / 10;
     // The replicator begins a new generation from the restored file; answer once it is in the bucket.
     replicator.notify(ref);
     await replicator.waitDurable(ref).catch((err: unknown) => {
       rt.log.warn({ tenant: t.id, err: String((err as Error)?.message ?? err) }, 'restore: the new generation is not in the bucket yet; it is shipped when the bucket returns');
       if (t.durability === 'sync') throw new DomicileError('REPLICATION_UNAVAILABLE', 'the tenant was restored on the node, but its new backup generation could not be stored yet', { committedLocally: true });
     });
-    return { tenant: t.id, txid: r.txid, time: new Date(r.time).toISOString(), generation: g.generation, epoch: g.epoch, bytes: r.bytes, newTxid, fork: false };
+    return { ...answerOf(t.id, r, g, newTxid, false), pauseMs };
   } finally {
-    rmSync(staged, { force: true });
+    await thread.cancel();
+    removeStaged(staged);
   }
 }
 
-async function restoreAsFork(
-  rt: Runtime, source: TenantRecord, forkId: string, g: { generation: string; epoch: number }, target: RestoreTarget, actor: string,
-): Promise<RestoreAnswer> {
+async function restoreAsFork(rt: Runtime, src: Source, forkId: string, actor: string): Promise<RestoreAnswer> {
+  const { t: source, g } = src;
   // The fork lives where the source does, under the same residency rules (a pin elsewhere is refused).
   const { region } = placeTenant(rt.policy, { id: forkId, residency: source.residency, region: source.region });
   const node = rt.nodeForRegion(region);
@@ -171,16 +201,14 @@ async function restoreAsFork(
   };
   await rt.directory.create(record);
   const ref = rt.shardRef(record);
-  const store = rt.bucketFor(source.region)!;
+  let thread: RestoreThread | undefined;
   try {
     // A file left by a crash between claim and activation belongs to no one.
     await rt.pool.erase(ref);
     mkdirSync(path.dirname(ref.path), { recursive: true });
-    const identity = { tenant: forkId, incarnation: record.incarnation, epoch: 1 };
-    const r = await restore({
-      store, ref: { tenant: source.id, incarnation: source.incarnation, epoch: g.epoch, generation: g.generation }, target, outPath: ref.path,
-      verify: (p, txid) => verifyDatabaseInWorker(p, txid, { identity, clearIdempotency: true }),
-    });
+    thread = RestoreThread.start(threadInit(src, ref.path));
+    const r = await thread.restored;
+    const txid = await thread.finish({ identity: { tenant: forkId, incarnation: record.incarnation, epoch: 1 }, clearIdempotency: true });
     await applyStoredSchema(rt, ref);
     const active = await rt.directory.compareAndSet(forkId, record, { state: 'active' });
     if (!active) throw new DomicileError('INTERNAL', 'tenant record changed during the fork');
@@ -191,12 +219,21 @@ async function restoreAsFork(
     rt.metrics.tenantOps.inc({ op: 'create', region });
     // Its first generation starts now (a fresh snapshot in the region's bucket), not at its first write.
     rt.replicator!.notify(ref);
-    await rt.replicator!.waitDurable(ref).catch(() => undefined);
-    return { tenant: forkId, txid: r.txid, time: new Date(r.time).toISOString(), generation: g.generation, epoch: g.epoch, bytes: r.bytes, newTxid: r.txid, fork: true };
+    await rt.replicator!.waitDurable(ref).catch((err: unknown) => {
+      rt.log.warn({ tenant: forkId, err: String((err as Error)?.message ?? err) }, 'restore: the fork\'s first generation is not in the bucket yet; it is shipped when the bucket returns');
+    });
+    return { ...answerOf(forkId, r, g, txid, true), pauseMs: 0 };
   } catch (err) {
+    await thread?.cancel();
     await rt.pool.erase(ref).catch(() => undefined);
-    for (const s of ['', ...SHARD_FILE_SUFFIXES]) rmSync(ref.path + s, { force: true });
+    removeStaged(ref.path);
     await rt.directory.remove(record.id, record.incarnation).catch(() => undefined);
     throw err;
+  } finally {
+    await thread?.cancel();
   }
+}
+
+function answerOf(tenant: string, r: RestoredFile, g: GenerationInfo, newTxid: number, fork: boolean): Omit<RestoreAnswer, 'pauseMs'> {
+  return { tenant, txid: r.txid, time: new Date(r.time).toISOString(), generation: g.generation, epoch: g.epoch, bytes: r.bytes, newTxid, fork };
 }
