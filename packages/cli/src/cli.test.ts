@@ -333,6 +333,14 @@ describe('restore, backups, audit', () => {
     expect(r.stdout).toBe('restored acme as acme-copy to txid 5 (2025-01-01T00:00:05Z)\n');
   });
 
+  it('restore in place also prints the txid the restored state now carries and the pause', async () => {
+    const s = await server({ 'POST /v1/tenants/acme/restore': { json: { tenant: 'acme', txid: 5, time: '2025-01-01T00:00:05Z', newTxid: 42, pauseMs: 12.5, fork: false } } });
+    const r = await cli(['restore', 'acme', '--at', '2025-01-01T00:00:07+02:00'], env(s));
+    expect(r.code).toBe(0);
+    expect(s.requests[0]!.json).toEqual({ at: '2024-12-31T22:00:07.000Z' });
+    expect(r.stdout).toBe('restored acme to txid 5 (2025-01-01T00:00:05Z)\n  now at txid 42 (new backup generation); requests paused 12.5 ms\n');
+  });
+
   it('backups prints one row per generation', async () => {
     const s = await server({
       'GET /v1/tenants/acme/backups': { json: { generations: [

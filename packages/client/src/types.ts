@@ -186,10 +186,22 @@ export interface RestoreRequest {
 
 /** What a restore produced. */
 export interface RestoreResult {
+  /** The tenant holding the restored state (the fork's id with `as`). */
   tenant: string;
+  /** The restored point: the last transaction at or before the target. */
   txid: number;
   /** RFC 3339 commit time of `txid`. */
   time: string;
+  /** Generation (and its epoch) it was restored from. */
+  generation?: string;
+  epoch?: number;
+  /** Size of the restored database. */
+  bytes?: number;
+  /** In place: the txid the restored state carries from now on (txids never reset). */
+  newTxid?: number;
+  fork?: boolean;
+  /** In place: how long the tenant's requests were held for the swap (ms). */
+  pauseMs?: number;
   [field: string]: unknown;
 }
 

@@ -45,7 +45,12 @@ export function registerRestore(program: Command, ctx: Context): void {
         ...(opts.as === undefined ? {} : { as: opts.as }),
       });
       const target = opts.as === undefined ? `restored ${tenant}` : `restored ${tenant} as ${r.tenant}`;
-      out.done(r, [`${target} to txid ${r.txid} (${r.time})`]);
+      const lines = [`${target} to txid ${r.txid} (${r.time})`];
+      // In place: txids never reset, so the restored state goes on under a new txid (and a new backup generation).
+      if (opts.as === undefined && typeof r.newTxid === 'number') {
+        lines.push(`  now at txid ${r.newTxid} (new backup generation)${typeof r.pauseMs === 'number' ? `; requests paused ${r.pauseMs} ms` : ''}`);
+      }
+      out.done(r, lines);
     });
 
   withConnectionOptions(program.command('backups <tenant>').description("list a tenant's backup generations"))
