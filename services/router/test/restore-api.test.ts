@@ -223,7 +223,8 @@ describe('POST /v1/tenants/:id/restore', () => {
   });
 
   it('makes an erase or a move wait for a running restore (RESTORE_IN_PROGRESS), then allows them', async () => {
-    await tenant('held');
+    expect((await t.req('POST', '/v1/tenants', { id: 'held', residency: 'anywhere', region: 'moon-base' })).status).toBe(201);
+    expect((await q('held', 'CREATE TABLE kv (id INTEGER PRIMARY KEY)')).status).toBe(200);
     await insert('held', 1, 30);
     const t30 = await lastTxid('held');
     await insert('held', 31, 40);
@@ -231,6 +232,8 @@ describe('POST /v1/tenants/:id/restore', () => {
     while (!restoreRunning('held')) await new Promise((r) => setImmediate(r));
     const erase = await t.req('DELETE', '/v1/tenants/held');
     expect([erase.status, erase.body.error?.code]).toEqual([409, 'RESTORE_IN_PROGRESS']);
+    const move = await t.req('POST', '/v1/tenants/held/move', { to: 'mars-north' });
+    expect([move.status, move.body.error?.code]).toEqual([409, 'RESTORE_IN_PROGRESS']);
     expect((await running).status).toBe(200);
     expect(await ids('held')).toHaveLength(30);
     expect((await t.req('DELETE', '/v1/tenants/held')).status).toBe(200);

@@ -157,15 +157,15 @@ export class MoveManager {
     return { ...e, allowed, reasons, tenant: id, from: t.region, to: String(to), node: target?.id ?? null };
   }
 
-  /**
-   * Checks and starts a move; throws before anything changes when it may not
-   * run (400, 404, 409 MOVE_IN_PROGRESS, 422 POLICY_VIOLATION, 503).
-   */
   /** True while a move of `tenant` is being checked or runs. */
   running(tenant: string): boolean {
     return this.#byTenant.has(tenant);
   }
 
+  /**
+   * Checks and starts a move; throws before anything changes when it may not
+   * run (400, 404, 409 MOVE_IN_PROGRESS or RESTORE_IN_PROGRESS, 422 POLICY_VIOLATION, 503).
+   */
   async start(id: string, req: { to: string; node?: string }, actor: string): Promise<{ moveId: string; done: Promise<MoveStatus> }> {
     assertTenantId(id);
     if (this.#byTenant.has(id)) throw inProgress(id);
