@@ -27,13 +27,6 @@ export interface RestoreOptions {
   target?: RestoreTarget;
   /** Output file; written as `<out>.restore-*.tmp` beside it, then renamed. An existing file is replaced. */
   outPath: string;
-  /**
-   * Runs `PRAGMA integrity_check` (and the txid check) on the rebuilt file
-   * before it is renamed; default {@link verifyDatabase} on this thread. A
-   * server passes one that runs off the event loop (`verify-worker.ts`), and
-   * may change Domicile's own rows there too (a restore in place or a fork).
-   */
-  verify?: (path: string, txid: number) => Promise<void> | void;
 }
 
 /** What a restore produced. */
@@ -155,7 +148,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
     fsyncSync(fd);
     closeSync(fd);
     closed = true;
-    await (opts.verify ?? verifyDatabase)(tmp, txid);
+    verifyDatabase(tmp, txid);
     for (const s of ['-wal', '-shm']) rmSync(tmp + s, { force: true }); // left by the verifying connection, if any
     const bytes = statSync(tmp).size;
     renameSync(tmp, opts.outPath);
@@ -269,7 +262,7 @@ function fsyncDir(dir: string): void {
 }
 
 /** `PRAGMA integrity_check` and the `_domicile_meta` txid (when the table exists) of a restored file. */
-export function verifyDatabase(path: string, txid: number): void {
+function verifyDatabase(path: string, txid: number): void {
   let db: Database.Database | undefined;
   try {
     db = new Database(path, { fileMustExist: true });

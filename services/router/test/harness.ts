@@ -4,6 +4,7 @@ import path from 'node:path';
 import pino from 'pino';
 import type { FastifyInstance } from 'fastify';
 import { parseConfig } from '@domicile/config';
+import { startS3Server, S3RVER_CREDENTIALS, type S3Server } from '@domicile/testkit';
 import { buildApp } from '../src/app.ts';
 import { Runtime } from '../src/runtime.ts';
 
@@ -64,6 +65,40 @@ export async function testApp(env: Record<string, string> = {}): Promise<TestApp
       await app.close();
       await rt.close();
       rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * A test app whose moon-base region's bucket is a real S3-compatible server
+ * (s3rver, started here): the AWS credentials it needs are set in the
+ * environment and put back by `close()`, which also stops the server. `url`
+ * is the bucket URL (quick retries, so outage tests stay short).
+ */
+export async function s3TestApp(bucket: string): Promise<{ s3: S3Server; t: TestApp; url: string; close(): Promise<void> }> {
+  const saved = { id: process.env.AWS_ACCESS_KEY_ID, secret: process.env.AWS_SECRET_ACCESS_KEY };
+  const s3 = await startS3Server({ buckets: [bucket] });
+  process.env.AWS_ACCESS_KEY_ID = S3RVER_CREDENTIALS.accessKeyId;
+  process.env.AWS_SECRET_ACCESS_KEY = S3RVER_CREDENTIALS.secretAccessKey;
+  const restoreEnv = () => {
+    if (saved.id === undefined) delete process.env.AWS_ACCESS_KEY_ID; else process.env.AWS_ACCESS_KEY_ID = saved.id;
+    if (saved.secret === undefined) delete process.env.AWS_SECRET_ACCESS_KEY; else process.env.AWS_SECRET_ACCESS_KEY = saved.secret;
+  };
+  const url = `${s3.bucketUrl(bucket, 'p')}&maxAttempts=2&connectTimeoutMs=500`;
+  let t: TestApp;
+  try {
+    t = await testApp({ DOMICILE_BUCKETS: `moon-base=${url}` });
+  } catch (err) {
+    await s3.stop();
+    restoreEnv();
+    throw err;
+  }
+  return {
+    s3, t, url,
+    async close() {
+      await t.close();
+      await s3.stop();
+      restoreEnv();
     },
   };
 }

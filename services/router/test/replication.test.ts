@@ -10,8 +10,8 @@ import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openObjectStore, type ObjectStore } from '@domicile/object-store';
 import { listGenerations, restore } from '@domicile/replication';
-import { startDomicile, startS3Server, S3RVER_CREDENTIALS, type DomicileServer, type S3Server } from '@domicile/testkit';
-import { testApp, type TestApp } from './harness.ts';
+import { startDomicile, type DomicileServer, type S3Server } from '@domicile/testkit';
+import { s3TestApp, testApp, type TestApp } from './harness.ts';
 
 const scratch = mkdtempSync(path.join(tmpdir(), 'domicile-repl-test-'));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
@@ -187,18 +187,13 @@ async function waitFor(check: () => Promise<boolean>, timeoutMs = 20_000): Promi
 describe('async replication to an S3 bucket (s3rver), through an outage', () => {
   let s3: S3Server;
   let t: TestApp;
-  const saved = { id: process.env.AWS_ACCESS_KEY_ID, secret: process.env.AWS_SECRET_ACCESS_KEY };
+  let env: Awaited<ReturnType<typeof s3TestApp>>;
   beforeAll(async () => {
-    s3 = await startS3Server({ buckets: ['repl'] });
-    process.env.AWS_ACCESS_KEY_ID = S3RVER_CREDENTIALS.accessKeyId;
-    process.env.AWS_SECRET_ACCESS_KEY = S3RVER_CREDENTIALS.secretAccessKey;
-    t = await testApp({ DOMICILE_BUCKETS: `moon-base=${s3.bucketUrl('repl', 'p')}&maxAttempts=2&connectTimeoutMs=500` });
+    env = await s3TestApp('repl');
+    ({ s3, t } = env);
   }, 30_000);
   afterAll(async () => {
-    await t?.close();
-    await s3?.stop();
-    if (saved.id === undefined) delete process.env.AWS_ACCESS_KEY_ID; else process.env.AWS_ACCESS_KEY_ID = saved.id;
-    if (saved.secret === undefined) delete process.env.AWS_SECRET_ACCESS_KEY; else process.env.AWS_SECRET_ACCESS_KEY = saved.secret;
+    await env?.close();
   });
 
   it('keeps accepting async writes while the bucket is down, shows the lag, and catches up after', async () => {

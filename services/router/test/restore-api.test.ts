@@ -7,9 +7,9 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { restore } from '@domicile/replication';
-import { startS3Server, S3RVER_CREDENTIALS, type S3Server } from '@domicile/testkit';
+import type { S3Server } from '@domicile/testkit';
 import { restoreRunning } from '../src/restore/restore-locks.ts';
-import { testApp, type TestApp } from './harness.ts';
+import { s3TestApp, testApp, type TestApp } from './harness.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -256,18 +256,13 @@ describe('restore with replication off', () => {
 describe('restore from an S3 bucket (s3rver)', () => {
   let s3: S3Server;
   let t: TestApp;
-  const saved = { id: process.env.AWS_ACCESS_KEY_ID, secret: process.env.AWS_SECRET_ACCESS_KEY };
+  let env: Awaited<ReturnType<typeof s3TestApp>>;
   beforeAll(async () => {
-    s3 = await startS3Server({ buckets: ['rest'] });
-    process.env.AWS_ACCESS_KEY_ID = S3RVER_CREDENTIALS.accessKeyId;
-    process.env.AWS_SECRET_ACCESS_KEY = S3RVER_CREDENTIALS.secretAccessKey;
-    t = await testApp({ DOMICILE_BUCKETS: `moon-base=${s3.bucketUrl('rest', 'p')}&maxAttempts=2&connectTimeoutMs=500` });
+    env = await s3TestApp('rest');
+    ({ s3, t } = env);
   }, 30_000);
   afterAll(async () => {
-    await t?.close();
-    await s3?.stop();
-    if (saved.id === undefined) delete process.env.AWS_ACCESS_KEY_ID; else process.env.AWS_ACCESS_KEY_ID = saved.id;
-    if (saved.secret === undefined) delete process.env.AWS_SECRET_ACCESS_KEY; else process.env.AWS_SECRET_ACCESS_KEY = saved.secret;
+    await env?.close();
   });
   const { ids, insert, lastTxid, tenant, offline } = helpers(() => t);
 

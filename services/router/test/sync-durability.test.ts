@@ -10,8 +10,8 @@ import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openObjectStore, type ObjectStore } from '@domicile/object-store';
 import { listGenerations, restore } from '@domicile/replication';
-import { startS3Server, S3RVER_CREDENTIALS, type S3Server } from '@domicile/testkit';
-import { testApp, type TestApp } from './harness.ts';
+import type { S3Server } from '@domicile/testkit';
+import { s3TestApp, testApp, type TestApp } from './harness.ts';
 
 const scratch = mkdtempSync(path.join(tmpdir(), 'domicile-sync-test-'));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
@@ -93,21 +93,15 @@ describe('sync durability through a bucket outage (s3rver)', () => {
   let s3: S3Server;
   let t: TestApp;
   let store: ObjectStore;
-  const saved = { id: process.env.AWS_ACCESS_KEY_ID, secret: process.env.AWS_SECRET_ACCESS_KEY };
+  let env: Awaited<ReturnType<typeof s3TestApp>>;
   beforeAll(async () => {
-    s3 = await startS3Server({ buckets: ['sync'] });
-    process.env.AWS_ACCESS_KEY_ID = S3RVER_CREDENTIALS.accessKeyId;
-    process.env.AWS_SECRET_ACCESS_KEY = S3RVER_CREDENTIALS.secretAccessKey;
-    const url = `${s3.bucketUrl('sync', 'p')}&maxAttempts=2&connectTimeoutMs=500`;
-    t = await testApp({ DOMICILE_BUCKETS: `moon-base=${url}` });
-    store = openObjectStore(url);
+    env = await s3TestApp('sync');
+    ({ s3, t } = env);
+    store = openObjectStore(env.url);
   }, 30_000);
   afterAll(async () => {
-    await t?.close();
     store?.close?.();
-    await s3?.stop();
-    if (saved.id === undefined) delete process.env.AWS_ACCESS_KEY_ID; else process.env.AWS_ACCESS_KEY_ID = saved.id;
-    if (saved.secret === undefined) delete process.env.AWS_SECRET_ACCESS_KEY; else process.env.AWS_SECRET_ACCESS_KEY = saved.secret;
+    await env?.close();
   });
 
   it('refuses writes up front while the bucket is down, says committedLocally when an upload fails after the commit, loses nothing', async () => {

@@ -17,7 +17,7 @@ import type { ObjectStore } from '@domicile/object-store';
 import { checkMove, explainMove, findResidency, type MoveExplanation } from '@domicile/policy';
 import { generationsPrefix, listGenerations } from '@domicile/replication';
 import { shardPath, type ShardRef } from '@domicile/shard';
-import { restoreRunning } from '../restore/restore-service.ts';
+import { restoreInProgress, restoreRunning } from '../restore/restore-locks.ts';
 import type { Runtime } from '../runtime.ts';
 import { assertTenantId, getLiveTenant } from '../tenant-service.ts';
 import type { CheckpointHolds } from './checkpoint-holds.ts';
@@ -175,7 +175,7 @@ export class MoveManager {
     try {
       const t = await getLiveTenant(this.#rt, id);
       if (t.state === 'moving') throw inProgress(id);
-      if (restoreRunning(id)) throw new DomicileError('RESTORE_IN_PROGRESS', `tenant "${id}" is being restored; move it afterwards`, { tenant: id });
+      if (restoreRunning(id)) throw restoreInProgress(id, 'move it afterwards');
       checkMove(this.#rt.policy, t, req.to);
       const targetNode = this.#rt.nodeForRegion(req.to);
       if (!targetNode) throw new DomicileError('NODE_UNAVAILABLE', `no live node serves region "${req.to}"`, { region: req.to });

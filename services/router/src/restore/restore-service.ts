@@ -34,7 +34,6 @@ import { assertTenantId, getLiveTenant } from '../tenant-service.ts';
 import { claimRestore } from './restore-locks.ts';
 import { RestoreThread, type RestoreThreadInit, type RestoredFile } from './restore-thread.ts';
 
-export { restoreRunning } from './restore-locks.ts';
 
 /** The route's body. */
 export interface RestoreRequest {
