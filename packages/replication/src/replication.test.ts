@@ -256,3 +256,19 @@ describe('txid attribution across schema changes in one capture', () => {
     expect(dumpDatabase(out)).toEqual(dumpDatabase(path));
   });
 });
+
+describe('a database file replaced under the shipper', () => {
+  it('is never read as this generation: capture reports a restart (restore in place, move)', async () => {
+    const { dir, path, shard, store, ref } = await setup();
+    const shipper = await beginGeneration(shard, store, ref, path);
+    shard.write((db) => db.prepare('INSERT INTO items (name) VALUES (?)').run('a'));
+    expect(await ship(shipper, store)).toBe(1);
+    shipper.releaseFile();
+    shard.db.close();
+    const { copyFileSync, renameSync } = await import('node:fs');
+    copyFileSync(path, join(dir, 'other.db'));
+    renameSync(join(dir, 'other.db'), path); // same content, another file
+    const c = await shipper.captureAsync();
+    expect(c).toEqual({ kind: 'restart', reason: 'db-replaced' });
+  });
+});

@@ -11,7 +11,7 @@
  * txids"). Commits that do not move the txid (a VACUUM or PRAGMA runs in
  * autocommit before its own txid bump) belong to the next commit that does.
  */
-import { closeSync, existsSync, openSync, readSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, openSync, readSync, statSync, type Stats } from 'node:fs';
 import { DomicileError } from '@domicile/errors';
 import { applyTransactionHashes, DbHashState, formatChecksum, type DbChecksum } from './checksum.ts';
 import type { CompressionId } from './compression.ts';
@@ -85,6 +85,8 @@ export class WalShipper {
   /** The live database file; closed by {@link releaseFile} between passes and reopened on use. */
   #db: DbFile | null;
   readonly #pageSize: number;
+  /** Device and inode of the database file this shipper's state describes. */
+  readonly #fileId: string;
   readonly #state: DbHashState;
   #txid: number;
   #shippedTxid: number;
@@ -102,6 +104,7 @@ export class WalShipper {
     this.#walPath = `${opts.dbPath}-wal`;
     this.#db = db;
     this.#pageSize = db.pageSize;
+    this.#fileId = fileIdentity(fstatSync(db.fd));
     this.#state = state;
     this.#txid = txid;
     this.#shippedTxid = txid;
@@ -336,6 +339,15 @@ export class WalShipper {
 
   #capture(): Exclude<CaptureResult, { kind: 'segment' }> | UnencodedSegment {
     if (this.#closed) throw new DomicileError('INTERNAL', 'shipper closed');
+    // A file swapped in under this path (a restore in place, a move) is not this generation's: never read its WAL.
+    let id: string;
+    try {
+      id = fileIdentity(statSync(this.#opts.dbPath));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { kind: 'restart', reason: 'db-missing' };
+      throw err;
+    }
+    if (id !== this.#fileId) return { kind: 'restart', reason: 'db-replaced' };
     const wal = this.#openWal();
     if (wal === null) {
       if (this.#position === null || this.#expectRestart) return { kind: 'none', pendingCommits: 0 };
@@ -515,6 +527,7 @@ export class WalShipper {
     if (this.#db) return this.#db;
     const fd = openSync(this.#opts.dbPath, 'r');
     try {
+      if (fileIdentity(fstatSync(fd)) !== this.#fileId) throw new DomicileError('INTERNAL', 'the database file was replaced under the shipper');
       const db = new DbFile(fd, this.#pageSize);
       this.#db = db;
       return db;
@@ -557,4 +570,8 @@ function noNewCommits(wal: number): boolean {
 
 function discontinuity(message: string): Error & { code: string } {
   return Object.assign(new Error(message), { code: 'TXID_DISCONTINUITY' });
+}
+
+function fileIdentity(st: Stats): string {
+  return `${st.dev}:${st.ino}`;
 }

@@ -452,6 +452,7 @@ export class Replicator {
         captured = true;
         if (c.kind === 'none') break;
         if (c.kind === 'restart') {
+          if (st.stopped) return; // a stopped shipper (restore, move, erase) starts nothing
           this.#o.log.warn({ tenant: st.ref.tenant, reason: c.reason }, 'WAL not continuous with the generation: starting a new one');
           st.shipper!.close();
           st.shipper = null;
