@@ -27,14 +27,22 @@ export function compress(id: CompressionId, data: Uint8Array): Uint8Array {
 const brotliCompressAsync = promisify(brotliCompress);
 const deflateRawAsync = promisify(deflateRaw);
 
-/** {@link compress} on the libuv thread pool (off the event loop). */
+/**
+ * {@link compress} on the libuv thread pool (off the event loop). The output
+ * buffer is sized for the whole result (compressed pages are smaller than
+ * their input; up to 8 MiB): with zlib's 16 KiB default every output chunk
+ * costs a round trip to the main thread, measured as the largest single cost
+ * of async replication under write load.
+ */
 export async function compressAsync(id: CompressionId, data: Uint8Array): Promise<Uint8Array> {
+  const chunkSize = Math.min(Math.max(data.byteLength + 1024, 64 << 10), 8 << 20);
   switch (id) {
     case Compression.none: return data;
     case Compression.brotli: return brotliCompressAsync(data, {
+      chunkSize,
       params: { [constants.BROTLI_PARAM_QUALITY]: 1, [constants.BROTLI_PARAM_SIZE_HINT]: data.byteLength },
     });
-    case Compression.deflateRaw: return deflateRawAsync(data, { level: 1 });
+    case Compression.deflateRaw: return deflateRawAsync(data, { level: 1, chunkSize });
   }
 }
 

@@ -2,9 +2,9 @@ import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { DbHashState, applyTransactionHashes } from './checksum.ts';
 import { Compression } from './compression.ts';
-import { decodeSegment, encodeSegment, type SegmentHeader, type SegmentTransaction } from './segment.ts';
+import { decodeSegment, encodeSegment, encodeSegmentV1, SEGMENT_MAJOR, type SegmentHeader, type SegmentTransaction } from './segment.ts';
 
-function sample(compression?: number): { header: SegmentHeader; txs: SegmentTransaction[]; bytes: Uint8Array } {
+function sample(compression?: number, encode = encodeSegment): { header: SegmentHeader; txs: SegmentTransaction[]; bytes: Uint8Array } {
   const state = new DbHashState();
   for (let p = 1; p <= 5; p++) state.setPage(p, Buffer.alloc(1024, p));
   const header: SegmentHeader = { tenant: 'acme', incarnation: 'inc-1', generation: '0123456789abcdef0123', epoch: 7, pageSize: 1024, preChecksum: state.checksum, prePageCount: 5 };
@@ -14,13 +14,14 @@ function sample(compression?: number): { header: SegmentHeader; txs: SegmentTran
     const tx = { txid: 41 + i, time: 1_700_000_000_000 + i, truncateTo: 5 + i, commitSize: 6 + i, pages };
     txs.push({ ...tx, postChecksum: applyTransactionHashes(state, tx) });
   }
-  return { header, txs, bytes: encodeSegment(header, txs, compression === undefined ? {} : { compression: compression as 0 }) };
+  return { header, txs, bytes: encode(header, txs, compression === undefined ? {} : { compression: compression as 0 }) };
 }
 
-describe('segment codec', () => {
+describe.each([['format 2', encodeSegment], ['format 1 (still read)', encodeSegmentV1]] as const)('segment codec, %s', (_name, encode) => {
   it('round trips header, transactions and pages, with each codec', () => {
     for (const c of [Compression.none, Compression.brotli, Compression.deflateRaw]) {
-      const { header, txs, bytes } = sample(c);
+      const { header, txs, bytes } = sample(c, encode);
+      expect(Buffer.from(bytes).readUInt16BE(4)).toBe(encode === encodeSegment ? SEGMENT_MAJOR : 1);
       const d = decodeSegment(bytes);
       expect(d).toMatchObject({ ...header, minTxid: 41, maxTxid: 43, postChecksum: txs[2]!.postChecksum, postPageCount: 8 });
       d.transactions.forEach((t, i) => {
@@ -31,7 +32,7 @@ describe('segment codec', () => {
   });
 
   it('refuses every corrupted byte and every truncation with BACKUP_INVALID', () => {
-    const { bytes } = sample();
+    const { bytes } = sample(undefined, encode);
     for (let i = 0; i < bytes.length; i++) {
       const bad = Buffer.from(bytes);
       bad[i]! ^= 1 << (i % 8);
@@ -43,8 +44,30 @@ describe('segment codec', () => {
   });
 
   it('names an unknown major version in a clear error', () => {
-    const bad = Buffer.from(sample().bytes);
-    bad.writeUInt16BE(2, 4);
-    expect(() => decodeSegment(bad, 'seg-x')).toThrow(/seg-x has segment format 2\.0; this build reads major version 1 only/);
+    const bad = Buffer.from(sample(undefined, encode).bytes);
+    bad.writeUInt16BE(3, 4);
+    expect(() => decodeSegment(bad, 'seg-x')).toThrow(/seg-x has segment format 3\.0; this build reads major versions 1 and 2/);
+  });
+});
+
+describe('segment format 2', () => {
+  it('compresses consecutive images of one page together: far smaller than format 1 for one-row transactions', () => {
+    const state = new DbHashState();
+    const page = Buffer.alloc(4096, 0);
+    state.setPage(1, page);
+    const header: SegmentHeader = { tenant: 'acme', incarnation: 'inc-1', generation: '0123456789abcdef0123', epoch: 1, pageSize: 4096, preChecksum: state.checksum, prePageCount: 1 };
+    const txs: SegmentTransaction[] = [];
+    for (let i = 0; i < 200; i++) {
+      const data = Buffer.from(page);
+      randomBytes(40).copy(data, 100 + i * 19); // one new "row" per transaction
+      data.copy(page);
+      const tx = { txid: 1 + i, time: 1_700_000_000_000 + i, truncateTo: 1, commitSize: 1, pages: [{ pgno: 1, data }] };
+      txs.push({ ...tx, postChecksum: applyTransactionHashes(state, tx) });
+    }
+    const v2 = encodeSegment(header, txs);
+    const v1 = encodeSegmentV1(header, txs);
+    expect(v2.byteLength * 5).toBeLessThan(v1.byteLength);
+    const d = decodeSegment(v2);
+    expect(Buffer.from(d.transactions[137]!.pages()[0]!.data).equals(Buffer.from(txs[137]!.pages[0]!.data))).toBe(true);
   });
 });
