@@ -354,6 +354,12 @@ export class WalShipper {
       return { kind: 'restart', reason: 'wal-missing' };
     }
     try {
+      // Again now that the log is open: a swap between the first check and the open may have given us
+      // the new file's log (the shipper may run on another thread than the swap). After this check the
+      // open descriptor pins the log we read, whatever is renamed later.
+      let again: string | undefined;
+      try { again = fileIdentity(statSync(this.#opts.dbPath)); } catch { /* gone: below */ }
+      if (again !== this.#fileId) return { kind: 'restart', reason: again === undefined ? 'db-missing' : 'db-replaced' };
       let from = this.#position;
       let res = from ? readWal(wal, from) : readWal(wal);
       if (res.kind === 'restart') {

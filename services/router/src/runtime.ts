@@ -21,6 +21,7 @@ import { Metrics } from './metrics.ts';
 import { CheckpointHolds } from './moves/checkpoint-holds.ts';
 import { MoveManager } from './moves/move-manager.ts';
 import { Replicator, type ReplicatorOptions } from './replication/replicator.ts';
+import { ThreadShippers } from './replication/shipper-thread.ts';
 import { randomSecret, readOrCreateSecret, secretFiles } from './secrets.ts';
 
 /** A node this process runs: on the embedded default one per region of the policy. */
@@ -172,6 +173,7 @@ export class Runtime {
           return region === undefined ? undefined : regionBuckets.get(region)?.store;
         },
         onUpload: (...args) => onUpload?.(...args),
+        shippers: new ThreadShippers(),
         snapshotIntervalMs: config.snapshotIntervalMs,
         shipIntervalMs: config.shipIntervalMs,
         checkpointBytes: config.checkpointBytes,

@@ -223,6 +223,10 @@ describe('file descriptors of idle tenants', () => {
     const openFds = () => readdirSync('/proc/self/fd').length;
     const t = await testApp({ DOMICILE_MAX_OPEN_SHARDS: '8' });
     try {
+      // One tenant first: the node's constant descriptors (the shipper thread's event loop among them) count before.
+      expect((await t.req('POST', '/v1/tenants', { id: 'fd-warm', residency: 'moon' })).status).toBe(201);
+      expect((await t.req('POST', '/v1/tenants/fd-warm/query', { sql: 'CREATE TABLE kv (id INTEGER PRIMARY KEY)' })).status).toBe(200);
+      expect(await t.rt.replicator!.flush()).toBe(true);
       const before = openFds();
       for (let i = 0; i < 60; i++) {
         const id = `fd${i}`;

@@ -8,6 +8,7 @@ import { FsObjectStore } from '@domicile/object-store';
 import { listGenerations } from '@domicile/replication';
 import { ShardPool, shardPath, type ShardRef } from '@domicile/shard';
 import { Replicator } from '../src/replication/replicator.ts';
+import { ThreadShippers } from '../src/replication/shipper-thread.ts';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'domicile-forget-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -35,6 +36,36 @@ describe('Replicator idle forgetting', () => {
       expect(gens).toHaveLength(1);
       expect(gens[0]!.lastTxid).toBe(3);
       expect(rep.status('idle')).toMatchObject({ lastTxid: 3, replicatedTxid: 3 });
+    } finally {
+      await rep.close();
+      await pool.close();
+    }
+  });
+});
+
+describe('Replicator with its shippers on a thread', () => {
+  it('a crash of the shipper thread loses nothing: the tenant resumes from the bucket tip on a new thread, same generation, no gap', async () => {
+    const store = new FsObjectStore(path.join(dir, 'bucket-thread'));
+    const shippers = new ThreadShippers();
+    let rep!: Replicator;
+    const pool = new ShardPool({ workers: 1, maxOpenShards: 4, statementTimeoutMs: 5000, maxResultBytes: 1 << 20, maxDbBytes: 1 << 26, replication: true, onCommit: (r) => rep.notify(r) });
+    rep = new Replicator({ pool, storeFor: () => store, log: quiet, shipIntervalMs: 10, baseBackoffMs: 10, shippers });
+    await pool.start();
+    try {
+      const ref: ShardRef = { tenant: 'crashy', incarnation: 'inc1', epoch: 1, path: shardPath(dir, 'crashy') };
+      await pool.create(ref);
+      await pool.query(ref, { sql: 'CREATE TABLE kv (id INTEGER PRIMARY KEY)' });
+      await pool.query(ref, { sql: 'INSERT INTO kv VALUES (1)' });
+      expect(await rep.flush()).toBe(true);
+      const thread = shippers.threadId;
+      await shippers.crashForTest();
+      for (let i = 2; i <= 6; i++) await pool.query(ref, { sql: `INSERT INTO kv VALUES (${i})` });
+      expect(await rep.flush()).toBe(true);
+      expect(shippers.threadId).not.toBe(thread);
+      const gens = await listGenerations(store, 'crashy', 'inc1');
+      expect(gens).toHaveLength(1);
+      expect(gens[0]!.lastTxid).toBe(7);
+      expect(rep.status('crashy')).toMatchObject({ lastTxid: 7, replicatedTxid: 7, failures: 0 });
     } finally {
       await rep.close();
       await pool.close();

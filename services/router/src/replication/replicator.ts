@@ -1,12 +1,13 @@
 /**
  * The replicator (DESIGN §8, docs/replication-format.md "Recommended
- * architecture"): one object on the main thread that owns every tenant's
- * `WalShipper`. The pool reports each successful tenant request
- * (`onCommit`); the replicator then reads the tenant's `-wal` itself
+ * architecture"): one object on the main thread that drives every tenant's
+ * `WalShipper` (through `Shippers`, shippers.ts: on the node they live on a
+ * thread of their own). The pool reports each successful tenant request
+ * (`onCommit`); the replicator then has the tenant's `-wal` read
  * (`capture()`: plain file reads, no SQLite), uploads the segment to the
  * region's bucket (in order, write-once, retried with capped exponential
- * backoff), and acknowledges it. Re-homing a tenant between workers is free:
- * the shipper never lives in a worker.
+ * backoff), and acknowledges it. Re-homing a tenant between SQLite workers
+ * is free: the shipper never lives in one.
  *
  * Checkpoints and generation starts are jobs in the tenant's queue
  * (`pool.maintenance`), so they run between the tenant's writes: a generation
@@ -24,8 +25,8 @@
  * share one upload. A failed upload marks the region's bucket down
  * (`bucketDown`) until an upload to it succeeds again.
  *
- * A generation start hashes the copy on the main thread in slices
- * (`beginGenerationFromCopyAsync`): other requests wait at most one slice.
+ * A generation start hashes the copy on the shippers' thread in slices
+ * (`beginGenerationFromCopyAsync`): other tenants' captures wait at most one slice.
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
@@ -34,10 +35,11 @@ import { DomicileError } from '@domicile/errors';
 import type { ObjectBody, ObjectStore } from '@domicile/object-store';
 import { isAlreadyExists } from '@domicile/object-store';
 import {
-  createSnapshot, generationTime, listGenerations, newGenerationId, pruneGenerations, readGenerationTip, snapshotKey, WalShipper,
+  createSnapshot, generationTime, listGenerations, newGenerationId, pruneGenerations, readGenerationTip, snapshotKey,
   type CaptureResult, type GenerationRef,
 } from '@domicile/replication';
 import type { MaintenanceOp, MaintenanceResult, ShardRef } from '@domicile/shard';
+import { InProcessShippers, isShipperLost, type ShipperHandle, type Shippers } from './shippers.ts';
 
 /** What the replicator needs from the shard pool. */
 export interface ReplicatorPool {
@@ -89,6 +91,12 @@ export interface ReplicatorOptions {
   /** How often a bucket known to be down is probed; default 500 ms. */
   probeIntervalMs?: number;
   now?: () => number;
+  /**
+   * Where the WAL shippers run (reading the `-wal`, hashing pages, encoding
+   * segments); default on this thread. The node passes `ThreadShippers` (its
+   * own worker thread). Closed by {@link Replicator.close}.
+   */
+  shippers?: Shippers;
   /** Told of every object stored (for metrics): its kind, size when known, and how long the upload took. */
   onUpload?: (ref: ShardRef, kind: 'segment' | 'snapshot', bytes: number | undefined, seconds: number) => void;
 }
@@ -112,7 +120,7 @@ interface TenantRep {
   gen: GenerationRef | null;
   /** Creation time of `gen` (its snapshot's), for the snapshot schedule. */
   genStartedAt: number;
-  shipper: WalShipper | null;
+  shipper: ShipperHandle | null;
   /** A segment captured but not yet stored (retried with the same bytes). */
   inflight: Extract<CaptureResult, { kind: 'segment' }> | null;
   dirty: boolean;
@@ -151,7 +159,8 @@ function walSignature(dbPath: string): string {
 
 /** Ships every tenant's WAL to its region's bucket; see the file comment. */
 export class Replicator {
-  readonly #o: Required<Omit<ReplicatorOptions, 'pool' | 'storeFor' | 'log' | 'onUpload'>> & Pick<ReplicatorOptions, 'pool' | 'storeFor' | 'log' | 'onUpload'>;
+  readonly #o: Required<Omit<ReplicatorOptions, 'pool' | 'storeFor' | 'log' | 'onUpload' | 'shippers'>> & Pick<ReplicatorOptions, 'pool' | 'storeFor' | 'log' | 'onUpload'>;
+  readonly #shippers: Shippers;
   readonly #tenants = new Map<string, TenantRep>();
   readonly #noBucketLogged = new Set<string>();
   /** Buckets whose latest upload failed (with no success since). */
@@ -165,6 +174,7 @@ export class Replicator {
       checkpointBytes: 4 << 20, baseBackoffMs: 200, maxBackoffMs: 5_000, concurrency: 8, now: Date.now,
       snapshotIntervalMs: 3_600_000, retentionMs: 7 * 86_400_000, shipIntervalMs: 200, idleForgetMs: 300_000, probeIntervalMs: 500, ...opts,
     };
+    this.#shippers = opts.shippers ?? new InProcessShippers();
     this.#sweeper = setInterval(() => this.#forgetIdle(), Math.max(50, Math.min(60_000, this.#o.idleForgetMs / 2)));
     this.#sweeper.unref?.();
   }
@@ -323,6 +333,7 @@ export class Replicator {
     this.#closed = true;
     clearInterval(this.#sweeper);
     await Promise.all([...this.#tenants.keys()].map((t) => this.stop(t)));
+    await this.#shippers.close();
   }
 
   // ---- per tenant ----
@@ -352,7 +363,7 @@ export class Replicator {
             await this.#pass(st, seq);
           } finally {
             // No file descriptor per idle tenant: the shipper reopens its database at the next capture.
-            st.shipper?.releaseFile();
+            await st.shipper?.releaseFile().catch(() => undefined);
           }
           st.walSig = sig;
           st.failures = 0;
@@ -370,6 +381,19 @@ export class Replicator {
             st.shipper = null;
             for (const w of st.durable.splice(0)) w.reject(notShipped());
             return;
+          }
+          if (isShipperLost(err)) {
+            // The shipper thread died: resume from the bucket's tip (the -wal still holds every
+            // unshipped frame; a captured, unstored segment is captured again). Not the bucket's fault.
+            this.#o.log.warn({ tenant: st.ref.tenant, err: String((err as Error).message) }, 'shipper lost: resuming from the bucket tip');
+            st.shipper = null;
+            st.inflight = null;
+            st.gen = null;
+            st.dirty = true;
+            st.failures++;
+            st.lastError = String((err as Error).message);
+            await this.#sleep(st, this.#backoff(st.failures));
+            continue;
           }
           st.failures++;
           st.lastError = String((err as Error)?.message ?? err);
@@ -448,7 +472,7 @@ export class Replicator {
       if (st.stopped) return;
       if (!st.inflight) {
         if (captured) break;
-        const c = await st.shipper!.captureAsync();
+        const c = await st.shipper!.capture();
         captured = true;
         if (c.kind === 'none') break;
         if (c.kind === 'restart') {
@@ -471,7 +495,7 @@ export class Replicator {
       if (this.#downStores.delete(st.store)) this.#o.log.info({ tenant: st.ref.tenant }, 'bucket reachable again');
     }
     this.#passDone(st, seq);
-    if (this.#o.now() - st.genStartedAt >= this.#o.snapshotIntervalMs && st.shipper!.checkpointAllowed()) {
+    if (this.#o.now() - st.genStartedAt >= this.#o.snapshotIntervalMs && await st.shipper!.checkpointAllowed()) {
       await this.#rotate(st);
       return;
     }
@@ -506,7 +530,12 @@ export class Replicator {
       const gen: GenerationRef = { tenant, incarnation, epoch, generation: last.generation };
       const tip = await readGenerationTip(st.store, gen);
       if (tip) {
-        const shipper = WalShipper.resume({ dbPath: st.ref.path, ...gen }, tip);
+        const shipper = await this.#shippers.resume({ dbPath: st.ref.path, ...gen }, tip);
+        if (st.stopped) {
+          // Stopped meanwhile (a restore or move swapping the file): ship nothing, begin nothing.
+          shipper?.close();
+          return;
+        }
         if (shipper) {
           st.shipper = shipper;
           st.gen = gen;
@@ -525,10 +554,16 @@ export class Replicator {
     const copy = `${st.ref.path}.snapshot-${randomBytes(6).toString('hex')}.tmp`;
     try {
       const res = await this.#o.pool.maintenance(st.ref, { op: 'snapshot-copy', dest: copy });
+      // A stopped tenant (restore, move, erase) uploads no generation: the copy may be of a file swapped in since.
+      if (st.stopped) return;
       if (!res.copied) throw new Error(`generation start: checkpoint not complete (${res.skipped ?? 'busy'})`);
       const gen: GenerationRef = { tenant: st.ref.tenant, incarnation: st.ref.incarnation, epoch: st.ref.epoch, generation: newGenerationId(this.#o.now()) };
-      // Hashes the copy on the main thread in ~2 MiB slices, yielding between them.
-      const shipper = await WalShipper.beginGenerationFromCopyAsync({ dbPath: st.ref.path, ...gen }, copy);
+      // Hashes the copy (on the shippers' thread, in ~2 MiB slices).
+      const shipper = await this.#shippers.beginFromCopy({ dbPath: st.ref.path, ...gen }, copy);
+      if (st.stopped) {
+        shipper.close();
+        return;
+      }
       try {
         const snap = createSnapshot({ dbPath: copy, ...gen, checksum: shipper.checksum, time: this.#o.now() });
         try {
@@ -596,7 +631,7 @@ export class Replicator {
       const res = await pool.heldMaintenance(st.ref, async () => {
         for (;;) {
           if (st.stopped || st.shipper !== shipper) return null;
-          const c = await shipper.captureAsync();
+          const c = await shipper.capture();
           if (c.kind === 'none') break;
           if (c.kind === 'restart') return null; // the next pass begins a new generation (its snapshot job would wait behind this hold)
           const started = performance.now();
@@ -604,7 +639,7 @@ export class Replicator {
           this.#o.onUpload?.(st.ref, 'segment', c.bytes.byteLength, (performance.now() - started) / 1000);
           shipper.acknowledge(c.maxTxid);
         }
-        if (!shipper.checkpointAllowed()) return null;
+        if (!(await shipper.checkpointAllowed())) return null;
         let now: number;
         try { now = (await stat(`${st.ref.path}-wal`)).size; } catch { return null; }
         return { op: 'checkpoint', expectWalBytes: now };
@@ -614,7 +649,7 @@ export class Replicator {
       return;
     }
     // Size first, then the check: a commit in between fails the check or changes the size the job verifies.
-    if (!shipper.checkpointAllowed()) return;
+    if (!(await shipper.checkpointAllowed())) return;
     const res = await this.#o.pool.maintenance(st.ref, { op: 'checkpoint', expectWalBytes: bytes });
     if (res.skipped) {
       st.dirty = true;

@@ -1,0 +1,39 @@
+/** Messages between the main thread and the shipper thread (shipper-thread.ts, shipper-worker.ts). */
+import { deserializeError, isDomicileError, type SerializedError } from '@domicile/errors';
+import type { DbChecksum, GenerationTip, ShipperOptions } from '@domicile/replication';
+
+/** Main thread → worker. Calls with an `id` are answered; the others apply in order. */
+export type ToShipperWorker =
+  | { id: number; op: 'resume'; sid: number; opts: ShipperOptions; tip: GenerationTip }
+  | { id: number; op: 'begin'; sid: number; opts: ShipperOptions; copyPath: string }
+  | { id: number; op: 'capture'; sid: number }
+  | { id: number; op: 'checkpointAllowed'; sid: number }
+  | { id: number; op: 'releaseFile'; sid: number }
+  | { op: 'acknowledge'; sid: number; maxTxid: number }
+  | { op: 'noteCheckpoint'; sid: number; result: { busy: number; log?: number; checkpointed?: number } }
+  | { op: 'close'; sid: number };
+
+/** A shipper's counters, sent with every answer about it. */
+export interface ShipperState { txid: number; shippedTxid: number; checksum: DbChecksum }
+
+/** An error crossing the thread boundary: a DomicileError whole, another error's message and `code`. */
+export type WireError = { domicile: SerializedError } | { message: string; code?: string };
+
+/** Worker → main thread. */
+export type FromShipperWorker =
+  | { id: number; ok: true; value: unknown; state?: ShipperState }
+  | { id: number; ok: false; error: WireError };
+
+/** An error as the worker sent it. */
+export function fromWire(e: WireError): Error {
+  if ('domicile' in e) return deserializeError(e.domicile);
+  return Object.assign(new Error(e.message), e.code === undefined ? {} : { code: e.code });
+}
+
+/** An error for the main thread. */
+export function toWire(err: unknown): WireError {
+  if (isDomicileError(err)) return { domicile: err.serialize() };
+  const code = (err as { code?: unknown } | null)?.code;
+  return { message: String((err as Error)?.message ?? err), ...(typeof code === 'string' ? { code } : {}) };
+}
+

@@ -1,0 +1,154 @@
+/**
+ * `ThreadShippers`: every WAL shipper of the node on one worker thread
+ * (shipper-worker.ts). Measured under write load (loadtest/RESULTS.md): with
+ * the shippers on the event loop, async replication cost about 40 % of the
+ * router's main-thread time — reading each tenant's `-wal`, hashing pages,
+ * encoding and compressing segments. Here the main thread only exchanges
+ * small messages; segment bytes come back as transferred buffers (no copy).
+ *
+ * The thread starts at the first use. If it dies, every pending and later call
+ * of its handles fails with `SHIPPER_LOST`; the replicator then drops them and
+ * resumes each tenant from its bucket's tip (the `-wal` still holds every
+ * unshipped frame), and the next call starts a new thread.
+ * From TypeScript sources the worker loads through tsx, as the shard workers
+ * do (packages/shard/src/spawn-worker.ts says why).
+ */
+import { Worker } from 'node:worker_threads';
+import { DomicileError } from '@domicile/errors';
+import type { CaptureResult, GenerationTip, ShipperOptions } from '@domicile/replication';
+import { resolveTsxEsmApi } from '@domicile/shard';
+import { fromWire, type FromShipperWorker, type ShipperState, type ToShipperWorker } from './shipper-protocol.ts';
+import { ShipperLostError, type ShipperHandle, type Shippers } from './shippers.ts';
+
+const ENTRY = new URL(import.meta.url.endsWith('.ts') ? './shipper-worker.ts' : './shipper-worker.js', import.meta.url);
+
+/** A call before its id is assigned (Omit per union member). */
+type CallMessage = ToShipperWorker extends infer T ? (T extends { id: number } ? Omit<T, 'id'> : never) : never;
+
+interface Pending { resolve: (m: Extract<FromShipperWorker, { ok: true }>) => void; reject: (err: unknown) => void }
+
+class Thread {
+  readonly worker: Worker;
+  readonly pending = new Map<number, Pending>();
+  lost: ShipperLostError | undefined;
+
+  constructor(onLost: (t: Thread) => void) {
+    const options = { name: 'domicile-shipper' };
+    this.worker = ENTRY.pathname.endsWith('.ts')
+      ? new Worker(`import(${JSON.stringify(resolveTsxEsmApi())})
+  .then((tsx) => { tsx.register(); return import(${JSON.stringify(ENTRY.href)}); })
+  .catch((err) => { setImmediate(() => { throw err; }); });`, { ...options, eval: true })
+      : new Worker(ENTRY, options);
+    this.worker.unref();
+    this.worker.on('message', (m: FromShipperWorker) => {
+      const p = this.pending.get(m.id);
+      if (!p) return;
+      this.pending.delete(m.id);
+      if (m.ok) p.resolve(m);
+      else p.reject(fromWire(m.error));
+    });
+    const end = (why: string) => {
+      if (this.lost) return;
+      this.lost = new ShipperLostError(`the shipper thread ${why}`);
+      for (const p of this.pending.values()) p.reject(this.lost);
+      this.pending.clear();
+      onLost(this);
+    };
+    this.worker.once('error', (err) => end(`failed: ${err.message}`));
+    this.worker.once('exit', (code) => end(`exited (${code})`));
+  }
+}
+
+/** See the file comment. */
+export class ThreadShippers implements Shippers {
+  #thread: Thread | undefined;
+  #nextId = 1;
+  #nextSid = 1;
+  #closed = false;
+
+  /** The worker's thread id while it runs (tests stop it to prove recovery). */
+  get threadId(): number | undefined {
+    return this.#thread && !this.#thread.lost ? this.#thread.worker.threadId : undefined;
+  }
+
+  /** Stop the thread as a crash would (tests). */
+  async crashForTest(): Promise<void> {
+    await this.#thread?.worker.terminate();
+  }
+
+  #current(): Thread {
+    if (this.#closed) throw new ShipperLostError('the replicator is closed');
+    if (!this.#thread || this.#thread.lost) {
+      this.#thread = new Thread((t) => { if (this.#thread === t) this.#thread = undefined; });
+    }
+    return this.#thread;
+  }
+
+  #call(t: Thread, msg: CallMessage): Promise<Extract<FromShipperWorker, { ok: true }>> {
+    if (t.lost) return Promise.reject(t.lost);
+    const id = this.#nextId++;
+    return new Promise((resolve, reject) => {
+      t.pending.set(id, { resolve, reject });
+      t.worker.postMessage({ ...msg, id });
+    });
+  }
+
+  async resume(opts: ShipperOptions, tip: GenerationTip): Promise<ShipperHandle | null> {
+    const t = this.#current();
+    const sid = this.#nextSid++;
+    const m = await this.#call(t, { op: 'resume', sid, opts, tip });
+    return m.value ? this.#handle(t, sid, m.state!) : null;
+  }
+
+  async beginFromCopy(opts: ShipperOptions, copyPath: string): Promise<ShipperHandle> {
+    const t = this.#current();
+    const sid = this.#nextSid++;
+    const m = await this.#call(t, { op: 'begin', sid, opts, copyPath });
+    return this.#handle(t, sid, m.state!);
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    const t = this.#thread;
+    this.#thread = undefined;
+    if (t && !t.lost) await t.worker.terminate();
+  }
+
+  #handle(t: Thread, sid: number, state: ShipperState): ShipperHandle {
+    let { txid, shippedTxid } = state;
+    let closed = false;
+    const send = (msg: Exclude<ToShipperWorker, { id: number }>) => { if (!t.lost) t.worker.postMessage(msg); };
+    return {
+      get txid() { return txid; },
+      get shippedTxid() { return shippedTxid; },
+      checksum: state.checksum,
+      capture: async () => {
+        if (closed) throw new ShipperLostError('the shipper is closed');
+        const m = await this.#call(t, { op: 'capture', sid });
+        ({ txid, shippedTxid } = m.state!);
+        return m.value as CaptureResult;
+      },
+      acknowledge: (maxTxid) => {
+        if (maxTxid > txid || maxTxid < shippedTxid) {
+          throw new DomicileError('INTERNAL', `acknowledged txid ${maxTxid} outside ${shippedTxid}..${txid}`);
+        }
+        shippedTxid = maxTxid;
+        send({ op: 'acknowledge', sid, maxTxid });
+      },
+      checkpointAllowed: async () => {
+        if (closed) return false;
+        return (await this.#call(t, { op: 'checkpointAllowed', sid })).value as boolean;
+      },
+      noteCheckpoint: (result) => send({ op: 'noteCheckpoint', sid, result }),
+      releaseFile: async () => {
+        if (closed || t.lost) return;
+        await this.#call(t, { op: 'releaseFile', sid });
+      },
+      close: () => {
+        if (closed) return;
+        closed = true;
+        send({ op: 'close', sid });
+      },
+    };
+  }
+}

@@ -1,0 +1,98 @@
+/**
+ * Where the replicator's WAL shippers live (docs/replication.md "Threads").
+ * The replicator drives each tenant's `WalShipper` through a
+ * {@link ShipperHandle}; a {@link Shippers} creates them. Two implementations
+ * pass one contract suite (shippers.contract.test.ts):
+ *
+ * - {@link InProcessShippers}: the shippers run on the caller's thread (unit
+ *   tests, tools);
+ * - `ThreadShippers` (shipper-thread.ts): every shipper lives on one worker
+ *   thread, so reading the WAL, hashing pages and encoding segments never
+ *   runs on the node's event loop. What the node runs.
+ *
+ * A handle's `txid`/`shippedTxid` are the shipper's as of the latest answer
+ * (capture, acknowledge); `checksum` is the database checksum at the
+ * generation's start (what its snapshot must carry).
+ */
+import { WalShipper, type CaptureResult, type DbChecksum, type GenerationTip, type ShipperOptions } from '@domicile/replication';
+
+/** One tenant's shipper, whichever thread it runs on. Calls for one handle must not overlap (the replicator runs one pass per tenant). */
+export interface ShipperHandle {
+  /** Last txid captured. */
+  readonly txid: number;
+  /** Last txid acknowledged as stored. */
+  readonly shippedTxid: number;
+  /** Database checksum when the handle was created (the snapshot's, for a generation start). */
+  readonly checksum: DbChecksum;
+  /** `WalShipper.captureAsync`: the WAL's new commits as the next segment. */
+  capture(): Promise<CaptureResult>;
+  /** `WalShipper.acknowledge`: checked here, applied in order with the handle's other calls. */
+  acknowledge(maxTxid: number): void;
+  /** `WalShipper.checkpointAllowed`. */
+  checkpointAllowed(): Promise<boolean>;
+  /** `WalShipper.noteCheckpoint`. */
+  noteCheckpoint(result: { busy: number; log?: number; checkpointed?: number }): void;
+  /** `WalShipper.releaseFile`; resolves once the descriptor is closed. */
+  releaseFile(): Promise<void>;
+  /** `WalShipper.close`. Idempotent. */
+  close(): void;
+}
+
+/** Creates shippers; see the file comment. */
+export interface Shippers {
+  /** `WalShipper.resume`: null when the local files do not continue the bucket's tip. */
+  resume(opts: ShipperOptions, tip: GenerationTip): Promise<ShipperHandle | null>;
+  /** `WalShipper.beginGenerationFromCopyAsync`: a generation starting at the checkpointed copy `copyPath`. */
+  beginFromCopy(opts: ShipperOptions, copyPath: string): Promise<ShipperHandle>;
+  /** Close every shipper and release the thread, if any. */
+  close(): Promise<void>;
+}
+
+/**
+ * Thrown by a handle whose shipper is gone (its thread exited): the caller
+ * drops the handle and resumes from the bucket's tip, as after a restart.
+ */
+export class ShipperLostError extends Error {
+  readonly code = 'SHIPPER_LOST';
+}
+
+/** True for a {@link ShipperLostError} (also across realms). */
+export function isShipperLost(err: unknown): boolean {
+  return (err as { code?: unknown } | null)?.code === 'SHIPPER_LOST';
+}
+
+/** Shippers on the calling thread. */
+export class InProcessShippers implements Shippers {
+  readonly #open = new Set<WalShipper>();
+
+  async resume(opts: ShipperOptions, tip: GenerationTip): Promise<ShipperHandle | null> {
+    const s = WalShipper.resume(opts, tip);
+    return s ? this.#wrap(s) : null;
+  }
+
+  async beginFromCopy(opts: ShipperOptions, copyPath: string): Promise<ShipperHandle> {
+    return this.#wrap(await WalShipper.beginGenerationFromCopyAsync(opts, copyPath));
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.#open) s.close();
+    this.#open.clear();
+  }
+
+  #wrap(s: WalShipper): ShipperHandle {
+    this.#open.add(s);
+    const open = this.#open;
+    const checksum = s.checksum;
+    return {
+      get txid() { return s.txid; },
+      get shippedTxid() { return s.shippedTxid; },
+      checksum,
+      capture: () => s.captureAsync(),
+      acknowledge: (maxTxid) => s.acknowledge(maxTxid),
+      checkpointAllowed: async () => s.checkpointAllowed(),
+      noteCheckpoint: (res) => s.noteCheckpoint(res),
+      releaseFile: async () => s.releaseFile(),
+      close: () => { open.delete(s); s.close(); },
+    };
+  }
+}

@@ -1,0 +1,150 @@
+/**
+ * One contract for both homes of the WAL shippers (replication/shippers.ts):
+ * on the calling thread and on the shipper thread. Each ships real commits of
+ * a Domicile-shaped file into a filesystem bucket and restores them; the
+ * thread additionally survives its own crash (SHIPPER_LOST, then a new thread).
+ */
+import { copyFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { FsObjectStore } from '@domicile/object-store';
+import {
+  createSnapshot, newGenerationId, readGenerationTip, restore, snapshotKey, type GenerationRef,
+} from '@domicile/replication';
+import { createTestShard, dumpDatabase, tempDir } from '@domicile/replication/test-support';
+import { InProcessShippers, isShipperLost, type ShipperHandle, type Shippers } from '../src/replication/shippers.ts';
+import { ThreadShippers } from '../src/replication/shipper-thread.ts';
+
+const cleanups: Array<() => unknown> = [];
+afterEach(async () => { for (const c of cleanups.splice(0)) await c(); });
+
+async function setup(make: () => Shippers) {
+  const { dir, cleanup } = tempDir();
+  const shippers = make();
+  cleanups.push(cleanup, () => shippers.close());
+  const path = join(dir, 'shard.db');
+  const shard = createTestShard(path, 'acme', 'inc-1');
+  cleanups.unshift(() => shard.db.close());
+  shard.db.exec('CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT)');
+  shard.write((db) => db.prepare('INSERT INTO items (name) VALUES (?)').run('first'));
+  const store = new FsObjectStore(join(dir, 'bucket'));
+  const ref: GenerationRef = { tenant: 'acme', incarnation: 'inc-1', epoch: 1, generation: newGenerationId() };
+  return { dir, path, shard, store, ref, shippers };
+}
+
+/** A generation start as the replicator does it: checkpoint, copy, handle from the copy, snapshot. */
+async function begin(s: Awaited<ReturnType<typeof setup>>): Promise<ShipperHandle> {
+  expect(s.shard.checkpoint().busy).toBe(0);
+  const copy = join(s.dir, `copy-${Math.random()}.db`);
+  copyFileSync(s.path, copy);
+  const h = await s.shippers.beginFromCopy({ dbPath: s.path, ...s.ref }, copy);
+  const snap = createSnapshot({ dbPath: copy, ...s.ref, checksum: h.checksum });
+  await Promise.all([s.store.put(snapshotKey(s.ref, snap.header.txid), snap.stream, { ifNoneMatch: true }), snap.done]);
+  return h;
+}
+
+/** Capture and store until nothing is left; returns the segments stored. */
+async function ship(h: ShipperHandle, store: FsObjectStore): Promise<number> {
+  let n = 0;
+  for (;;) {
+    const c = await h.capture();
+    if (c.kind === 'none') return n;
+    if (c.kind !== 'segment') throw new Error(`unexpected capture ${c.kind}`);
+    await store.put(c.key, c.bytes, { ifNoneMatch: true });
+    h.acknowledge(c.maxTxid);
+    n++;
+  }
+}
+
+const implementations: Array<[string, () => Shippers]> = [
+  ['in process', () => new InProcessShippers()],
+  ['shipper thread', () => new ThreadShippers()],
+];
+
+describe.each(implementations)('Shippers contract: %s', (_name, make) => {
+  it('ships commits as segments a restore replays exactly; txids and acknowledgements follow', async () => {
+    const s = await setup(make);
+    const h = await begin(s);
+    expect(h.txid).toBe(s.shard.txid());
+    expect(h.shippedTxid).toBe(h.txid);
+    for (let i = 0; i < 5; i++) s.shard.write((db) => db.prepare('INSERT INTO items (name) VALUES (?)').run(`row ${i}`));
+    const c = await h.capture();
+    expect(c.kind).toBe('segment');
+    if (c.kind !== 'segment') return;
+    expect([c.minTxid, c.maxTxid, h.txid]).toEqual([s.shard.txid() - 4, s.shard.txid(), s.shard.txid()]);
+    expect(h.shippedTxid).toBe(s.shard.txid() - 5);
+    expect(await h.checkpointAllowed()).toBe(false); // captured, not acknowledged
+    expect(() => h.acknowledge(h.txid + 1)).toThrow(/outside/);
+    await s.store.put(c.key, c.bytes, { ifNoneMatch: true });
+    h.acknowledge(c.maxTxid);
+    expect(h.shippedTxid).toBe(c.maxTxid);
+    expect((await h.capture()).kind).toBe('none');
+    expect(await h.checkpointAllowed()).toBe(true);
+    const out = join(s.dir, 'restored.db');
+    expect((await restore({ store: s.store, ref: s.ref, outPath: out })).txid).toBe(s.shard.txid());
+    expect(dumpDatabase(out)).toEqual(dumpDatabase(s.path));
+    h.close();
+  });
+
+  it('a checkpoint reported through noteCheckpoint continues the same generation; releaseFile keeps the state', async () => {
+    const s = await setup(make);
+    const h = await begin(s);
+    s.shard.write((db) => db.prepare('INSERT INTO items (name) VALUES (?)').run('a'));
+    expect(await ship(h, s.store)).toBe(1);
+    expect(await h.checkpointAllowed()).toBe(true);
+    h.noteCheckpoint(s.shard.checkpoint());
+    await h.releaseFile();
+    s.shard.write((db) => db.prepare('INSERT INTO items (name) VALUES (?)').run('b'));
+    expect(await ship(h, s.store)).toBe(1);
+    const out = join(s.dir, 'restored.db');
+    await restore({ store: s.store, ref: s.ref, outPath: out });
+    expect(dumpDatabase(out)).toEqual(dumpDatabase(s.path));
+  });
+
+  it('resumes from the bucket tip after a restart (the -wal keeps what was not shipped); refuses a file that does not continue it', async () => {
+    const s = await setup(make);
+    const h = await begin(s);
+    s.shard.write((db) => db.prepare('INSERT INTO items (name) VALUES (?)').run('shipped'));
+    await ship(h, s.store);
+    h.close();
+    s.shard.write((db) => db.prepare('INSERT INTO items (name) VALUES (?)').run('not yet shipped'));
+    const tip = (await readGenerationTip(s.store, s.ref))!;
+    const resumed = await s.shippers.resume({ dbPath: s.path, ...s.ref }, tip);
+    expect(resumed).not.toBeNull();
+    expect(await ship(resumed!, s.store)).toBe(1);
+    const out = join(s.dir, 'restored.db');
+    expect((await restore({ store: s.store, ref: s.ref, outPath: out })).txid).toBe(s.shard.txid());
+    expect(await s.shippers.resume({ dbPath: s.path, ...s.ref }, { txid: tip.txid, checksum: tip.checksum ^ 1n })).toBeNull();
+  });
+});
+
+describe('ThreadShippers', () => {
+  it('a crashed thread fails its handles with SHIPPER_LOST; the next call starts a new thread that resumes from the tip', async () => {
+    const threads = new ThreadShippers();
+    const s = await setup(() => threads);
+    const h = await begin(s);
+    const first = threads.threadId;
+    expect(first).toBeDefined();
+    s.shard.write((db) => db.prepare('INSERT INTO items (name) VALUES (?)').run('before crash'));
+    await ship(h, s.store);
+    await threads.crashForTest();
+    s.shard.write((db) => db.prepare('INSERT INTO items (name) VALUES (?)').run('after crash'));
+    const lost = await h.capture().catch((err: unknown) => err);
+    expect(isShipperLost(lost)).toBe(true);
+    const tip = (await readGenerationTip(s.store, s.ref))!;
+    const resumed = (await threads.resume({ dbPath: s.path, ...s.ref }, tip))!;
+    expect(threads.threadId).not.toBe(first);
+    expect(await ship(resumed, s.store)).toBe(1);
+    const out = join(s.dir, 'restored.db');
+    expect((await restore({ store: s.store, ref: s.ref, outPath: out })).txid).toBe(s.shard.txid());
+    expect(dumpDatabase(out)).toEqual(dumpDatabase(s.path));
+  });
+
+  it('errors thrown in the thread arrive with their code and message', async () => {
+    const threads = new ThreadShippers();
+    const s = await setup(() => threads);
+    const other = createTestShard(join(s.dir, 'other.db'), 'other', 'inc-9');
+    other.db.close();
+    await expect(threads.beginFromCopy({ dbPath: s.path, ...s.ref }, join(s.dir, 'other.db'))).rejects.toThrow(/another tenant/);
+  });
+});
