@@ -1,5 +1,7 @@
-// The replicator forgets idle tenants (bounded memory on a node with many more
-// tenants than active ones) and resumes the same generation at their next write.
+// The replicator over a real ShardPool and a filesystem bucket: it forgets idle
+// tenants (bounded memory on a node with many more tenants than active ones) and
+// resumes the same generation at their next write; and a crash of the shipper
+// thread loses nothing.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -7,26 +9,40 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { FsObjectStore } from '@domicile/object-store';
 import { listGenerations } from '@domicile/replication';
 import { ShardPool, shardPath, type ShardRef } from '@domicile/shard';
-import { Replicator } from '../src/replication/replicator.ts';
+import { Replicator, type ReplicatorOptions } from '../src/replication/replicator.ts';
 import { ThreadShippers } from '../src/replication/shipper-thread.ts';
 
-const dir = mkdtempSync(path.join(tmpdir(), 'domicile-forget-'));
+const dir = mkdtempSync(path.join(tmpdir(), 'domicile-replicator-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const quiet = { info() {}, warn() {}, error() {} };
 
+/** A pool whose commits notify a replicator (with `opts`), one tenant with a `kv` table and one row (txid 2); closes both after `fn`. */
+async function withReplicator(
+  tenant: string,
+  opts: Partial<ReplicatorOptions>,
+  fn: (t: { rep: Replicator; pool: ShardPool; ref: ShardRef; store: FsObjectStore }) => Promise<void>,
+): Promise<void> {
+  const store = new FsObjectStore(path.join(dir, `bucket-${tenant}`));
+  let rep!: Replicator;
+  const pool = new ShardPool({ workers: 1, maxOpenShards: 4, statementTimeoutMs: 5000, maxResultBytes: 1 << 20, maxDbBytes: 1 << 26, replication: true, onCommit: (r) => rep.notify(r) });
+  rep = new Replicator({ pool, storeFor: () => store, log: quiet, shipIntervalMs: 10, ...opts });
+  await pool.start();
+  try {
+    const ref: ShardRef = { tenant, incarnation: 'inc1', epoch: 1, path: shardPath(dir, tenant) };
+    await pool.create(ref);
+    await pool.query(ref, { sql: 'CREATE TABLE kv (id INTEGER PRIMARY KEY)' });
+    await pool.query(ref, { sql: 'INSERT INTO kv VALUES (1)' });
+    expect(await rep.flush()).toBe(true);
+    await fn({ rep, pool, ref, store });
+  } finally {
+    await rep.close();
+    await pool.close();
+  }
+}
+
 describe('Replicator idle forgetting', () => {
   it('forgets a tenant idle past idleForgetMs and resumes its generation at the next write', async () => {
-    const store = new FsObjectStore(path.join(dir, 'bucket'));
-    let rep!: Replicator;
-    const pool = new ShardPool({ workers: 1, maxOpenShards: 4, statementTimeoutMs: 5000, maxResultBytes: 1 << 20, maxDbBytes: 1 << 26, replication: true, onCommit: (r) => rep.notify(r) });
-    rep = new Replicator({ pool, storeFor: () => store, log: quiet, idleForgetMs: 100, shipIntervalMs: 10 });
-    await pool.start();
-    try {
-      const ref: ShardRef = { tenant: 'idle', incarnation: 'inc1', epoch: 1, path: shardPath(dir, 'idle') };
-      await pool.create(ref);
-      await pool.query(ref, { sql: 'CREATE TABLE kv (id INTEGER PRIMARY KEY)' });
-      await pool.query(ref, { sql: 'INSERT INTO kv VALUES (1)' });
-      expect(await rep.flush()).toBe(true);
+    await withReplicator('idle', { idleForgetMs: 100 }, async ({ rep, pool, ref, store }) => {
       expect(rep.trackedTenants).toBe(1);
       for (let i = 0; i < 50 && rep.trackedTenants > 0; i++) await new Promise((r) => setTimeout(r, 20));
       expect(rep.trackedTenants).toBe(0);
@@ -36,28 +52,16 @@ describe('Replicator idle forgetting', () => {
       expect(gens).toHaveLength(1);
       expect(gens[0]!.lastTxid).toBe(3);
       expect(rep.status('idle')).toMatchObject({ lastTxid: 3, replicatedTxid: 3 });
-    } finally {
-      await rep.close();
-      await pool.close();
-    }
+    });
   });
 });
 
 describe('Replicator with its shippers on a thread', () => {
   it('a crash of the shipper thread loses nothing: the tenant resumes from the bucket tip on a new thread, same generation, no gap', async () => {
-    const store = new FsObjectStore(path.join(dir, 'bucket-thread'));
     const shippers = new ThreadShippers();
-    let rep!: Replicator;
-    const pool = new ShardPool({ workers: 1, maxOpenShards: 4, statementTimeoutMs: 5000, maxResultBytes: 1 << 20, maxDbBytes: 1 << 26, replication: true, onCommit: (r) => rep.notify(r) });
-    rep = new Replicator({ pool, storeFor: () => store, log: quiet, shipIntervalMs: 10, baseBackoffMs: 10, shippers });
-    await pool.start();
-    try {
-      const ref: ShardRef = { tenant: 'crashy', incarnation: 'inc1', epoch: 1, path: shardPath(dir, 'crashy') };
-      await pool.create(ref);
-      await pool.query(ref, { sql: 'CREATE TABLE kv (id INTEGER PRIMARY KEY)' });
-      await pool.query(ref, { sql: 'INSERT INTO kv VALUES (1)' });
-      expect(await rep.flush()).toBe(true);
+    await withReplicator('crashy', { baseBackoffMs: 10, shippers }, async ({ rep, pool, ref, store }) => {
       const thread = shippers.threadId;
+      expect(thread).toBeDefined();
       await shippers.crashForTest();
       for (let i = 2; i <= 6; i++) await pool.query(ref, { sql: `INSERT INTO kv VALUES (${i})` });
       expect(await rep.flush()).toBe(true);
@@ -66,9 +70,6 @@ describe('Replicator with its shippers on a thread', () => {
       expect(gens).toHaveLength(1);
       expect(gens[0]!.lastTxid).toBe(7);
       expect(rep.status('crashy')).toMatchObject({ lastTxid: 7, replicatedTxid: 7, failures: 0 });
-    } finally {
-      await rep.close();
-      await pool.close();
-    }
+    });
   });
 });
