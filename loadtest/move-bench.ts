@@ -162,7 +162,7 @@ async function main(): Promise<void> {
       '|---|---|---|---|',
       ...rows.map(([name, p50, p99, max]) => `| ${name} | ${ms(p50)} | ${ms(p99)} | ${ms(max)} |`),
       '',
-      `Ratio handoff / stop-copy-start (node pause p50): **${(pct(pauses, 50) / pct(baseline, 50)).toFixed(3)}×** (p99: ${(pct(pauses, 99) / pct(baseline, 99)).toFixed(3)}×). Moves took p50 ${ms(pct(durations, 50))} end to end (copy, catch-up, fence, switch, new generation's snapshot, purge). Writes acknowledged during the moves: ${writesDuring} (${(writesDuring / elapsedS).toFixed(0)}/s); failed requests: **${failed}**${failures.length ? ` (${JSON.stringify(failures)})` : ''}.`,
+      `Ratio handoff / stop-copy-start (node pause p50): **${(pct(pauses, 50) / pct(baseline, 50)).toFixed(3)}×** (p99: ${(pct(pauses, 99) / pct(baseline, 99)).toFixed(3)}×). Moves took p50 ${ms(pct(durations, 50))} end to end (copy, catch-up, the pending generation's snapshot and segments, fence, switch, purge). Writes acknowledged during the moves: ${writesDuring} (${(writesDuring / elapsedS).toFixed(0)}/s); failed requests: **${failed}**${failures.length ? ` (${JSON.stringify(failures)})` : ''}.`,
       '',
       `Goal p99 ≤ 100 ms with zero failed requests: **${pct(pauses, 99) <= 100 && failed === 0 ? 'met' : 'not met'}** (node p99 ${ms(pct(pauses, 99))}, client-side p99 ${ms(pct(clientMax, 99))}, ${failed} failed).`,
       '',

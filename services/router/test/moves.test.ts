@@ -5,11 +5,13 @@
 // change nothing; a failure injected at every phase before the switch leaves
 // the tenant serving at the source with no debris in the target region; the
 // node-to-node routes take only the cluster credential.
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ObjectStore } from '@domicile/object-store';
-import { generationsPrefix, listGenerations, tenantPrefix } from '@domicile/replication';
+import { generationsPrefix, listGenerations, restore, tenantPrefix } from '@domicile/replication';
+import { dumpDatabase } from '@domicile/replication/testing';
 import { shardPath } from '@domicile/shard';
 import { testApp, type TestApp } from './harness.ts';
 
@@ -104,9 +106,25 @@ describe('moving a tenant between regions (embedded default)', () => {
 
     // The old region's bucket holds nothing of the tenant; the new one its epoch-2 generation.
     expect(await keys(oldBucket, tenantPrefix(id))).toEqual([]);
+    // One generation there: the move's pending generation, uploaded before the fence (its snapshot
+    // is the warm copy), which the new primary's replicator resumed instead of beginning another.
+    expect(await t.rt.replicator!.flush(20_000)).toBe(true);
     const gens = await listGenerations(newBucket, id, before.incarnation);
-    expect(gens.some((g) => g.epoch === 2 && g.snapshots.length > 0)).toBe(true);
-    expect(gens.every((g) => g.epoch === 2)).toBe(true);
+    expect(gens).toHaveLength(1);
+    expect(gens[0]).toMatchObject({ epoch: 2 });
+    expect(gens[0]!.snapshots).toHaveLength(1);
+    const rep = t.rt.replicator!.status(id)!;
+    expect(rep.replicatedTxid).toBe(rep.lastTxid);
+    expect(gens[0]!.lastTxid).toBe(rep.lastTxid);
+    // Its snapshot predates the epoch stamp (taken before the fence): restored, it says epoch 1.
+    const ref = { tenant: id, incarnation: before.incarnation, epoch: 2, generation: gens[0]!.generation };
+    const scratch = mkdtempSync(path.join(tmpdir(), 'domicile-move-test-'));
+    try {
+      await restore({ store: newBucket, ref, target: { txid: gens[0]!.firstTxid }, outPath: path.join(scratch, 'at-snapshot.db') });
+      expect(dumpDatabase(path.join(scratch, 'at-snapshot.db'))['_domicile_meta']![0]).toEqual([id, before.incarnation, 1, gens[0]!.firstTxid]);
+    } finally {
+      rmSync(scratch, { recursive: true, force: true });
+    }
 
     const audit = await t.req('GET', `/v1/audit?tenant=${id}`);
     const ev = audit.body.events.find((e: any) => e.action === 'tenant.move');
@@ -125,6 +143,50 @@ describe('moving a tenant between regions (embedded default)', () => {
     expect(Object.keys(line.byRegion)).toEqual(['mars-south']);
     expect(line.byRegion['mars-south'].fileBytes).toBeGreaterThan(20 * 1024 * 1024);
     expect(res.body.violations).toEqual([]);
+  }, 60_000);
+
+  it('a sync tenant: every write acknowledged before, during and after the move is in the new region\'s bucket alone', async () => {
+    const id = 'sync-co';
+    expect((await t.req('POST', '/v1/tenants', { id, residency: 'mars', region: 'mars-north', durability: 'sync' })).status).toBe(201);
+    expect((await q(id, 'CREATE TABLE w (n INTEGER PRIMARY KEY, b BLOB)')).status).toBe(200);
+    expect((await q(id, 'WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 500) INSERT INTO w (n, b) SELECT -x, randomblob(2000) FROM c')).status).toBe(200);
+    const before = (await t.rt.directory.get(id))!;
+    let stop = false;
+    const acked: number[] = [];
+    const failed: unknown[] = [];
+    const writer = (async () => {
+      for (let n = 0; !stop; n++) {
+        const r = await http('POST', `/v1/tenants/${id}/query`, { sql: 'INSERT INTO w (n) VALUES (?)', params: [n] });
+        if (r.status === 200) acked.push(n);
+        else failed.push(r.body);
+      }
+    })();
+    await new Promise((r) => setTimeout(r, 100));
+    const moved = await http('POST', `/v1/tenants/${id}/move?wait=1`, { to: 'mars-south' });
+    const afterMove = acked.length;
+    await new Promise((r) => setTimeout(r, 300));
+    stop = true;
+    await writer;
+    expect(moved.status).toBe(200);
+    expect(failed).toEqual([]);
+    expect(acked.length).toBeGreaterThan(afterMove); // writes were acknowledged on the new primary too
+
+    // Offline restore from the new region's bucket alone: every acknowledged write, epoch 2.
+    const newBucket = t.rt.bucketFor('mars-south')!;
+    expect(await keys(t.rt.bucketFor('mars-north')!, tenantPrefix(id))).toEqual([]);
+    const gens = await listGenerations(newBucket, id, before.incarnation);
+    expect(gens.map((g) => g.epoch)).toEqual([2]);
+    const scratch = mkdtempSync(path.join(tmpdir(), 'domicile-move-test-'));
+    try {
+      const out = path.join(scratch, 'restored.db');
+      await restore({ store: newBucket, ref: { tenant: id, incarnation: before.incarnation, epoch: 2, generation: gens[0]!.generation }, outPath: out });
+      const dump = dumpDatabase(out);
+      const present = new Set((dump['w'] as Array<[number, unknown]>).map(([n]) => n));
+      for (const n of acked) expect(present.has(n)).toBe(true);
+      expect((dump['_domicile_meta']![0] as unknown[]).slice(0, 3)).toEqual([id, before.incarnation, 2]);
+    } finally {
+      rmSync(scratch, { recursive: true, force: true });
+    }
   }, 60_000);
 
   it('refuses moves the policy forbids (422 naming the rule), to the current region (400), and a second concurrent move (409) — changing nothing', async () => {

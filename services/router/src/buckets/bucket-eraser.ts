@@ -82,8 +82,12 @@ export async function sweepTenantObjects(buckets: readonly RegionBucket[], tenan
   return { deleted, byRegion };
 }
 
-/** List → delete → list again, until a listing comes back empty (a late writer may add objects meanwhile). */
-async function sweepBucket(store: ObjectStore, prefix: string, keep: string | undefined): Promise<number> {
+/**
+ * List → delete → list again, until a listing comes back empty (a late writer
+ * may add objects meanwhile); objects under `keep` stay. Returns how many were
+ * deleted; INTERNAL when objects survive every round.
+ */
+export async function sweepBucket(store: ObjectStore, prefix: string, keep: string | undefined): Promise<number> {
   let deleted = 0;
   let keys = await listKeys(store, prefix, keep);
   for (let round = 0; round < ROUNDS && keys.length > 0; round++) {

@@ -99,9 +99,14 @@ export function internalMoveRoutes(app: FastifyInstance, rt: Runtime): void {
     const ch = await source.changes();
     if (!ch) return reply.code(204).send();
     const t = await getLiveTenant(rt, tenant);
+    // On the wire a change set is a segment (compression none) with one transaction per WAL commit,
+    // numbered from 1: the target learns the real txids from the pages (shard-receiver.ts).
+    const now = Date.now();
+    const txs = ch.commits.map((c, i) => ({ txid: i + 1, time: now, truncateTo: c.commitSize, commitSize: c.commitSize, postChecksum: c.postChecksum, pages: c.pages }));
+    const pageSize = ch.commits.find((c) => c.pages.length > 0)?.pages[0]!.data.byteLength ?? 4096;
     const bytes = encodeSegment(
-      { tenant, incarnation: t.incarnation, generation: '0'.repeat(20), epoch: t.epoch, pageSize: ch.pages[0]?.data.byteLength ?? 4096, preChecksum: ch.preChecksum, prePageCount: 0 },
-      [{ txid: 1, time: Date.now(), truncateTo: ch.truncateTo, commitSize: ch.commitSize, postChecksum: ch.postChecksum, pages: ch.pages }],
+      { tenant, incarnation: t.incarnation, generation: '0'.repeat(20), epoch: t.epoch, pageSize, preChecksum: ch.preChecksum, prePageCount: 0 },
+      txs,
       { compression: Compression.none },
     );
     return reply.type('application/octet-stream').send(Buffer.from(bytes));

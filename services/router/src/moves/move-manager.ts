@@ -17,6 +17,7 @@ import type { ObjectStore } from '@domicile/object-store';
 import { checkMove, explainMove, findResidency, type MoveExplanation } from '@domicile/policy';
 import { generationsPrefix, listGenerations } from '@domicile/replication';
 import { shardPath, type ShardRef } from '@domicile/shard';
+import { sweepBucket } from '../buckets/bucket-eraser.ts';
 import { restoreInProgress, restoreRunning } from '../restore/restore-locks.ts';
 import type { Runtime } from '../runtime.ts';
 import { assertTenantId, getLiveTenant } from '../tenant-service.ts';
@@ -52,8 +53,6 @@ export interface MoveStatus {
 export interface MoveManagerOptions {
   /** Grace period of open interactive transactions at the fence; default 1000 ms. */
   sessionGraceMs?: number;
-  /** How long the purge waits for the new generation's snapshot to be durable; default 60 s. */
-  snapshotWaitMs?: number;
 }
 
 /** Catch-up rounds before fencing at the latest, and "close behind" in pages. */
@@ -97,7 +96,7 @@ export class MoveManager {
   constructor(rt: Runtime, holds: CheckpointHolds, opts: MoveManagerOptions = {}) {
     this.#rt = rt;
     this.#holds = holds;
-    this.#opts = { sessionGraceMs: 1000, snapshotWaitMs: 60_000, ...opts };
+    this.#opts = { sessionGraceMs: 1000, ...opts };
     this.#deps = {
       gate: this.gate,
       exclusive: (ref, fn) => rt.pool.exclusive(ref, fn),
@@ -255,7 +254,7 @@ export class MoveManager {
     const targetNode = rt.nodeForRegion(m.to)!;
     const source = rt.shardRef(t);
     const target: ShardRef = { tenant: t.id, incarnation: t.incarnation, epoch: t.epoch + 1, path: shardPath(targetNode.dir, t.id) };
-    const ends = this.#transport.connect({ moveId: m.moveId, source, target });
+    const ends = this.#transport.connect({ moveId: m.moveId, source, target, targetBucket: rt.replicator ? rt.bucketFor(m.to) : undefined });
     let switched = false;
     let stoppedSource: Promise<unknown> = Promise.resolve();
     let fencedAt = 0;
@@ -277,16 +276,25 @@ export class MoveManager {
       this.#check('copying');
 
       m.phase = 'catching-up';
-      for (let round = 0; round < MAX_CATCH_UP_ROUNDS; round++) {
-        const ch = await ends.source.changes();
-        if (!ch) break;
-        await ends.target.apply(ch);
-        const bytes = ch.pages.length * info.pageSize;
-        m.bytesCopied += bytes;
-        m.bytesTotal += bytes;
-        if (ch.pages.length <= CLOSE_BEHIND_PAGES) break;
-      }
+      const catchUp = async (publish: boolean) => {
+        for (let round = 0; round < MAX_CATCH_UP_ROUNDS; round++) {
+          const ch = await ends.source.changes();
+          if (ch) {
+            await ends.target.apply(ch);
+            const bytes = ch.pageImages * info.pageSize;
+            m.bytesCopied += bytes;
+            m.bytesTotal += bytes;
+          }
+          if (publish) await ends.target.publish();
+          if (!ch || ch.distinctPages <= CLOSE_BEHIND_PAGES) break;
+        }
+      };
+      await catchUp(false);
       await ends.target.sync();
+      // The pending generation (DESIGN §9 step 2): the copy as it stands is its snapshot; the
+      // commits made meanwhile become its first segment; the fence then only adds the last ones.
+      await ends.target.publish();
+      await catchUp(true);
       this.#check('catching-up');
 
       m.phase = 'fenced';
@@ -297,8 +305,8 @@ export class MoveManager {
       const last = await ends.source.changes();
       if (last) {
         await ends.target.apply(last);
-        m.bytesCopied += last.pages.length * info.pageSize;
-        m.bytesTotal += last.pages.length * info.pageSize;
+        m.bytesCopied += last.pageImages * info.pageSize;
+        m.bytesTotal += last.pageImages * info.pageSize;
       }
       step('finalCatchUp');
       const [s, d] = [await ends.source.state(), await ends.target.state()];
@@ -344,9 +352,8 @@ export class MoveManager {
       m.phase = 'purging';
       try {
         await stoppedSource;
-        const targetStore = rt.bucketFor(m.to);
-        if (rt.replicator && targetStore) await waitForSnapshot(targetStore, t, target.epoch, this.#opts.snapshotWaitMs);
-        m.purgedObjects = await purgePrefix(oldStore, generationsPrefix(t.id, t.incarnation));
+        // The new region's generation holds everything up to the epoch stamp since before the switch.
+        m.purgedObjects = await sweepBucket(oldStore, generationsPrefix(t.id, t.incarnation), undefined);
       } catch (err) {
         log.warn({ err: String((err as Error)?.message ?? err) }, 'move: the old region\'s bucket objects were not purged; they age out with retention');
       }
@@ -404,31 +411,4 @@ async function removeMoveDebris(finalPath: string): Promise<void> {
   let names: string[];
   try { names = await readdir(dir); } catch { return; }
   for (const n of names) if (n.startsWith(base)) await rm(path.join(dir, n), { force: true });
-}
-
-/** Resolves once a generation of `epoch` with a snapshot is listed in `store`; throws after `timeoutMs`. */
-async function waitForSnapshot(store: ObjectStore, t: TenantRecord, epoch: number, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (let delay = 10; ; delay = Math.min(500, delay * 2)) {
-    const gens = await listGenerations(store, t.id, t.incarnation);
-    if (gens.some((g) => g.epoch === epoch && g.snapshots.length > 0)) return;
-    if (Date.now() > deadline) throw new DomicileError('REPLICATION_UNAVAILABLE', 'the new generation\'s snapshot is not durable yet');
-    await new Promise((r) => setTimeout(r, delay));
-  }
-}
-
-/** Deletes every object under `prefix` and verifies with a fresh listing; returns how many were deleted. */
-async function purgePrefix(store: ObjectStore, prefix: string): Promise<number> {
-  let deleted = 0;
-  for (let round = 0; round < 3; round++) {
-    const keys: string[] = [];
-    for await (const e of store.list(prefix)) keys.push(e.key);
-    if (keys.length === 0) return deleted;
-    await store.deleteMany(keys);
-    deleted += keys.length;
-  }
-  const left: string[] = [];
-  for await (const e of store.list(prefix)) left.push(e.key);
-  if (left.length > 0) throw new DomicileError('INTERNAL', `${left.length} objects under ${prefix} survived the purge`);
-  return deleted;
 }

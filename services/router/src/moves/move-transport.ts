@@ -11,6 +11,8 @@ import type { ShardRef } from '@domicile/shard';
 import { DomicileError } from '@domicile/errors';
 import type { ShardChanges, SnapshotInfo } from './wal-follower.ts';
 import { WalFollower } from './wal-follower.ts';
+import type { ObjectStore } from '@domicile/object-store';
+import { PendingGeneration } from './pending-generation.ts';
 import { ShardReceiver } from './shard-receiver.ts';
 import type { TenantGate } from './tenant-gate.ts';
 
@@ -50,11 +52,18 @@ export interface MoveTarget {
   write(chunk: Uint8Array): Promise<void>;
   apply(changes: ShardChanges): Promise<void>;
   sync(): Promise<void>;
+  /**
+   * Upload to the target region's bucket what the pending generation of the
+   * new epoch lacks (pending-generation.ts): the first call, the copy as it
+   * stands as the snapshot (call it after a round of changes); later calls,
+   * the transactions applied since. A no-op without a bucket (replication off).
+   */
+  publish(): Promise<void>;
   /** Rolling checksum and txid of the copy. */
   state(): Promise<{ checksum: bigint; txid: number | null }>;
-  /** Stamp the new epoch and put the file in place. */
+  /** Stamp the new epoch (a transaction of its own), publish the rest of the pending generation, put the file in place. */
   finish(epoch: number): Promise<void>;
-  /** Abort: delete everything received. */
+  /** Abort: delete everything received, the pending generation's objects included. */
   discard(): Promise<void>;
 }
 
@@ -66,7 +75,16 @@ export interface MoveEnds {
 
 /** Opens both ends of a move. */
 export interface MoveTransport {
-  connect(move: { moveId: string; source: ShardRef; target: ShardRef }): MoveEnds;
+  connect(move: MoveEndpoints): MoveEnds;
+}
+
+/** What one move connects. */
+export interface MoveEndpoints {
+  moveId: string;
+  source: ShardRef;
+  target: ShardRef;
+  /** The target region's bucket (undefined with replication off): the pending generation goes there. */
+  targetBucket?: ObjectStore | undefined;
 }
 
 /** What the in-process source needs from the runtime. */
@@ -190,19 +208,41 @@ export class LocalMoveSource implements MoveSource {
 /** The target end in this process. */
 export class LocalMoveTarget implements MoveTarget {
   readonly #rx: ShardReceiver;
-  constructor(ref: ShardRef, moveId: string) {
+  readonly #pending: PendingGeneration | undefined;
+  constructor(ref: ShardRef, moveId: string, bucket?: ObjectStore) {
     this.#rx = new ShardReceiver(ref.path, moveId);
+    this.#pending = bucket ? new PendingGeneration(bucket, { tenant: ref.tenant, incarnation: ref.incarnation, epoch: ref.epoch }) : undefined;
   }
   begin(info: SnapshotInfo): Promise<void> { return this.#rx.begin(info); }
   write(chunk: Uint8Array): Promise<void> { return this.#rx.write(chunk); }
   apply(changes: ShardChanges): Promise<void> { return this.#rx.apply(changes); }
   sync(): Promise<void> { return this.#rx.sync(); }
+  async publish(): Promise<void> {
+    const pending = this.#pending;
+    if (!pending) return;
+    if (pending.snapshotTxid === undefined) {
+      const { checksum } = this.#rx.markSnapshot();
+      await pending.putSnapshot(this.#rx.tmpPath, checksum);
+    } else {
+      await pending.putSegment(this.#rx.takeBatch());
+    }
+  }
   async state(): Promise<{ checksum: bigint; txid: number | null }> {
     const meta = await this.#rx.meta();
     return { checksum: this.#rx.checksum, txid: meta?.txid ?? null };
   }
-  async finish(epoch: number): Promise<void> { await this.#rx.finish(epoch); }
-  discard(): Promise<void> { return this.#rx.discard(); }
+  async finish(epoch: number): Promise<void> {
+    await this.#rx.stamp(epoch);
+    if (this.#pending?.snapshotTxid !== undefined) await this.#pending.putSegment(this.#rx.takeBatch());
+    await this.#rx.install();
+  }
+  async discard(): Promise<void> {
+    try {
+      await this.#rx.discard();
+    } finally {
+      await this.#pending?.discard();
+    }
+  }
 }
 
 /** Both ends in this process (the embedded default). */
@@ -211,7 +251,7 @@ export class LocalMoveTransport implements MoveTransport {
   constructor(deps: LocalSourceDeps) {
     this.#deps = deps;
   }
-  connect(move: { moveId: string; source: ShardRef; target: ShardRef }): MoveEnds {
-    return { source: new LocalMoveSource(move.source, this.#deps), target: new LocalMoveTarget(move.target, move.moveId) };
+  connect(move: MoveEndpoints): MoveEnds {
+    return { source: new LocalMoveSource(move.source, this.#deps), target: new LocalMoveTarget(move.target, move.moveId, move.targetBucket) };
   }
 }

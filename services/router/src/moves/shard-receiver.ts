@@ -1,10 +1,14 @@
 /**
  * The target side of a move's data transfer: writes the warm copy and the
- * change sets into a temporary file beside the target path, keeping its own
- * rolling checksum of what it wrote; checks each change set's checksums
- * (DESIGN §9 step 4: incremental, no full-file hash inside the fence); at the
- * switch it stamps the new epoch into `_domicile_meta` and renames the file
- * into place. `discard()` removes every file it made (abort: no debris).
+ * commits into a temporary file beside the target path, keeping its own
+ * rolling checksum of what it wrote; checks every commit's checksum (DESIGN §9
+ * step 4: incremental, no full-file hash inside the fence). From
+ * {@link ShardReceiver.markSnapshot} on it also groups the commits it applies
+ * by txid, as the replicator's shipper does, into the transactions of the
+ * pending generation (pending-generation.ts uploads them). At the switch it
+ * stamps the new epoch into `_domicile_meta` as one more transaction (txid + 1,
+ * so the stamp is itself replicated) and renames the file into place.
+ * `discard()` removes every file it made (abort: no debris).
  *
  * File operations are synchronous on purpose: page-cache writes of a few
  * pages take microseconds, and inside the fence an asynchronous call would
@@ -14,10 +18,28 @@ import { closeSync, existsSync, fsyncSync, ftruncateSync, mkdirSync, openSync, r
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { DomicileError } from '@domicile/errors';
-import { applyTransactionHashes, DbHashState, formatChecksum, readDomicileMeta, type DomicileMeta } from '@domicile/replication';
-import type { ShardChanges, SnapshotInfo } from './wal-follower.ts';
+import {
+  applyTransactionHashes, DbHashState, formatChecksum, readDomicileMeta, readWal, type DomicileMeta, type SegmentTransaction,
+} from '@domicile/replication';
+import type { CommitChange, ShardChanges, SnapshotInfo } from './wal-follower.ts';
 
 const COMPANIONS = ['', '-wal', '-shm', '-journal'] as const;
+
+/** Transactions of the pending generation not handed out yet, with the database state they start from. */
+export interface PendingBatch {
+  pageSize: number;
+  preChecksum: bigint;
+  prePageCount: number;
+  /** Consecutive txids; empty when nothing new. */
+  txs: SegmentTransaction[];
+}
+
+/** WAL commits whose txid has not moved yet (merged into the next txid's transaction, as the shipper does). */
+interface OpenUnit {
+  truncateTo: number;
+  commitSize: number;
+  pages: Map<number, Uint8Array>;
+}
 
 /** Receives one shard. */
 export class ShardReceiver {
@@ -28,12 +50,25 @@ export class ShardReceiver {
   #state = new DbHashState();
   #nextPage = 1;
   #renamed = false;
+  readonly #now: () => number;
+  /** Grouping commits into transactions (after {@link markSnapshot}). */
+  #collecting = false;
+  #txid = 0;
+  #unit: OpenUnit | null = null;
+  #txs: SegmentTransaction[] = [];
+  /** State after the last transaction handed out or collected: where the next batch starts. */
+  #batchStart = { checksum: 0n, pageCount: 0 };
+  #lastTx = { checksum: 0n, pageCount: 0 };
 
   /** `finalPath`: where the shard lives once the move is done (its region's shard dir). */
-  constructor(finalPath: string, moveId: string) {
+  constructor(finalPath: string, moveId: string, now: () => number = Date.now) {
     this.#final = finalPath;
     this.#tmp = `${finalPath}.move-${moveId}.tmp`;
+    this.#now = now;
   }
+
+  /** The temporary file the copy is written to (the pending generation's snapshot is read from it). */
+  get tmpPath(): string { return this.#tmp; }
 
   /** Starts the copy; refuses when the target path is taken (a live file there is never overwritten). */
   async begin(info: SnapshotInfo): Promise<void> {
@@ -54,20 +89,70 @@ export class ShardReceiver {
     this.#nextPage += n;
   }
 
-  /** Applies a change set; its pre- and post-checksums must match this copy's own. */
+  /** Applies commits in order; each one's checksum must match this copy's own. */
   async apply(ch: ShardChanges): Promise<void> {
     const { fd, info } = this.#open();
     if (this.#nextPage - 1 !== info.pageCount) throw new DomicileError('INTERNAL', 'changes before the warm copy was complete');
     if (ch.preChecksum !== this.#state.checksum) {
       throw new DomicileError('INTERNAL', `move: checksum mismatch before a change set (target ${formatChecksum(this.#state.checksum)}, source ${formatChecksum(ch.preChecksum)})`);
     }
-    if (ch.truncateTo < this.#state.pageCount) ftruncateSync(fd, ch.truncateTo * info.pageSize);
-    for (const p of ch.pages) writeAll(fd, p.data, (p.pgno - 1) * info.pageSize);
-    ftruncateSync(fd, ch.commitSize * info.pageSize);
-    const post = applyTransactionHashes(this.#state, ch);
-    if (post !== ch.postChecksum) {
-      throw new DomicileError('INTERNAL', `move: checksum mismatch after a change set (target ${formatChecksum(post)}, source ${formatChecksum(ch.postChecksum)})`);
+    for (const c of ch.commits) {
+      const before = this.#state.pageCount;
+      if (c.commitSize < before) ftruncateSync(fd, c.commitSize * info.pageSize);
+      for (const p of c.pages) writeAll(fd, p.data, (p.pgno - 1) * info.pageSize);
+      if (c.commitSize > before) ftruncateSync(fd, c.commitSize * info.pageSize);
+      const post = applyTransactionHashes(this.#state, { truncateTo: c.commitSize, commitSize: c.commitSize, pages: c.pages });
+      if (post !== c.postChecksum) {
+        throw new DomicileError('INTERNAL', `move: checksum mismatch after a commit (target ${formatChecksum(post)}, source ${formatChecksum(c.postChecksum)})`);
+      }
+      if (this.#collecting) this.#collect(c);
     }
+    if (this.#state.checksum !== ch.postChecksum) {
+      throw new DomicileError('INTERNAL', `move: checksum mismatch after a change set (target ${formatChecksum(this.#state.checksum)}, source ${formatChecksum(ch.postChecksum)})`);
+    }
+  }
+
+  /**
+   * The copy as it stands becomes the pending generation's snapshot: from now
+   * on every commit applied is grouped into transactions by txid. Call only
+   * after at least one round of changes (before it the copy may mix states;
+   * see wal-follower.ts). Returns the snapshot's txid and checksum.
+   */
+  markSnapshot(): { txid: number; checksum: bigint } {
+    const meta = this.#metaNow();
+    this.#collecting = true;
+    this.#txid = meta.txid;
+    this.#unit = null;
+    this.#txs = [];
+    this.#lastTx = { checksum: this.#state.checksum, pageCount: this.#state.pageCount };
+    this.#batchStart = this.#lastTx;
+    return { txid: meta.txid, checksum: this.#state.checksum };
+  }
+
+  /** The transactions collected since the previous call (commits whose txid has not moved yet stay back). */
+  takeBatch(): PendingBatch {
+    const { info } = this.#open();
+    const batch: PendingBatch = { pageSize: info.pageSize, preChecksum: this.#batchStart.checksum, prePageCount: this.#batchStart.pageCount, txs: this.#txs };
+    this.#txs = [];
+    this.#batchStart = this.#lastTx;
+    return batch;
+  }
+
+  /** Merges one applied commit into the open unit; closes it as a transaction when the txid moved. */
+  #collect(c: CommitChange): void {
+    const u = this.#unit ??= { truncateTo: c.commitSize, commitSize: c.commitSize, pages: new Map() };
+    u.truncateTo = Math.min(u.truncateTo, c.commitSize);
+    u.commitSize = c.commitSize;
+    for (const p of c.pages) u.pages.set(p.pgno, p.data);
+    for (const pgno of u.pages.keys()) if (pgno > c.commitSize) u.pages.delete(pgno);
+    const txid = this.#metaNow().txid;
+    if (txid === this.#txid) return;
+    if (txid !== this.#txid + 1) throw new DomicileError('INTERNAL', `move: the source's txid went from ${this.#txid} to ${txid} in one commit`);
+    const pages = [...u.pages.entries()].sort((a, b) => a[0] - b[0]).map(([pgno, data]) => ({ pgno, data }));
+    this.#txs.push({ txid, time: this.#now(), truncateTo: u.truncateTo, commitSize: u.commitSize, postChecksum: this.#state.checksum, pages });
+    this.#txid = txid;
+    this.#unit = null;
+    this.#lastTx = { checksum: this.#state.checksum, pageCount: this.#state.pageCount };
   }
 
   /** Rolling checksum of the copy. */
@@ -75,6 +160,10 @@ export class ShardReceiver {
 
   /** `_domicile_meta` as the copy holds it, read from its pages. */
   async meta(): Promise<DomicileMeta | null> {
+    return this.#readMeta();
+  }
+
+  #readMeta(): DomicileMeta | null {
     const { fd, info } = this.#open();
     const pages = this.#state.pageCount;
     return readDomicileMeta((p) => {
@@ -84,35 +173,77 @@ export class ShardReceiver {
     });
   }
 
+  #metaNow(): DomicileMeta {
+    const meta = this.#readMeta();
+    if (!meta) throw new DomicileError('INTERNAL', 'the moved shard has no _domicile_meta row');
+    return meta;
+  }
+
   /** fsync the copy (before the fence: the fence then only syncs the last few pages). */
   async sync(): Promise<void> {
     fsyncSync(this.#open().fd);
   }
 
   /**
-   * The switch: stamp `epoch` into `_domicile_meta` (a trusted connection of
-   * Domicile's own; its close folds the one commit and removes its -wal),
-   * fsync once, rename into place.
+   * The switch, part one: stamp `epoch` into `_domicile_meta` as a transaction
+   * of its own (txid + 1) through a trusted connection of Domicile's own. Its
+   * WAL frames are read before the connection closes (the close folds them
+   * into the file and removes the -wal), so the stamp joins the pending
+   * generation like any commit; the file is read back to check it.
    */
-  async finish(epoch: number): Promise<void> {
-    const { fd } = this.#open();
-    closeSync(fd);
-    this.#fd = undefined;
+  async stamp(epoch: number): Promise<void> {
+    const { info } = this.#open();
+    const before = this.#metaNow();
+    let commits: CommitChange[] = [];
     const db = new Database(this.#tmp, { fileMustExist: true });
     try {
+      db.pragma('journal_mode = WAL');
       db.pragma('synchronous = OFF');
-      const res = db.prepare('UPDATE main._domicile_meta SET epoch = ? WHERE id = 1').run(epoch);
+      const res = db.prepare('UPDATE main._domicile_meta SET epoch = ?, txid = txid + 1 WHERE id = 1').run(epoch);
       if (res.changes !== 1) throw new DomicileError('INTERNAL', 'the moved shard has no _domicile_meta row');
+      commits = this.#walCommits(info.pageSize);
     } finally {
       db.close();
     }
     for (const s of ['-wal', '-shm']) rmSync(this.#tmp + s, { force: true });
-    const synced = openSync(this.#tmp, 'r+');
-    try {
-      fsyncSync(synced);
-    } finally {
-      closeSync(synced);
+    for (const c of commits) {
+      c.postChecksum = applyTransactionHashes(this.#state, { truncateTo: c.commitSize, commitSize: c.commitSize, pages: c.pages });
+      if (this.#collecting) this.#collect(c);
     }
+    const after = this.#metaNow();
+    if (after.epoch !== epoch || after.txid !== before.txid + 1) {
+      throw new DomicileError('INTERNAL', `move: the epoch stamp did not reach the file (epoch ${after.epoch}, txid ${after.txid})`);
+    }
+  }
+
+  /** The committed frames of the temporary file's WAL, one entry per commit. */
+  #walCommits(pageSize: number): CommitChange[] {
+    const wal = openSync(`${this.#tmp}-wal`, 'r');
+    try {
+      const res = readWal(wal);
+      if (res.kind !== 'frames' || res.commits === 0) throw new DomicileError('INTERNAL', 'move: the epoch stamp left no commit in the WAL');
+      if (res.header.pageSize !== pageSize) throw new DomicileError('INTERNAL', 'move: the stamp\'s WAL has another page size');
+      const out: CommitChange[] = [];
+      let pages = new Map<number, Uint8Array>();
+      for (const f of res.frames) {
+        pages.set(f.pgno, f.data);
+        if (f.commitSize === 0) continue;
+        const sorted = [...pages.entries()].filter(([p]) => p <= f.commitSize).sort((a, b) => a[0] - b[0]).map(([pgno, data]) => ({ pgno, data }));
+        out.push({ commitSize: f.commitSize, pages: sorted, postChecksum: 0n }); // set once applied
+        pages = new Map();
+      }
+      return out;
+    } finally {
+      closeSync(wal);
+    }
+  }
+
+  /** The switch, part two: fsync once and rename the file into place. */
+  async install(): Promise<void> {
+    const { fd } = this.#open();
+    fsyncSync(fd);
+    closeSync(fd);
+    this.#fd = undefined;
     renameSync(this.#tmp, this.#final);
     this.#renamed = true;
   }

@@ -40,19 +40,30 @@ export interface SnapshotInfo {
   bytes: number;
 }
 
-/** Commits since the previous read, collapsed into one change set (the last image of each page wins). */
-export interface ShardChanges {
-  /** Pages past this are dropped before `pages` are written. */
-  truncateTo: number;
-  /** Database size in pages afterwards. */
+/** One WAL commit: the pages it wrote (the last image of each) and the database after it. */
+export interface CommitChange {
+  /** Database size in pages after the commit (pages past it are dropped). */
   commitSize: number;
   /** Ascending by page number. */
   pages: PageImage[];
-  /** Rolling checksum before and after (checksum.ts). */
+  /** Rolling checksum after the commit (checksum.ts). */
+  postChecksum: bigint;
+}
+
+/**
+ * The commits since the previous read, one by one: the target keeps them
+ * apart so that it can group them by txid into the pending generation's
+ * segments (exact-txid point-in-time restore survives a move).
+ */
+export interface ShardChanges {
+  commits: CommitChange[];
+  /** Rolling checksum before the first commit and after the last. */
   preChecksum: bigint;
   postChecksum: bigint;
-  /** WAL commits folded into this change set. */
-  commits: number;
+  /** Distinct pages written (what applying the whole set rewrites; the catch-up's measure of how far behind it is). */
+  distinctPages: number;
+  /** Page images over all commits (bytes sent = this × page size). */
+  pageImages: number;
 }
 
 /** Follows one shard's files: a warm copy, then its commits. Not thread-safe; one per move. */
@@ -184,20 +195,22 @@ export class WalFollower {
       if (res.header.pageSize !== info.pageSize) throw new DomicileError('INTERNAL', 'the source WAL page size differs from the database');
       this.#position = res.position;
       if (res.commits === 0) return null;
-      const pages = new Map<number, Uint8Array>();
-      let truncateTo = Number.MAX_SAFE_INTEGER;
-      let commitSize = 0;
+      const preChecksum = this.#state.checksum;
+      const commits: CommitChange[] = [];
+      const distinct = new Set<number>();
+      let pageImages = 0;
+      let pages = new Map<number, Uint8Array>();
       for (const f of res.frames) {
         pages.set(f.pgno, f.data);
         if (f.commitSize === 0) continue;
-        commitSize = f.commitSize;
-        truncateTo = Math.min(truncateTo, f.commitSize);
-        for (const p of pages.keys()) if (p > f.commitSize) pages.delete(p);
+        const sorted = [...pages.entries()].filter(([p]) => p <= f.commitSize).sort((a, b) => a[0] - b[0]).map(([pgno, data]) => ({ pgno, data }));
+        for (const p of sorted) distinct.add(p.pgno);
+        pageImages += sorted.length;
+        const postChecksum = applyTransactionHashes(this.#state, { truncateTo: f.commitSize, commitSize: f.commitSize, pages: sorted });
+        commits.push({ commitSize: f.commitSize, pages: sorted, postChecksum });
+        pages = new Map();
       }
-      const sorted = [...pages.entries()].sort((a, b) => a[0] - b[0]).map(([pgno, data]) => ({ pgno, data }));
-      const preChecksum = this.#state.checksum;
-      const postChecksum = applyTransactionHashes(this.#state, { truncateTo, commitSize, pages: sorted });
-      return { truncateTo, commitSize, pages: sorted, preChecksum, postChecksum, commits: res.commits };
+      return { commits, preChecksum, postChecksum: this.#state.checksum, distinctPages: distinct.size, pageImages };
     } finally {
       closeSync(fd);
     }

@@ -1,0 +1,104 @@
+/**
+ * The pending generation of a move (DESIGN §9 step 2): the target uploads its
+ * copy of the tenant to its own region's bucket as a new generation of the
+ * new epoch before the fence — the snapshot once the warm copy has caught up,
+ * then a segment of the transactions applied after it, and inside the fence a
+ * last segment ending with the epoch stamp. After the switch the new primary's
+ * replicator finds this generation in the bucket, checks that the shard file
+ * continues its tip and resumes it: no checkpoint, copy or snapshot upload
+ * after the switch, and the tenant's history in the new region starts before
+ * the move instead of after it. An abort deletes every object of it.
+ */
+import { DomicileError } from '@domicile/errors';
+import { isAlreadyExists, type ObjectBody, type ObjectStore } from '@domicile/object-store';
+import {
+  createSnapshot, encodeSegmentAsync, generationPrefix, newGenerationId, segmentKey, snapshotKey, type GenerationRef,
+} from '@domicile/replication';
+import { sweepBucket } from '../buckets/bucket-eraser.ts';
+import type { PendingBatch } from './shard-receiver.ts';
+
+/** Identity of the generation to create: the tenant at its new epoch. */
+export interface PendingIdentity {
+  tenant: string;
+  incarnation: string;
+  epoch: number;
+}
+
+/** Uploads one move's pending generation to the target region's bucket. */
+export class PendingGeneration {
+  readonly ref: GenerationRef;
+  readonly #store: ObjectStore;
+  readonly #now: () => number;
+  #snapshotTxid: number | undefined;
+  #lastTxid: number | undefined;
+  #objects = 0;
+  #bytes = 0;
+
+  constructor(store: ObjectStore, id: PendingIdentity, now: () => number = Date.now) {
+    this.#store = store;
+    this.#now = now;
+    this.ref = { ...id, generation: newGenerationId(now()) };
+  }
+
+  /** Txid of the snapshot (undefined before {@link putSnapshot}). */
+  get snapshotTxid(): number | undefined { return this.#snapshotTxid; }
+  /** Newest txid uploaded. */
+  get lastTxid(): number | undefined { return this.#lastTxid; }
+  /** Objects and bytes uploaded so far. */
+  get uploaded(): { objects: number; bytes: number } { return { objects: this.#objects, bytes: this.#bytes }; }
+
+  /**
+   * Streams `dbPath` (which must not change meanwhile) as the generation's
+   * snapshot; `checksum` is the copy's rolling checksum, which the stream
+   * verifies as it reads.
+   */
+  async putSnapshot(dbPath: string, checksum: bigint): Promise<void> {
+    if (this.#snapshotTxid !== undefined) throw new DomicileError('INTERNAL', 'the pending generation has its snapshot already');
+    const snap = createSnapshot({ dbPath, ...this.ref, checksum, time: this.#now() });
+    try {
+      await Promise.all([this.#put(snapshotKey(this.ref, snap.header.txid), snap.stream), snap.done.then(({ bytes }) => { this.#bytes += bytes; })]);
+    } catch (err) {
+      snap.stream.destroy();
+      snap.done.catch(() => undefined);
+      throw err;
+    }
+    this.#snapshotTxid = snap.header.txid;
+    this.#lastTxid = snap.header.txid;
+  }
+
+  /** Uploads a batch of transactions as one segment (nothing for an empty batch). */
+  async putSegment(batch: PendingBatch): Promise<void> {
+    if (batch.txs.length === 0) return;
+    if (this.#lastTxid === undefined) throw new DomicileError('INTERNAL', 'a segment of the pending generation before its snapshot');
+    const first = batch.txs[0]!.txid;
+    const last = batch.txs.at(-1)!.txid;
+    if (first !== this.#lastTxid + 1) throw new DomicileError('INTERNAL', `the pending generation would skip from txid ${this.#lastTxid} to ${first}`);
+    const bytes = await encodeSegmentAsync(
+      { ...this.ref, pageSize: batch.pageSize, preChecksum: batch.preChecksum, prePageCount: batch.prePageCount },
+      batch.txs,
+    );
+    await this.#put(segmentKey(this.ref, first, last), bytes);
+    this.#bytes += bytes.byteLength;
+    this.#lastTxid = last;
+  }
+
+  /** Abort: deletes every object of the generation (verified by a listing). */
+  async discard(): Promise<void> {
+    await sweepBucket(this.#store, generationPrefix(this.ref), undefined);
+  }
+
+  async #put(key: string, body: ObjectBody): Promise<void> {
+    try {
+      await this.#store.put(key, body, { ifNoneMatch: true });
+      this.#objects++;
+    } catch (err) {
+      if (isAlreadyExists(err)) return;
+      throw new DomicileError(
+        'REPLICATION_UNAVAILABLE',
+        `the target region's bucket (${this.#store.describe()}) did not take the move's new generation; the tenant stays where it was`,
+        { store: this.#store.describe() },
+        { cause: err },
+      );
+    }
+  }
+}
