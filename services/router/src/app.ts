@@ -1,6 +1,7 @@
 import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { DomicileError } from '@domicile/errors';
+import { routeToOwner } from './cluster/owner-routing.ts';
 import { sendError } from './http-errors.ts';
 import { backupRoutes } from './routes/backup-routes.ts';
 import { dataRoutes } from './routes/data-routes.ts';
@@ -53,6 +54,15 @@ export async function buildApp(rt: Runtime, opts: { logger?: Logger; https?: { c
       rt.metrics.duration.observe({ route, method: request.method }, Number(process.hrtime.bigint() - started) / 1e9);
     }
   });
+
+  if (rt.cluster) {
+    // Tenant-scoped routes are served by the tenant's owner: relayed or redirected (cluster/owner-routing.ts).
+    const cluster = rt.cluster;
+    app.addHook('preHandler', async (request, reply) => {
+      const url = request.routeOptions.url ?? '';
+      if ((url.startsWith('/v1/tenants/:id') || url === '/v2/pipeline') && (await routeToOwner(rt, cluster, request, reply))) return reply;
+    });
+  }
 
   opsRoutes(app, rt);
   tenantRoutes(app, rt);

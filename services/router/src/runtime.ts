@@ -3,12 +3,13 @@ import { statSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Config } from '@domicile/config';
-import { EmbeddedDirectory, type Directory, type TenantRecord } from '@domicile/directory';
+import { EmbeddedDirectory, RedisDirectory, RedisMembership, type Directory, type TenantRecord } from '@domicile/directory';
 import { DomicileError } from '@domicile/errors';
 import type { ObjectStore } from '@domicile/object-store';
 import { findRegion, loadPolicy, violations, type Policy } from '@domicile/policy';
 import { ShardPool, shardPath, type ShardRef } from '@domicile/shard';
 import { AuditLog } from './audit/audit-log.ts';
+import { ClusterNode } from './cluster/cluster-node.ts';
 import { sweepTenantObjects } from './buckets/bucket-eraser.ts';
 import { LateSweeps } from './buckets/late-sweeps.ts';
 import { RegionBuckets, type RegionBucket } from './buckets/region-buckets.ts';
@@ -58,11 +59,13 @@ export class Runtime {
   readonly adminTokenFile: string | undefined;
   /** Tenant moves (DESIGN §9) and the data plane's per-tenant gate. */
   readonly moves: MoveManager;
+  /** This node in its cluster (DOMICILE_REDIS_URL set); undefined on the embedded default. */
+  readonly cluster: ClusterNode | undefined;
   #policy: Policy;
   #ready = false;
   readonly #buckets: RegionBuckets;
 
-  private constructor(init: Omit<Runtime, 'policy' | 'ready' | 'setReady' | 'swapPolicy' | 'shardRef' | 'nodeForRegion' | 'close' | 'startupViolations' | 'schemaJobs' | 'buckets' | 'bucketFor' | 'lateSweeps' | 'replicationView' | 'replicationLagByRegion' | 'moves'> & { policy: Policy; regionBuckets: RegionBuckets; checkpointHolds: CheckpointHolds }) {
+  private constructor(init: Omit<Runtime, 'policy' | 'ready' | 'setReady' | 'swapPolicy' | 'shardRef' | 'nodeForRegion' | 'close' | 'startupViolations' | 'schemaJobs' | 'buckets' | 'bucketFor' | 'lateSweeps' | 'replicationView' | 'replicationLagByRegion' | 'moves' | 'cluster'> & { cluster: ClusterNode | undefined } & { policy: Policy; regionBuckets: RegionBuckets; checkpointHolds: CheckpointHolds }) {
     this.config = init.config;
     this.log = init.log;
     this.directory = init.directory;
@@ -77,6 +80,7 @@ export class Runtime {
     this.metrics = init.metrics;
     this.nodes = init.nodes;
     this.adminTokenFile = init.adminTokenFile;
+    this.cluster = init.cluster;
     this.replicator = init.replicator;
     this.#policy = init.policy;
     this.#buckets = init.regionBuckets;
@@ -95,9 +99,6 @@ export class Runtime {
   /** Loads the policy (refusing to start on an invalid one), opens the directory, audit log and pool. */
   static async open(config: Config, log: Logger): Promise<Runtime> {
     const policy = await loadPolicy(config.policyPath);
-    if (config.redisUrl) {
-      throw new DomicileError('BAD_REQUEST', 'DOMICILE_REDIS_URL: the Redis directory (cluster mode) is not available in this build; unset it to run the embedded default');
-    }
     const regions = config.region ? [config.region] : [...policy.regionOrder];
     for (const r of regions) {
       if (!findRegion(policy, r)) throw new DomicileError('BAD_REQUEST', `DOMICILE_REGION: "${r}" is not a region of ${policy.source}`);
@@ -144,12 +145,24 @@ export class Runtime {
       maxDbBytes: config.maxDbBytes,
       logger: log.child({ component: 'shards' }),
     });
-    const directory = new EmbeddedDirectory(path.join(config.dataDir, 'directory.db'));
+    let directory: Directory;
+    let cluster: ClusterNode | undefined;
+    if (config.redisUrl) {
+      // A cluster node (docs/cluster.md): the directory and the leases live in Redis; this process is
+      // one node of one region. It joins once it listens (startServer), announcing its URL.
+      const redis = new RedisDirectory({ url: config.redisUrl });
+      directory = redis;
+      const node = nodes.values().next().value!;
+      cluster = new ClusterNode({ membership: new RedisMembership({ directory: redis, ttlMs: config.leaseTtlMs }), id: node.id, region: node.region });
+    } else {
+      directory = new EmbeddedDirectory(path.join(config.dataDir, 'directory.db'));
+    }
     const audit = new AuditLog(path.join(config.dataDir, 'audit.db'));
     const schema = new SqliteSchemaStore(path.join(config.dataDir, 'schema.db'));
     try {
       await pool.start();
     } catch (err) {
+      await cluster?.leave();
       await directory.close();
       audit.close();
       await schema.close();
@@ -182,7 +195,7 @@ export class Runtime {
       onUpload = metrics.watchReplication(replicator, regionOf);
     }
     const rt = new Runtime({
-      config, log, directory, pool, audit, schema, metrics, nodes, adminTokenFile, regionBuckets, replicator,
+      config, log, directory, pool, audit, schema, metrics, nodes, adminTokenFile, regionBuckets, replicator, cluster,
       adminAuth: new AdminAuth(adminTokens), tokens: new TenantTokens(secrets), policy, checkpointHolds,
     });
     moves = rt.moves;
@@ -271,6 +284,8 @@ export class Runtime {
   shardRef(t: TenantRecord): ShardRef {
     const node = this.nodes.get(t.region);
     if (!node) throw new DomicileError('NODE_UNAVAILABLE', `no live node serves region "${t.region}"`, { region: t.region });
+    // In a cluster a region has several nodes: only the owner has the file (routing sends the rest on).
+    if (this.cluster && node.id !== t.node) throw new DomicileError('NODE_UNAVAILABLE', `tenant "${t.id}" is served by node ${t.node}, not ${node.id}`, { tenant: t.id, node: t.node });
     return { tenant: t.id, incarnation: t.incarnation, epoch: t.epoch, path: shardPath(node.dir, t.id) };
   }
 
@@ -300,6 +315,8 @@ export class Runtime {
     }
     await this.pool.close();
     await this.replicator?.close();
+    // Drop the lease once nothing is served any more: a peer may take the tenants at once.
+    await this.cluster?.leave().catch((err: unknown) => this.log.warn({ err: String((err as Error)?.message ?? err) }, 'leaving the cluster failed; the lease expires by itself'));
     await this.directory.close();
     this.audit.close();
     await this.schema.close();

@@ -24,6 +24,13 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     const addr = app.server.address();
     const port = typeof addr === 'object' && addr ? addr.port : config.port;
     const url = `${https ? 'https' : 'http'}://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
+    if (rt.cluster) {
+      // Peers and redirected clients reach this node at its public URL (the listen address by default).
+      const publicUrl = config.publicUrl ?? url;
+      if (!config.publicUrl && /^(0\.0\.0\.0|::)$/.test(config.host)) log.warn({ url }, 'DOMICILE_PUBLIC_URL is not set and the node listens on every address: peers will be told an unreachable URL');
+      await rt.cluster.join(publicUrl, rt.policy.hash);
+      log.info({ node: rt.cluster.id, region: rt.cluster.region, publicUrl }, 'joined the cluster');
+    }
     rt.setReady(true);
     let closing: Promise<void> | undefined;
     return {

@@ -226,7 +226,8 @@ export class MoveManager {
     do {
       const page = await this.#rt.directory.list({ limit: 1000, ...(cursor ? { cursor } : {}) });
       for (const t of page.tenants) {
-        if (t.state !== 'moving') continue;
+        // Only moves this process ran: in a cluster another node's move may be running right now.
+        if (t.state !== 'moving' || ![...this.#rt.nodes.values()].some((n) => n.id === t.node)) continue;
         for (const node of this.#rt.nodes.values()) {
           if (node.region === t.region) continue;
           await removeMoveDebris(shardPath(node.dir, t.id));

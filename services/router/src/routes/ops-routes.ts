@@ -31,7 +31,7 @@ export function opsRoutes(app: FastifyInstance, rt: Runtime): void {
     // Worst replication lag per region (ms); undefined when replication is off.
     const lag = rt.replicationLagByRegion();
     return {
-      mode: rt.config.region ? 'single-region' : 'embedded',
+      mode: rt.cluster ? 'cluster' : rt.config.region ? 'single-region' : 'embedded',
       policyHash: rt.policy.hash,
       regions: rt.policy.regionOrder.map((name) => ({
         name,
@@ -58,6 +58,22 @@ export function opsRoutes(app: FastifyInstance, rt: Runtime): void {
   app.get('/v1/cluster', async (request) => {
     await requireAdmin(rt, request);
     const counts = await rt.directory.countByRegion();
+    if (rt.cluster) {
+      // Every node that joined and did not leave, live or not, as the membership knows it.
+      const members = await rt.cluster.membership.nodes();
+      const hashes = [...new Set(members.filter((n) => n.live).map((n) => n.policyHash))];
+      return {
+        mode: 'cluster',
+        node: rt.cluster.id,
+        regions: rt.policy.regionOrder.map((name) => ({
+          name, jurisdiction: rt.policy.regions[name]?.jurisdiction, tenants: counts.get(name) ?? 0,
+          liveNodes: members.filter((n) => n.live && n.region === name).map((n) => n.id),
+        })),
+        nodes: members.map((n) => ({ id: n.id, region: n.region, url: n.url, healthy: n.live, policyHash: n.policyHash, protocolVersion: n.protocolVersion })),
+        policyHashes: hashes,
+        policyMismatch: hashes.length > 1 || (hashes.length === 1 && hashes[0] !== rt.policy.hash),
+      };
+    }
     return {
       mode: rt.config.region ? 'single-region' : 'embedded',
       regions: rt.policy.regionOrder.map((name) => ({ name, jurisdiction: rt.policy.regions[name]?.jurisdiction, tenants: counts.get(name) ?? 0 })),

@@ -1,6 +1,8 @@
 import type { FastifyInstance } from 'fastify';
 import { DomicileError } from '@domicile/errors';
+import { placeTenant } from '@domicile/policy';
 import { requireAdmin } from '../auth/authenticate.ts';
+import { routeCreate } from '../cluster/owner-routing.ts';
 import { DEFAULT_TOKEN_TTL_SECONDS, MAX_TOKEN_TTL_SECONDS, type TokenScope } from '../auth/tenant-tokens.ts';
 import type { Runtime } from '../runtime.ts';
 import { assertTenantId, createTenant, eraseTenant, getLiveTenant, tenantView } from '../tenant-service.ts';
@@ -33,6 +35,11 @@ export function tenantRoutes(app: FastifyInstance, rt: Runtime): void {
   app.post<{ Body: { id: string; residency: string; region?: string; durability?: 'async' | 'sync' } }>(
     '/v1/tenants', { schema: { body: createBody } }, async (request, reply) => {
       const { actor } = await requireAdmin(rt, request);
+      if (rt.cluster) {
+        assertTenantId(request.body.id);
+        const { region } = placeTenant(rt.policy, { id: request.body.id, residency: request.body.residency, ...(request.body.region !== undefined ? { region: request.body.region } : {}) });
+        if (await routeCreate(rt, rt.cluster, region, request, reply)) return reply;
+      }
       const t = await createTenant(rt, request.body, actor);
       request.log.info({ tenant: t.id, region: t.region }, 'tenant created');
       return reply.code(201).send(tenantView(t));

@@ -1,0 +1,119 @@
+/**
+ * This process as one node of a cluster (DESIGN §10, docs/cluster.md): its
+ * lease in the membership, the write gate that follows the lease, and a short
+ * cache of the live nodes so that routing a request does not cost a Redis call
+ * (a departure is seen within the cache's age; a request to a node that just
+ * died fails and is retried by the client, a 503 with Retry-After).
+ */
+import { DomicileError } from '@domicile/errors';
+import type { Membership, NodeInfo } from '@domicile/directory';
+
+/** Node-to-node protocol version (`major.minor`); peers of another major are refused. */
+export const CLUSTER_PROTOCOL_VERSION = '1.0';
+
+/** Major of a `major.minor` version string (NaN when malformed). */
+export function protocolMajor(v: string): number {
+  return Number.parseInt(String(v).split('.')[0] ?? '', 10);
+}
+
+/** Options of {@link ClusterNode}. */
+export interface ClusterNodeOptions {
+  membership: Membership;
+  id: string;
+  region: string;
+  /** How long a listing of the live nodes is reused (ms). Default 500. */
+  cacheMs?: number;
+  now?: () => number;
+}
+
+/** One node's view of the cluster. */
+export class ClusterNode {
+  readonly membership: Membership;
+  readonly id: string;
+  readonly region: string;
+  #self: NodeInfo | undefined;
+  readonly #cacheMs: number;
+  readonly #now: () => number;
+  #cache: { at: number; nodes: Promise<NodeInfo[]> } | undefined;
+
+  constructor(opts: ClusterNodeOptions) {
+    this.membership = opts.membership;
+    this.id = opts.id;
+    this.region = opts.region;
+    this.#cacheMs = opts.cacheMs ?? 500;
+    this.#now = opts.now ?? Date.now;
+  }
+
+  /** Takes the lease (announcing `url` and the policy hash); renewals run in the background. */
+  async join(url: string, policyHash: string): Promise<void> {
+    const self: NodeInfo = { id: this.id, region: this.region, url: url.replace(/\/$/, ''), policyHash, protocolVersion: CLUSTER_PROTOCOL_VERSION };
+    await this.membership.join(self);
+    this.#self = self;
+    this.#cache = undefined;
+  }
+
+  /** What this node announced (undefined before {@link join}). */
+  get self(): NodeInfo | undefined { return this.#self; }
+
+  /** True while the lease allows writes (no I/O; turns false by itself before the lease can expire). */
+  canWrite(): boolean {
+    return this.#self !== undefined && this.membership.canWrite();
+  }
+
+  /** Throws NODE_UNAVAILABLE unless this node may serve its tenants now. */
+  assertServing(): void {
+    if (!this.canWrite()) {
+      throw new DomicileError('NODE_UNAVAILABLE', `node "${this.id}" holds no current lease (Redis unreachable or the lease was lost); it serves no tenant until it renews`, { node: this.id });
+    }
+  }
+
+  /** Live nodes (cached for a short while), optionally of one region, in id order. */
+  async liveNodes(region?: string): Promise<NodeInfo[]> {
+    const now = this.#now();
+    if (!this.#cache || now - this.#cache.at > this.#cacheMs) {
+      const nodes = this.membership.liveNodes();
+      this.#cache = { at: now, nodes };
+      nodes.catch(() => { if (this.#cache?.nodes === nodes) this.#cache = undefined; });
+    }
+    const all = await this.#cache.nodes;
+    return region === undefined ? all : all.filter((n) => n.region === region);
+  }
+
+  /** The live node with this id, or undefined (no lease: dead, or not started). */
+  async liveNode(id: string): Promise<NodeInfo | undefined> {
+    return (await this.liveNodes()).find((n) => n.id === id);
+  }
+
+  /** Forget the cached listing (after a peer answered that it is not who we thought). */
+  invalidate(): void {
+    this.#cache = undefined;
+  }
+
+  /**
+   * 409 POLICY_MISMATCH while a live node announces another policy hash than
+   * `hash` (placement and moves wait until every node runs the same file).
+   */
+  async assertPolicyAgreed(hash: string): Promise<void> {
+    const others = (await this.liveNodes()).filter((n) => n.policyHash !== hash);
+    if (others.length > 0) {
+      throw new DomicileError('POLICY_MISMATCH', `nodes disagree on the placement policy: ${others.map((n) => n.id).join(', ')} run another file than this node; reload the same policy everywhere (SIGHUP)`, {
+        nodes: others.map((n) => ({ id: n.id, policyHash: n.policyHash })),
+        policyHash: hash,
+      });
+    }
+  }
+
+  /** Drops the lease (graceful stop): peers may take this node's tenants at once. */
+  async leave(): Promise<void> {
+    if (!this.#self) {
+      await this.membership.close();
+      return;
+    }
+    this.#self = undefined;
+    try {
+      await this.membership.leave();
+    } finally {
+      await this.membership.close();
+    }
+  }
+}

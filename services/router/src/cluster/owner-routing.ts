@@ -1,0 +1,154 @@
+/**
+ * Routing in a cluster (DESIGN §2, §4 `transit`, §5 "Redirects"): any node
+ * accepts any request; a request for a tenant owned by another node is relayed
+ * to the owner when the tenant's residency allows transit through this node's
+ * region, and otherwise answered `307` with `Location` on the owner and the
+ * `Domicile-Region`/`Domicile-Node`/`Domicile-Epoch` headers — so no tenant
+ * data crosses a border the policy forbids. The caller is authenticated here
+ * first (a stranger learns nothing of the placement) and again by the owner.
+ *
+ * A relayed request carries `Domicile-Forwarded-By`; a node never relays such
+ * a request again (no loops): if it is not the owner either, the placement
+ * changed in flight and the client gets 503 TENANT_MOVING to retry.
+ */
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { NodeInfo, TenantRecord } from '@domicile/directory';
+import { DomicileError } from '@domicile/errors';
+import { transitAllowed } from '@domicile/policy';
+import { authenticate } from '../auth/authenticate.ts';
+import type { Runtime } from '../runtime.ts';
+import { assertTenantId } from '../tenant-service.ts';
+import { protocolMajor, CLUSTER_PROTOCOL_VERSION, type ClusterNode } from './cluster-node.ts';
+
+/** Header a relaying node adds (its node id). */
+export const FORWARDED_BY = 'domicile-forwarded-by';
+
+/** Request headers passed on to the owner; everything else (cookies, hop-by-hop headers) stays. */
+const PASSED_REQUEST_HEADERS = ['authorization', 'content-type', 'idempotency-key', 'accept'] as const;
+/** Response headers passed back to the client. */
+const PASSED_RESPONSE_HEADERS = ['content-type', 'retry-after', 'domicile-region', 'domicile-node', 'domicile-epoch'] as const;
+
+/** How long a relayed request may take before the client gets 503 NODE_UNAVAILABLE. */
+const RELAY_TIMEOUT_MS = 30_000;
+
+/** What to do with a request for `tenant` on this node. */
+export type RouteDecision =
+  | { kind: 'local' }
+  | { kind: 'proxy'; owner: NodeInfo }
+  | { kind: 'redirect'; owner: NodeInfo };
+
+/**
+ * Decides where a request for tenant record `t` is served. Throws
+ * NODE_UNAVAILABLE when the owner holds no lease (failover pending) or speaks
+ * another protocol major.
+ */
+export async function decideRoute(rt: Runtime, cluster: ClusterNode, t: TenantRecord): Promise<RouteDecision> {
+  if (t.node === cluster.id) return { kind: 'local' };
+  const owner = await cluster.liveNode(t.node);
+  if (!owner) {
+    throw new DomicileError('NODE_UNAVAILABLE', `the node that owns tenant "${t.id}" (${t.node}) holds no lease; a node of region ${t.region} takes it over`, { tenant: t.id, region: t.region, node: t.node });
+  }
+  if (protocolMajor(owner.protocolVersion) !== protocolMajor(CLUSTER_PROTOCOL_VERSION)) {
+    throw new DomicileError('NODE_UNAVAILABLE', `node ${owner.id} speaks cluster protocol ${owner.protocolVersion}; this node speaks ${CLUSTER_PROTOCOL_VERSION}`, { node: owner.id });
+  }
+  return transitAllowed(rt.policy, t.residency, cluster.region) ? { kind: 'proxy', owner } : { kind: 'redirect', owner };
+}
+
+/** The tenant a routed request is about: the `:id` path parameter, or the token's tenant for `/v2/pipeline`. */
+async function tenantOf(rt: Runtime, request: FastifyRequest): Promise<string | undefined> {
+  const id = (request.params as { id?: unknown } | undefined)?.id;
+  const principal = await authenticate(rt, request);
+  if (id !== undefined) {
+    assertTenantId(id);
+    if (principal.kind === 'tenant' && principal.claims.tenant !== id) throw new DomicileError('FORBIDDEN', 'the token belongs to another tenant');
+    return id;
+  }
+  return principal.kind === 'tenant' ? principal.claims.tenant : undefined;
+}
+
+/**
+ * preHandler of every tenant-scoped route in a cluster: serves locally when
+ * this node owns the tenant (and holds a current lease) or the tenant does not
+ * exist (the route answers that); else relays or redirects. Returns true when
+ * the request was answered here.
+ */
+export async function routeToOwner(rt: Runtime, cluster: ClusterNode, request: FastifyRequest, reply: FastifyReply): Promise<boolean> {
+  const id = await tenantOf(rt, request);
+  if (id === undefined) return false;
+  const t = await rt.directory.get(id);
+  if (!t) return false;
+  if (t.node === cluster.id) {
+    cluster.assertServing();
+    return false;
+  }
+  if (request.headers[FORWARDED_BY] !== undefined) {
+    throw new DomicileError('TENANT_MOVING', `tenant "${id}" changed hands while the request was relayed; retry`, { tenant: id });
+  }
+  const decision = await decideRoute(rt, cluster, t);
+  if (decision.kind === 'local') return false;
+  placementHeaders(reply, t);
+  if (decision.kind === 'redirect') {
+    await reply.code(307).header('location', decision.owner.url + request.url).header('cache-control', 'no-store').send();
+    return true;
+  }
+  await relay(cluster, decision.owner, request, reply);
+  return true;
+}
+
+/**
+ * `POST /v1/tenants` in a cluster: the policy places the tenant; a region this
+ * node serves creates it here, any other goes to a live node of that region
+ * (relayed: the request holds no tenant data yet). Placement waits while nodes
+ * disagree on the policy (409 POLICY_MISMATCH). Returns true when relayed.
+ */
+export async function routeCreate(rt: Runtime, cluster: ClusterNode, region: string, request: FastifyRequest, reply: FastifyReply): Promise<boolean> {
+  await cluster.assertPolicyAgreed(rt.policy.hash);
+  if (region === cluster.region) {
+    cluster.assertServing();
+    return false;
+  }
+  if (request.headers[FORWARDED_BY] !== undefined) {
+    throw new DomicileError('NODE_UNAVAILABLE', `node ${cluster.id} does not serve region "${region}"`, { region });
+  }
+  const candidates = await cluster.liveNodes(region);
+  if (candidates.length === 0) throw new DomicileError('NODE_UNAVAILABLE', `no live node serves region "${region}"`, { region });
+  // Spread creations over the region's nodes.
+  const owner = candidates[Math.floor(Math.random() * candidates.length)]!;
+  await relay(cluster, owner, request, reply);
+  return true;
+}
+
+/** The owner's placement on an answer (redirects, relayed answers). */
+export function placementHeaders(reply: FastifyReply, t: TenantRecord): void {
+  void reply.header('domicile-region', t.region).header('domicile-node', t.node).header('domicile-epoch', String(t.epoch));
+}
+
+/** Sends the request on to `owner` and its answer back. */
+export async function relay(cluster: ClusterNode, owner: NodeInfo, request: FastifyRequest, reply: FastifyReply): Promise<void> {
+  const headers: Record<string, string> = { [FORWARDED_BY]: cluster.id };
+  for (const h of PASSED_REQUEST_HEADERS) {
+    const v = request.headers[h];
+    if (typeof v === 'string') headers[h] = v;
+  }
+  const hasBody = request.method !== 'GET' && request.method !== 'HEAD' && request.body !== undefined;
+  let res: Response;
+  try {
+    res = await fetch(owner.url + request.url, {
+      method: request.method,
+      headers,
+      ...(hasBody ? { body: JSON.stringify(request.body) } : {}),
+      redirect: 'manual',
+      signal: AbortSignal.timeout(RELAY_TIMEOUT_MS),
+    });
+  } catch (err) {
+    cluster.invalidate();
+    throw new DomicileError('NODE_UNAVAILABLE', `the owner node ${owner.id} did not answer; retry`, { node: owner.id }, { cause: err });
+  }
+  const body = Buffer.from(await res.arrayBuffer());
+  void reply.code(res.status);
+  for (const h of PASSED_RESPONSE_HEADERS) {
+    const v = res.headers.get(h);
+    if (v !== null) void reply.header(h, v);
+  }
+  await reply.send(body);
+}
