@@ -42,6 +42,8 @@ export interface Config {
   checkpointBytes: number;
   retentionMs: number;
   leaseTtlMs: number;
+  /** DOMICILE_FAILOVER_SWEEP_MS: how often a cluster node re-checks its region for tenants of dead nodes. */
+  failoverSweepMs: number;
   replication: 'on' | 'off';
   logLevel: string;
   /** Where each value came from, for `serve` start-up logs. */
@@ -182,6 +184,7 @@ const VARIABLES: ReadonlyArray<Variable<keyof Config>> = [
   { key: 'checkpointBytes', env: 'DOMICILE_CHECKPOINT_BYTES', parse: parseBytes, default: () => 4 * MIB },
   { key: 'retentionMs', env: 'DOMICILE_RETENTION', parse: parseDuration, default: () => 7 * 86_400_000 },
   { key: 'leaseTtlMs', env: 'DOMICILE_LEASE_TTL_MS', parse: parseInteger(500, 600_000), default: () => 5000 },
+  { key: 'failoverSweepMs', env: 'DOMICILE_FAILOVER_SWEEP_MS', parse: parseInteger(1000, 3_600_000), default: () => 30_000 },
   { key: 'replication', env: 'DOMICILE_REPLICATION', parse: parseEnum<'on' | 'off'>('on', 'off'), default: () => 'on' },
   { key: 'logLevel', env: 'DOMICILE_LOG_LEVEL', parse: parseEnum('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'), default: () => 'info' },
 ];

@@ -10,6 +10,8 @@ import { findRegion, loadPolicy, violations, type Policy } from '@domicile/polic
 import { ShardPool, shardPath, type ShardRef } from '@domicile/shard';
 import { AuditLog } from './audit/audit-log.ts';
 import { ClusterNode } from './cluster/cluster-node.ts';
+import { Failover } from './cluster/failover.ts';
+import { OwnedDirectory } from './cluster/owned-directory.ts';
 import { sweepTenantObjects } from './buckets/bucket-eraser.ts';
 import { LateSweeps } from './buckets/late-sweeps.ts';
 import { RegionBuckets, type RegionBucket } from './buckets/region-buckets.ts';
@@ -61,11 +63,13 @@ export class Runtime {
   readonly moves: MoveManager;
   /** This node in its cluster (DOMICILE_REDIS_URL set); undefined on the embedded default. */
   readonly cluster: ClusterNode | undefined;
+  /** Takes over the tenants of dead nodes of this region (cluster only; started by {@link joinCluster}). */
+  readonly failover: Failover | undefined;
   #policy: Policy;
   #ready = false;
   readonly #buckets: RegionBuckets;
 
-  private constructor(init: Omit<Runtime, 'policy' | 'ready' | 'setReady' | 'swapPolicy' | 'shardRef' | 'nodeForRegion' | 'close' | 'startupViolations' | 'schemaJobs' | 'buckets' | 'bucketFor' | 'lateSweeps' | 'replicationView' | 'replicationLagByRegion' | 'moves' | 'cluster'> & { cluster: ClusterNode | undefined } & { policy: Policy; regionBuckets: RegionBuckets; checkpointHolds: CheckpointHolds }) {
+  private constructor(init: Omit<Runtime, 'policy' | 'ready' | 'setReady' | 'swapPolicy' | 'shardRef' | 'nodeForRegion' | 'close' | 'startupViolations' | 'schemaJobs' | 'buckets' | 'bucketFor' | 'lateSweeps' | 'replicationView' | 'replicationLagByRegion' | 'moves' | 'cluster' | 'failover' | 'joinCluster'> & { cluster: ClusterNode | undefined } & { policy: Policy; regionBuckets: RegionBuckets; checkpointHolds: CheckpointHolds }) {
     this.config = init.config;
     this.log = init.log;
     this.directory = init.directory;
@@ -81,6 +85,7 @@ export class Runtime {
     this.nodes = init.nodes;
     this.adminTokenFile = init.adminTokenFile;
     this.cluster = init.cluster;
+    this.failover = init.cluster ? new Failover(this, init.cluster, { sweepIntervalMs: init.config.failoverSweepMs }) : undefined;
     this.replicator = init.replicator;
     this.#policy = init.policy;
     this.#buckets = init.regionBuckets;
@@ -151,9 +156,10 @@ export class Runtime {
       // A cluster node (docs/cluster.md): the directory and the leases live in Redis; this process is
       // one node of one region. It joins once it listens (startServer), announcing its URL.
       const redis = new RedisDirectory({ url: config.redisUrl });
-      directory = redis;
       const node = nodes.values().next().value!;
       cluster = new ClusterNode({ membership: new RedisMembership({ directory: redis, ttlMs: config.leaseTtlMs }), id: node.id, region: node.region });
+      // Owned tenants' records from memory while the lease holds: they keep serving through a Redis pause.
+      directory = new OwnedDirectory(redis, cluster);
     } else {
       directory = new EmbeddedDirectory(path.join(config.dataDir, 'directory.db'));
     }
@@ -217,7 +223,7 @@ export class Runtime {
       const page = await this.directory.list({ limit: 1000, ...(cursor ? { cursor } : {}) });
       for (const t of page.tenants) {
         if (t.state !== 'active' && t.state !== 'moving') continue;
-        if (!this.nodes.has(t.region)) continue;
+        if (!this.nodes.has(t.region) || (this.cluster && t.node !== this.cluster.id)) continue;
         const ref = this.shardRef(t);
         let size = 0;
         try { size = statSync(`${ref.path}-wal`).size; } catch { /* none */ }
@@ -225,6 +231,13 @@ export class Runtime {
       }
       cursor = page.nextCursor;
     } while (cursor);
+  }
+
+  /** Cluster: take the lease (announcing `url`), then start taking over dead nodes' tenants. */
+  async joinCluster(url: string): Promise<void> {
+    if (!this.cluster) return;
+    await this.cluster.join(url, this.#policy.hash);
+    this.failover?.start();
   }
 
   /** Worst replication lag (ms) among the tenants of each region this process serves; undefined when replication is off. */
@@ -308,6 +321,7 @@ export class Runtime {
     this.#ready = false;
     await this.schemaJobs.close();
     await this.moves.close();
+    await this.failover?.close();
     await this.lateSweeps.close();
     if (this.replicator) {
       const shipped = await this.replicator.flush(10_000);

@@ -28,7 +28,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       // Peers and redirected clients reach this node at its public URL (the listen address by default).
       const publicUrl = config.publicUrl ?? url;
       if (!config.publicUrl && /^(0\.0\.0\.0|::)$/.test(config.host)) log.warn({ url }, 'DOMICILE_PUBLIC_URL is not set and the node listens on every address: peers will be told an unreachable URL');
-      await rt.cluster.join(publicUrl, rt.policy.hash);
+      await rt.joinCluster(publicUrl);
       log.info({ node: rt.cluster.id, region: rt.cluster.region, publicUrl }, 'joined the cluster');
     }
     rt.setReady(true);

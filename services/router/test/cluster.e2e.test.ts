@@ -8,8 +8,16 @@
 //      allows transit through the asking node's region, and answered 307 with
 //      Location and the Domicile-* headers otherwise — no row in that answer;
 //   d. tenant tokens, idempotency keys and errors pass through a relay; a
-//      token of another tenant is refused before any routing.
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+//      token of another tenant is refused before any routing;
+//   e. SIGKILL of the owner of a sync tenant: its regional peer takes it over
+//      from the bucket with every acknowledged write and a higher epoch; the
+//      killed node, restarted, archives its stale copy and routes to the new
+//      owner;
+//   f. Redis paused (SIGSTOP): the owner keeps serving its tenants until its
+//      lease deadline, other nodes answer 503 DIRECTORY_UNAVAILABLE within the
+//      bound, and after SIGCONT everything serves again — same owners, same
+//      epochs, no restart.
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -188,4 +196,101 @@ describe('a cluster of four node processes on Redis and three S3-compatible serv
     expect(anonymous.status).toBe(401);
     expect(anonymous.headers.get('location')).toBeNull();
   });
+
+  it('SIGKILL of a sync tenant\'s owner: its regional peer serves it from the bucket with every acknowledged write and epoch + 1; the stale node, restarted, archives its copy', async () => {
+    const created = await call('eu-west-1', 'POST', '/v1/tenants', { id: 'sync-co', residency: 'eu', region: 'eu-west', durability: 'sync' });
+    expect(created.status).toBe(201);
+    expect(created.body.node).toBe('eu-west-1');
+    expect((await call('eu-west-1', 'POST', '/v1/tenants/sync-co/query', { sql: 'CREATE TABLE w (n INTEGER PRIMARY KEY)' })).status).toBe(200);
+    const acked: number[] = [];
+    for (let n = 0; n < 60; n++) {
+      const r = await call('eu-west-1', 'POST', '/v1/tenants/sync-co/query', { sql: 'INSERT INTO w VALUES (?)', params: [n] });
+      expect(r.status).toBe(200);
+      acked.push(n);
+    }
+    await node('eu-west-1').kill();
+    const killedAt = performance.now();
+
+    // Through the peer of the same region: 503 (owner without lease, or restoring) until the takeover is done.
+    let served: Awaited<ReturnType<typeof call>> | undefined;
+    const codes = new Set<string>();
+    while (performance.now() - killedAt < 20_000) {
+      const r = await call('eu-west-2', 'POST', '/v1/tenants/sync-co/query', { sql: 'SELECT n FROM w ORDER BY n' });
+      if (r.status === 200) { served = r; break; }
+      expect(r.status).toBe(503);
+      expect(r.headers.get('retry-after')).not.toBeNull();
+      codes.add(r.body.error.code);
+      await new Promise((res) => setTimeout(res, 100));
+    }
+    const detectionToServingMs = performance.now() - killedAt;
+    expect(served, `not served within 20 s (saw ${[...codes].join(', ')})`).toBeDefined();
+    expect(detectionToServingMs).toBeLessThan(10_000);
+    expect(served!.body.rows).toEqual(acked.map((n) => [n]));
+    const rec = await call('eu-central-1', 'GET', '/v1/tenants/sync-co');
+    expect(rec.body).toMatchObject({ node: 'eu-west-2', region: 'eu-west', epoch: 2, state: 'active' });
+    // It takes writes again, on the new owner, reached through any node.
+    expect((await call('us-east-1', 'POST', '/v1/tenants/us-co/query', { sql: 'SELECT 1' })).status).toBe(200);
+    expect((await call('eu-central-1', 'POST', '/v1/tenants/sync-co/query', { sql: 'INSERT INTO w VALUES (1000)' })).status).toBe(200);
+    const audit = await call('eu-west-2', 'GET', '/v1/audit?tenant=sync-co');
+    expect(audit.body.events.find((e: any) => e.action === 'tenant.failover')).toMatchObject({ details: { fromNode: 'eu-west-1', toNode: 'eu-west-2', epoch: 2 } });
+
+    // The killed node comes back: its copy is archived (not served, not deleted) and requests go to the new owner.
+    await node('eu-west-1').restart();
+    const staleDir = path.join(node('eu-west-1').dataDir, 'eu-west', 'stale');
+    const deadline = performance.now() + 10_000;
+    while (!(existsSync(staleDir) && readdirSync(staleDir).some((n) => n.startsWith('sync-co.db'))) && performance.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    expect(readdirSync(staleDir).some((n) => n.startsWith('sync-co.db'))).toBe(true);
+    expect(existsSync(shardPath(path.join(node('eu-west-1').dataDir, 'eu-west'), 'sync-co'))).toBe(false);
+    const via = await call('eu-west-1', 'POST', '/v1/tenants/sync-co/query', { sql: 'SELECT count(*) FROM w' });
+    expect(via.status).toBe(200);
+    expect(via.body.rows).toEqual([[acked.length + 1]]);
+    expect(via.headers.get('domicile-node')).toBe('eu-west-2');
+    expect(via.headers.get('domicile-epoch')).toBe('2');
+  }, 60_000);
+
+  it('Redis paused: owners keep serving until their lease deadline, others answer a coded 503 in bounded time, all recovers without a restart', async () => {
+    const before = await Promise.all(['eu-co', 'us-co', 'west-co'].map(async (id) => (await call('eu-central-1', 'GET', `/v1/tenants/${id}`)).body));
+    // The owner has read its tenant's record under its current lease.
+    expect((await call('eu-central-1', 'POST', '/v1/tenants/eu-co/query', { sql: 'SELECT count(*) FROM secrets' })).status).toBe(200);
+    redis.pause();
+    const pausedAt = performance.now();
+    try {
+      const t1 = performance.now();
+      const owner = await call('eu-central-1', 'POST', '/v1/tenants/eu-co/query', { sql: 'SELECT v FROM secrets' });
+      expect(owner.status).toBe(200);
+      expect(owner.body.rows).toEqual([['gdpr-row']]);
+      expect(performance.now() - t1).toBeLessThan(1000);
+
+      const t2 = performance.now();
+      const other = await call('eu-west-1', 'POST', '/v1/tenants/eu-co/query', { sql: 'SELECT 1' });
+      expect(other.status).toBe(503);
+      expect(other.body.error.code).toBe('DIRECTORY_UNAVAILABLE');
+      expect(other.headers.get('retry-after')).not.toBeNull();
+      expect(performance.now() - t2).toBeLessThan(4000);
+
+      // Past the lease deadline (TTL 3 s, margin 600 ms) the owner stops serving too.
+      await new Promise((r) => setTimeout(r, Math.max(0, 3200 - (performance.now() - pausedAt))));
+      // (Its in-memory record is no longer trusted, so it asks Redis, which does not answer.)
+      const t3 = performance.now();
+      const late = await call('eu-central-1', 'POST', '/v1/tenants/eu-co/query', { sql: 'SELECT 1' });
+      expect(late.status).toBe(503);
+      expect(['NODE_UNAVAILABLE', 'DIRECTORY_UNAVAILABLE']).toContain(late.body.error.code);
+      expect(performance.now() - t3).toBeLessThan(4000);
+    } finally {
+      redis.resume();
+    }
+    // Every lease expired meanwhile: nodes rejoin and nobody takes a peer's tenants (they settle first).
+    const resumedAt = performance.now();
+    for (const [id, via] of [['eu-co', 'eu-west-1'], ['us-co', 'eu-central-1'], ['west-co', 'us-east-1']] as const) {
+      let r: Awaited<ReturnType<typeof call>> | undefined;
+      while (performance.now() - resumedAt < 15_000) {
+        r = await call(via, 'POST', `/v1/tenants/${id}/query`, { sql: 'SELECT 1' });
+        if (r.status === 200 || r.status === 307) break;
+        await new Promise((res) => setTimeout(res, 100));
+      }
+      expect([200, 307]).toContain(r!.status);
+    }
+    const after = await Promise.all(['eu-co', 'us-co', 'west-co'].map(async (id) => (await call('eu-central-1', 'GET', `/v1/tenants/${id}`)).body));
+    expect(after.map((t: any) => [t.id, t.node, t.epoch])).toEqual(before.map((t: any) => [t.id, t.node, t.epoch]));
+  }, 60_000);
 });

@@ -35,6 +35,8 @@ export class ClusterNode {
   readonly #cacheMs: number;
   readonly #now: () => number;
   #cache: { at: number; nodes: Promise<NodeInfo[]> } | undefined;
+  #leaseGeneration = 0;
+  #joinedAt = -Infinity;
 
   constructor(opts: ClusterNodeOptions) {
     this.membership = opts.membership;
@@ -49,8 +51,32 @@ export class ClusterNode {
     const self: NodeInfo = { id: this.id, region: this.region, url: url.replace(/\/$/, ''), policyHash, protocolVersion: CLUSTER_PROTOCOL_VERSION };
     await this.membership.join(self);
     this.#self = self;
+    this.#leaseGeneration++;
+    this.#joinedAt = performance.now();
     this.#cache = undefined;
   }
+
+  /** After a lost lease: join again with a new lease, announcing the same URL and policy hash. */
+  async rejoin(): Promise<void> {
+    if (!this.#self) throw new DomicileError('INTERNAL', 'rejoin before join');
+    await this.membership.join(this.#self);
+    this.#leaseGeneration++;
+    this.#joinedAt = performance.now();
+    this.#cache = undefined;
+  }
+
+  /**
+   * True for one lease TTL plus one renewal period after this node (re)joined:
+   * peers whose leases lapsed together with ours (a Redis pause) get that long
+   * to rejoin before anyone takes their tenants over.
+   */
+  settling(): boolean {
+    const t = this.membership.timing;
+    return performance.now() - this.#joinedAt < t.ttlMs + t.renewIntervalMs;
+  }
+
+  /** Grows with every join: what was learnt under an earlier lease is not trusted under a later one. */
+  get leaseGeneration(): number { return this.#leaseGeneration; }
 
   /** What this node announced (undefined before {@link join}). */
   get self(): NodeInfo | undefined { return this.#self; }
@@ -64,6 +90,18 @@ export class ClusterNode {
   assertServing(): void {
     if (!this.canWrite()) {
       throw new DomicileError('NODE_UNAVAILABLE', `node "${this.id}" holds no current lease (Redis unreachable or the lease was lost); it serves no tenant until it renews`, { node: this.id });
+    }
+  }
+
+  /**
+   * Right before acknowledging (docs/cluster.md "Leases"): a lease that lapsed
+   * while the request ran means a peer may own the tenant by now, so the answer
+   * is 503 instead of a success nobody can stand behind. The request may have
+   * committed here; retrying with the same Idempotency-Key is safe.
+   */
+  assertStillServing(): void {
+    if (!this.canWrite()) {
+      throw new DomicileError('NODE_UNAVAILABLE', `node "${this.id}" lost its lease while the request ran: it may have committed here, but is not acknowledged; retry (with the same Idempotency-Key)`, { node: this.id, acknowledged: false });
     }
   }
 

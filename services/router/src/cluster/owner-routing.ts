@@ -79,6 +79,9 @@ export async function routeToOwner(rt: Runtime, cluster: ClusterNode, request: F
   if (!t) return false;
   if (t.node === cluster.id) {
     cluster.assertServing();
+    if (rt.failover?.isRecovering(t.id)) {
+      throw new DomicileError('NODE_UNAVAILABLE', `tenant "${id}" is being restored on node ${cluster.id} after a failover; retry`, { tenant: id, node: cluster.id });
+    }
     return false;
   }
   if (request.headers[FORWARDED_BY] !== undefined) {

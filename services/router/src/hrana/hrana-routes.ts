@@ -69,6 +69,7 @@ export function hranaRoutes(app: FastifyInstance, rt: Runtime): void {
     const baton = await streams.release(stream);
     // Sync tenants (DESIGN §8): answered once what the pipeline committed is in the bucket.
     await awaitDurable(rt.replicator, access);
+    rt.cluster?.assertStillServing();
     return sendJson(reply, 200, { baton, base_url: null, results });
   };
 

@@ -57,6 +57,7 @@ export function dataRoutes(app: FastifyInstance, rt: Runtime): void {
     const target = await tenantAccess(rt, request);
     try {
       const outcome = await runDurable(rt.replicator, target, (readOnly) => rt.pool.queryOutcome(target.ref, request.body, { readOnly, idempotencyKey }));
+      rt.cluster?.assertStillServing();
       return answer(reply, outcome);
     } finally {
       target.leave();
@@ -68,6 +69,7 @@ export function dataRoutes(app: FastifyInstance, rt: Runtime): void {
     const target = await tenantAccess(rt, request);
     try {
       const outcome = await runDurable(rt.replicator, target, (readOnly) => rt.pool.batchOutcome(target.ref, request.body.statements, { readOnly, idempotencyKey }));
+      rt.cluster?.assertStillServing();
       return { results: answer(reply, outcome) };
     } finally {
       target.leave();
