@@ -9,11 +9,15 @@
 //      Location and the Domicile-* headers otherwise — no row in that answer;
 //   d. tenant tokens, idempotency keys and errors pass through a relay; a
 //      token of another tenant is refused before any routing;
-//   e. SIGKILL of the owner of a sync tenant: its regional peer takes it over
+//   e. a move across processes under a writer that goes through a third
+//      node: no failed request, every acknowledged write kept, epoch + 1, the
+//      old region's S3 server holds nothing of the tenant, the new one its
+//      generation;
+//   f. SIGKILL of the owner of a sync tenant: its regional peer takes it over
 //      from the bucket with every acknowledged write and a higher epoch; the
 //      killed node, restarted, archives its stale copy and routes to the new
 //      owner;
-//   f. Redis paused (SIGSTOP): the owner keeps serving its tenants until its
+//   g. Redis paused (SIGSTOP): the owner keeps serving its tenants until its
 //      lease deadline, other nodes answer 503 DIRECTORY_UNAVAILABLE within the
 //      bound, and after SIGCONT everything serves again — same owners, same
 //      epochs, no restart.
@@ -21,6 +25,8 @@ import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openObjectStore } from '@domicile/object-store';
+import { parseKey } from '@domicile/replication';
 import { shardPath } from '@domicile/shard';
 import {
   startDomicile, startRedisServer, startS3Server, S3RVER_CREDENTIALS, type DomicileServer, type RedisServer, type S3Server,
@@ -197,6 +203,69 @@ describe('a cluster of four node processes on Redis and three S3-compatible serv
     expect(anonymous.headers.get('location')).toBeNull();
   });
 
+  it('moves a tenant across processes under a writer: no failed request, every acknowledged write kept, the old region\'s bucket emptied', async () => {
+    expect((await call('eu-central-1', 'POST', '/v1/tenants/eu-co/query', { sql: 'CREATE TABLE big (id INTEGER PRIMARY KEY, b BLOB)' })).status).toBe(200);
+    expect((await call('eu-central-1', 'POST', '/v1/tenants/eu-co/query', { sql: 'WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 1000) INSERT INTO big (b) SELECT randomblob(3000) FROM c' })).status).toBe(200);
+    expect((await call('eu-central-1', 'POST', '/v1/tenants/eu-co/query', { sql: 'CREATE TABLE w (n INTEGER PRIMARY KEY)' })).status).toBe(200);
+    let stop = false;
+    const acked: number[] = [];
+    const failed: unknown[] = [];
+    const writer = (async () => {
+      for (let n = 0; !stop; n++) {
+        // Through eu-west-1: relayed to the owner before the move, served or relayed after it.
+        const r = await call('eu-west-1', 'POST', '/v1/tenants/eu-co/query', { sql: 'INSERT INTO w VALUES (?)', params: [n] });
+        if (r.status === 200) acked.push(n);
+        else failed.push(r.body);
+      }
+    })();
+    await new Promise((r) => setTimeout(r, 200));
+    // Asked of a node that is neither end: routed to the owner, which drives the move.
+    const moved = await call('eu-west-2', 'POST', '/v1/tenants/eu-co/move?wait=1', { to: 'eu-west', node: 'eu-west-2' });
+    await new Promise((r) => setTimeout(r, 300));
+    stop = true;
+    await writer;
+    expect(moved.status, JSON.stringify(moved.body)).toBe(200);
+    expect(moved.body).toMatchObject({ tenant: 'eu-co', from: 'eu-central', to: 'eu-west', node: 'eu-west-2', phase: 'done', epoch: { from: 1, to: 2 } });
+    expect(failed).toEqual([]);
+    expect(acked.length).toBeGreaterThan(10);
+
+    const rec = await call('us-east-1', 'GET', '/v1/tenants/eu-co');
+    expect(rec.status).toBe(307);
+    expect(rec.headers.get('domicile-node')).toBe('eu-west-2');
+    expect(rec.headers.get('domicile-epoch')).toBe('2');
+    const rows = await call('eu-west-1', 'POST', '/v1/tenants/eu-co/query', { sql: 'SELECT n FROM w ORDER BY n' });
+    const present = new Set((rows.body.rows as Array<[number]>).map(([n]) => n));
+    for (const n of acked) expect(present.has(n)).toBe(true);
+    expect((await call('eu-west-2', 'POST', '/v1/tenants/eu-co/query', { sql: 'SELECT count(*) FROM big' })).body.rows).toEqual([[1000]]);
+    expect(existsSync(shardPath(path.join(node('eu-central-1').dataDir, 'eu-central'), 'eu-co'))).toBe(false);
+    expect(existsSync(shardPath(path.join(node('eu-west-2').dataDir, 'eu-west'), 'eu-co'))).toBe(true);
+
+    // Buckets: nothing left in eu-central's server; the new epoch's generation in eu-west's.
+    const saved = { id: process.env.AWS_ACCESS_KEY_ID, secret: process.env.AWS_SECRET_ACCESS_KEY };
+    process.env.AWS_ACCESS_KEY_ID = S3RVER_CREDENTIALS.accessKeyId;
+    process.env.AWS_SECRET_ACCESS_KEY = S3RVER_CREDENTIALS.secretAccessKey;
+    const old = openObjectStore(s3.get('eu-central')!.bucketUrl('eu-central', 'domicile'));
+    const neu = openObjectStore(s3.get('eu-west')!.bucketUrl('eu-west', 'domicile'));
+    try {
+      const left: string[] = [];
+      for await (const e of old.list('tenants/eu-co/')) left.push(e.key);
+      expect(left).toEqual([]);
+      const keys: string[] = [];
+      for await (const e of neu.list('tenants/eu-co/')) keys.push(e.key);
+      const parsed = keys.map((k) => parseKey(k));
+      expect(new Set(parsed.map((k) => k.epoch))).toEqual(new Set([2]));
+      expect(new Set(parsed.map((k) => k.generation)).size).toBe(1);
+      expect(parsed.some((k) => k.kind === 'snapshot')).toBe(true);
+    } finally {
+      old.close();
+      neu.close();
+      if (saved.id === undefined) delete process.env.AWS_ACCESS_KEY_ID; else process.env.AWS_ACCESS_KEY_ID = saved.id;
+      if (saved.secret === undefined) delete process.env.AWS_SECRET_ACCESS_KEY; else process.env.AWS_SECRET_ACCESS_KEY = saved.secret;
+    }
+    const audit = await call('eu-central-1', 'GET', '/v1/audit?tenant=eu-co');
+    expect(audit.body.events.find((e: any) => e.action === 'tenant.move')).toMatchObject({ details: { from: 'eu-central', to: 'eu-west', toNode: 'eu-west-2', newEpoch: 2 } });
+  }, 60_000);
+
   it('SIGKILL of a sync tenant\'s owner: its regional peer serves it from the bucket with every acknowledged write and epoch + 1; the stale node, restarted, archives its copy', async () => {
     const created = await call('eu-west-1', 'POST', '/v1/tenants', { id: 'sync-co', residency: 'eu', region: 'eu-west', durability: 'sync' });
     expect(created.status).toBe(201);
@@ -249,20 +318,24 @@ describe('a cluster of four node processes on Redis and three S3-compatible serv
   }, 60_000);
 
   it('Redis paused: owners keep serving until their lease deadline, others answer a coded 503 in bounded time, all recovers without a restart', async () => {
-    const before = await Promise.all(['eu-co', 'us-co', 'west-co'].map(async (id) => (await call('eu-central-1', 'GET', `/v1/tenants/${id}`)).body));
-    // The owner has read its tenant's record under its current lease.
-    expect((await call('eu-central-1', 'POST', '/v1/tenants/eu-co/query', { sql: 'SELECT count(*) FROM secrets' })).status).toBe(200);
+    const placement = async (id: string) => {
+      const r = await call('eu-west-1', 'GET', `/v1/tenants/${id}`);
+      return [id, r.headers.get('domicile-node') ?? r.body.node, Number(r.headers.get('domicile-epoch') ?? r.body.epoch)];
+    };
+    const before = await Promise.all(['eu-co', 'us-co', 'west-co'].map(placement));
+    // us-co lives on us-east-1, which has read its record under its current lease.
+    expect((await call('us-east-1', 'POST', '/v1/tenants/us-co/query', { sql: 'SELECT count(*) FROM t' })).status).toBe(200);
     redis.pause();
     const pausedAt = performance.now();
     try {
       const t1 = performance.now();
-      const owner = await call('eu-central-1', 'POST', '/v1/tenants/eu-co/query', { sql: 'SELECT v FROM secrets' });
+      const owner = await call('us-east-1', 'POST', '/v1/tenants/us-co/query', { sql: 'SELECT v FROM t WHERE v = 42' });
       expect(owner.status).toBe(200);
-      expect(owner.body.rows).toEqual([['gdpr-row']]);
+      expect(owner.body.rows).toEqual([[42]]);
       expect(performance.now() - t1).toBeLessThan(1000);
 
       const t2 = performance.now();
-      const other = await call('eu-west-1', 'POST', '/v1/tenants/eu-co/query', { sql: 'SELECT 1' });
+      const other = await call('eu-west-1', 'POST', '/v1/tenants/us-co/query', { sql: 'SELECT 1' });
       expect(other.status).toBe(503);
       expect(other.body.error.code).toBe('DIRECTORY_UNAVAILABLE');
       expect(other.headers.get('retry-after')).not.toBeNull();
@@ -272,7 +345,7 @@ describe('a cluster of four node processes on Redis and three S3-compatible serv
       await new Promise((r) => setTimeout(r, Math.max(0, 3200 - (performance.now() - pausedAt))));
       // (Its in-memory record is no longer trusted, so it asks Redis, which does not answer.)
       const t3 = performance.now();
-      const late = await call('eu-central-1', 'POST', '/v1/tenants/eu-co/query', { sql: 'SELECT 1' });
+      const late = await call('us-east-1', 'POST', '/v1/tenants/us-co/query', { sql: 'SELECT 1' });
       expect(late.status).toBe(503);
       expect(['NODE_UNAVAILABLE', 'DIRECTORY_UNAVAILABLE']).toContain(late.body.error.code);
       expect(performance.now() - t3).toBeLessThan(4000);
@@ -290,7 +363,7 @@ describe('a cluster of four node processes on Redis and three S3-compatible serv
       }
       expect([200, 307]).toContain(r!.status);
     }
-    const after = await Promise.all(['eu-co', 'us-co', 'west-co'].map(async (id) => (await call('eu-central-1', 'GET', `/v1/tenants/${id}`)).body));
-    expect(after.map((t: any) => [t.id, t.node, t.epoch])).toEqual(before.map((t: any) => [t.id, t.node, t.epoch]));
+    const after = await Promise.all(['eu-co', 'us-co', 'west-co'].map(placement));
+    expect(after).toEqual(before);
   }, 60_000);
 });

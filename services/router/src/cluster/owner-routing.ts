@@ -7,9 +7,10 @@
  * data crosses a border the policy forbids. The caller is authenticated here
  * first (a stranger learns nothing of the placement) and again by the owner.
  *
- * A relayed request carries `Domicile-Forwarded-By`; a node never relays such
- * a request again (no loops): if it is not the owner either, the placement
- * changed in flight and the client gets 503 TENANT_MOVING to retry.
+ * A relayed request carries `Domicile-Forwarded-By` (the nodes it passed). It
+ * is relayed at most twice — the second time only when the owner it reached
+ * handed the tenant on while it waited (a move's fence) — and never back to a
+ * node it passed: otherwise the client gets 503 TENANT_MOVING to retry.
  */
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { NodeInfo, TenantRecord } from '@domicile/directory';
@@ -20,13 +21,33 @@ import type { Runtime } from '../runtime.ts';
 import { assertTenantId } from '../tenant-service.ts';
 import { protocolMajor, CLUSTER_PROTOCOL_VERSION, type ClusterNode } from './cluster-node.ts';
 
-/** Header a relaying node adds (its node id). */
+/** Header a relaying node adds: the ids of the nodes the request passed, comma-separated. */
 export const FORWARDED_BY = 'domicile-forwarded-by';
+/**
+ * Relays one request may take: the first node to the owner it knew, and once
+ * more when that owner handed the tenant on while the request waited at its
+ * fence (a move). Past that, or back to a node it passed, it is a loop.
+ */
+const MAX_HOPS = 2;
+
+/** Nodes a request passed (from {@link FORWARDED_BY}). */
+function hopsOf(request: FastifyRequest): string[] {
+  const h = request.headers[FORWARDED_BY];
+  return typeof h === 'string' ? h.split(',').map((s) => s.trim()).filter(Boolean) : [];
+}
+
+/** Throws TENANT_MOVING when relaying `request` on to `owner` would loop or go too far. */
+function assertMayRelay(request: FastifyRequest, cluster: ClusterNode, t: TenantRecord): void {
+  const hops = hopsOf(request);
+  if (hops.length >= MAX_HOPS || hops.includes(t.node) || hops.includes(cluster.id)) {
+    throw new DomicileError('TENANT_MOVING', `tenant "${t.id}" changed hands while the request was relayed; retry`, { tenant: t.id });
+  }
+}
 
 /** Request headers passed on to the owner; everything else (cookies, hop-by-hop headers) stays. */
 const PASSED_REQUEST_HEADERS = ['authorization', 'content-type', 'idempotency-key', 'accept'] as const;
 /** Response headers passed back to the client. */
-const PASSED_RESPONSE_HEADERS = ['content-type', 'retry-after', 'domicile-region', 'domicile-node', 'domicile-epoch'] as const;
+const PASSED_RESPONSE_HEADERS = ['content-type', 'retry-after', 'location', 'cache-control', 'domicile-region', 'domicile-node', 'domicile-epoch'] as const;
 
 /** How long a relayed request may take before the client gets 503 NODE_UNAVAILABLE. */
 const RELAY_TIMEOUT_MS = 30_000;
@@ -84,9 +105,7 @@ export async function routeToOwner(rt: Runtime, cluster: ClusterNode, request: F
     }
     return false;
   }
-  if (request.headers[FORWARDED_BY] !== undefined) {
-    throw new DomicileError('TENANT_MOVING', `tenant "${id}" changed hands while the request was relayed; retry`, { tenant: id });
-  }
+  assertMayRelay(request, cluster, t);
   const decision = await decideRoute(rt, cluster, t);
   if (decision.kind === 'local') return false;
   placementHeaders(reply, t);
@@ -110,7 +129,7 @@ export async function routeCreate(rt: Runtime, cluster: ClusterNode, region: str
     cluster.assertServing();
     return false;
   }
-  if (request.headers[FORWARDED_BY] !== undefined) {
+  if (hopsOf(request).length > 0) {
     throw new DomicileError('NODE_UNAVAILABLE', `node ${cluster.id} does not serve region "${region}"`, { region });
   }
   const candidates = await cluster.liveNodes(region);
@@ -121,6 +140,40 @@ export async function routeCreate(rt: Runtime, cluster: ClusterNode, region: str
   return true;
 }
 
+/**
+ * Thrown by a handler that waited at a tenant's gate (a move's fence) and
+ * found the tenant owned by another node afterwards: the error handlers
+ * answer it like routing would have — relayed or redirected to the new
+ * owner, so a client sees a pause, not an error (DESIGN §9 step 6).
+ */
+export class Rerouted extends Error {
+  readonly record: TenantRecord;
+  constructor(record: TenantRecord) {
+    super(`tenant "${record.id}" is now served by node ${record.node}`);
+    this.record = record;
+  }
+}
+
+/** Throws {@link Rerouted} when a cluster node does not own `t` (call after waiting at the tenant's gate). */
+export function assertOwnedHere(rt: Runtime, t: TenantRecord): void {
+  if (rt.cluster && t.node !== rt.cluster.id) throw new Rerouted(t);
+}
+
+/** Answers a {@link Rerouted} request: relayed or redirected to the new owner (one relay at most). */
+export async function answerRerouted(rt: Runtime, err: Rerouted, request: FastifyRequest, reply: FastifyReply): Promise<void> {
+  const cluster = rt.cluster;
+  if (!cluster) throw new DomicileError('TENANT_MOVING', `tenant "${err.record.id}" changed hands while the request waited; retry`, { tenant: err.record.id });
+  assertMayRelay(request, cluster, err.record);
+  const decision = await decideRoute(rt, cluster, err.record);
+  if (decision.kind === 'local') throw new DomicileError('TENANT_MOVING', `tenant "${err.record.id}" changed hands while the request waited; retry`, { tenant: err.record.id });
+  placementHeaders(reply, err.record);
+  if (decision.kind === 'redirect') {
+    await reply.code(307).header('location', decision.owner.url + request.url).header('cache-control', 'no-store').send();
+    return;
+  }
+  await relay(cluster, decision.owner, request, reply);
+}
+
 /** The owner's placement on an answer (redirects, relayed answers). */
 export function placementHeaders(reply: FastifyReply, t: TenantRecord): void {
   void reply.header('domicile-region', t.region).header('domicile-node', t.node).header('domicile-epoch', String(t.epoch));
@@ -128,7 +181,7 @@ export function placementHeaders(reply: FastifyReply, t: TenantRecord): void {
 
 /** Sends the request on to `owner` and its answer back. */
 export async function relay(cluster: ClusterNode, owner: NodeInfo, request: FastifyRequest, reply: FastifyReply): Promise<void> {
-  const headers: Record<string, string> = { [FORWARDED_BY]: cluster.id };
+  const headers: Record<string, string> = { [FORWARDED_BY]: [...hopsOf(request), cluster.id].join(',') };
   for (const h of PASSED_REQUEST_HEADERS) {
     const v = request.headers[h];
     if (typeof v === 'string') headers[h] = v;

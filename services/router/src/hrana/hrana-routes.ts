@@ -17,6 +17,7 @@ import { awaitDurable, refuseIfBucketDown } from '../replication/durability.ts';
 import { tenantAccess } from '../routes/data-routes.ts';
 import type { Runtime } from '../runtime.ts';
 import { getLiveTenant } from '../tenant-service.ts';
+import { answerRerouted, assertOwnedHere, Rerouted } from '../cluster/owner-routing.ts';
 import { runPipeline } from './hrana-pipeline.ts';
 import { HranaStreams, type HranaStream } from './hrana-streams.ts';
 
@@ -36,7 +37,16 @@ export function hranaRoutes(app: FastifyInstance, rt: Runtime): void {
   rt.moves.onFence(async (tenant, graceMs) => {
     await streams.endSessions(tenant, graceMs, new DomicileError('TENANT_MOVING', 'the tenant is being moved; the open transaction was rolled back — retry it', { tenant }));
   });
-  const errorHandler = (err: unknown, request: FastifyRequest, reply: FastifyReply) => sendHranaError(request, reply, err);
+  const errorHandler = async (err: unknown, request: FastifyRequest, reply: FastifyReply) => {
+    if (err instanceof Rerouted) {
+      try {
+        return await answerRerouted(rt, err, request, reply);
+      } catch (e) {
+        return sendHranaError(request, reply, e);
+      }
+    }
+    return sendHranaError(request, reply, err);
+  };
 
   const pipeline = async (request: FastifyRequest, reply: FastifyReply, access: { tenant: string; ref: ShardRef; readOnly: boolean; durability: TenantDurability }) => {
     const body = parseBody(request.body);
@@ -94,6 +104,7 @@ export function hranaRoutes(app: FastifyInstance, rt: Runtime): void {
     const leave = heldSession ? rt.moves.gate.enterNow(id) : await rt.moves.gate.enter(id);
     try {
       const tenant = await getLiveTenant(rt, id);
+      assertOwnedHere(rt, tenant);
       const { readOnly } = authorizeTenant(principal, tenant);
       const ref = rt.shardRef(tenant);
       return await pipeline(request, reply, { tenant: id, ref, readOnly, durability: tenant.durability });

@@ -12,17 +12,29 @@
  * - `POST   /internal/v1/moves/:moveId/fence` → `{checksum, txid}` of the fenced source
  * - `POST   /internal/v1/moves/:moveId/unfence` → the source serves on (abort)
  * - `POST   /internal/v1/moves/:moveId/forward` → where held requests go: the tenant's placement once the gate opens
+ *
+ * The target side, for a move driven by the source node in another process
+ * (http-move-target.ts is its client; each call is one `MoveTarget` method):
+ *
+ * - `POST   /internal/v1/moves/:moveId/target` `{tenant, incarnation, epoch, info}` → begin the copy (the tenant must be `moving` at `epoch − 1`, and this node's region allowed for it)
+ * - `POST   /internal/v1/moves/:moveId/target/chunk` (application/octet-stream: whole pages) · `…/changes` (a change set, change-wire.ts)
+ * - `POST   /internal/v1/moves/:moveId/target/sync` · `…/publish` · `…/finish` `{epoch}` · `…/activate` · `…/discard`
+ * - `GET    /internal/v1/moves/:moveId/target/state` → `{checksum, txid}`
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { DomicileError } from '@domicile/errors';
-import { Compression, encodeSegment, formatChecksum } from '@domicile/replication';
+import { formatChecksum } from '@domicile/replication';
 import { authenticate, bearerToken } from '../auth/authenticate.ts';
 import type { Runtime } from '../runtime.ts';
 import { randomSecret, readOrCreateSecret, secretFiles } from '../secrets.ts';
 import { assertTenantId, getLiveTenant } from '../tenant-service.ts';
-import { LocalMoveSource, type LocalSourceDeps } from './move-transport.ts';
+import { checkMove } from '@domicile/policy';
+import { shardPath } from '@domicile/shard';
+import { decodeChanges, encodeChanges } from './change-wire.ts';
+import { LocalMoveSource, LocalMoveTarget, type LocalSourceDeps } from './move-transport.ts';
+import type { SnapshotInfo } from './wal-follower.ts';
 
 /** Header of the protocol's major version; a peer speaking another major is refused. */
 export const MOVE_PROTOCOL_VERSION = '1';
@@ -99,16 +111,8 @@ export function internalMoveRoutes(app: FastifyInstance, rt: Runtime): void {
     const ch = await source.changes();
     if (!ch) return reply.code(204).send();
     const t = await getLiveTenant(rt, tenant);
-    // On the wire a change set is a segment (compression none) with one transaction per WAL commit,
-    // numbered from 1: the target learns the real txids from the pages (shard-receiver.ts).
-    const now = Date.now();
-    const txs = ch.commits.map((c, i) => ({ txid: i + 1, time: now, truncateTo: c.commitSize, commitSize: c.commitSize, postChecksum: c.postChecksum, pages: c.pages }));
     const pageSize = ch.commits.find((c) => c.pages.length > 0)?.pages[0]!.data.byteLength ?? 4096;
-    const bytes = encodeSegment(
-      { tenant, incarnation: t.incarnation, generation: '0'.repeat(20), epoch: t.epoch, pageSize, preChecksum: ch.preChecksum, prePageCount: 0 },
-      txs,
-      { compression: Compression.none },
-    );
+    const bytes = encodeChanges(ch, { tenant, incarnation: t.incarnation, epoch: t.epoch }, pageSize);
     return reply.type('application/octet-stream').send(Buffer.from(bytes));
   });
 
@@ -136,4 +140,136 @@ export function internalMoveRoutes(app: FastifyInstance, rt: Runtime): void {
       leave();
     }
   });
+
+  targetRoutes(app, rt, guard);
+}
+
+/** A target that saw no call this long is discarded (its source died mid-move). */
+const TARGET_IDLE_MS = 10 * 60_000;
+/** Largest body of a chunk or change set. */
+const MAX_TRANSFER_BYTES = 64 * 1024 * 1024;
+
+/** The target side of a move driven by a source node in another process. */
+function targetRoutes(app: FastifyInstance, rt: Runtime, guard: { onRequest: (request: FastifyRequest) => Promise<void> }): void {
+  const targets = new Map<string, { target: LocalMoveTarget; tenant: string; usedAt: number }>();
+  const sweep = setInterval(() => {
+    const now = Date.now();
+    for (const [id, t] of targets) {
+      if (now - t.usedAt < TARGET_IDLE_MS) continue;
+      targets.delete(id);
+      rt.log.warn({ tenant: t.tenant, moveId: id }, 'move target idle for too long (its source is gone): discarded');
+      void t.target.discard().catch(() => undefined);
+    }
+  }, 60_000);
+  sweep.unref();
+  app.addHook('onClose', async () => {
+    clearInterval(sweep);
+    await Promise.all([...targets.values()].map((t) => t.target.discard().catch(() => undefined)));
+  });
+  const use = (moveId: string) => {
+    const t = targets.get(moveId);
+    if (!t) throw new DomicileError('NOT_FOUND', 'no move target with this id on this node');
+    t.usedAt = Date.now();
+    return t;
+  };
+
+  app.register(async (scope) => {
+    // Raw page bytes; only in this scope (the public API stays JSON only).
+    scope.addContentTypeParser('application/octet-stream', { parseAs: 'buffer', bodyLimit: MAX_TRANSFER_BYTES }, (_req, body, done) => done(null, body));
+
+    scope.post<{ Params: { moveId: string }; Body: { tenant: string; incarnation: string; epoch: number; info: SnapshotInfo } }>('/internal/v1/moves/:moveId/target', {
+      ...guard,
+      schema: {
+        body: {
+          type: 'object', required: ['tenant', 'incarnation', 'epoch', 'info'], additionalProperties: false,
+          properties: {
+            tenant: { type: 'string' }, incarnation: { type: 'string' }, epoch: { type: 'integer', minimum: 2 },
+            info: {
+              type: 'object', required: ['pageSize', 'pageCount', 'bytes'], additionalProperties: false,
+              properties: { pageSize: { type: 'integer', minimum: 512, maximum: 65536 }, pageCount: { type: 'integer', minimum: 0 }, bytes: { type: 'integer', minimum: 0 } },
+            },
+          },
+        },
+      },
+    }, async (request) => {
+      const { moveId } = request.params;
+      const { tenant, incarnation, epoch, info } = request.body;
+      assertTenantId(tenant);
+      if (targets.has(moveId)) throw new DomicileError('MOVE_IN_PROGRESS', 'this move already has a target');
+      const node = rt.cluster ? rt.nodeForRegion(rt.cluster.region) : undefined;
+      if (!rt.cluster || !node) throw new DomicileError('NODE_UNAVAILABLE', 'this node takes moves from other processes only in a cluster');
+      rt.cluster.assertServing();
+      const t = await getLiveTenant(rt, tenant);
+      if (t.state !== 'moving' || t.incarnation !== incarnation || t.epoch + 1 !== epoch) {
+        throw new DomicileError('TENANT_MOVING', 'the tenant is not being moved at this epoch', { tenant });
+      }
+      // The source checked the policy; this node checks it too before a byte lands here (invariant 3).
+      checkMove(rt.policy, t, node.region);
+      const ref = { tenant, incarnation, epoch, path: shardPath(node.dir, tenant) };
+      const target = new LocalMoveTarget(ref, moveId, rt.replicator ? rt.bucketFor(node.region) : undefined);
+      targets.set(moveId, { target, tenant, usedAt: Date.now() });
+      try {
+        await target.begin(info);
+      } catch (err) {
+        targets.delete(moveId);
+        await target.discard().catch(() => undefined);
+        throw err;
+      }
+      return { version: MOVE_PROTOCOL_VERSION, node: node.id };
+    });
+
+    scope.post<{ Params: { moveId: string }; Body: Buffer }>('/internal/v1/moves/:moveId/target/chunk', guard, async (request) => {
+      await use(request.params.moveId).target.write(bodyBytes(request.body));
+      return { ok: true };
+    });
+
+    scope.post<{ Params: { moveId: string }; Body: Buffer }>('/internal/v1/moves/:moveId/target/changes', guard, async (request) => {
+      const t = use(request.params.moveId);
+      const { changes, tenant } = decodeChanges(bodyBytes(request.body));
+      if (tenant !== t.tenant) throw new DomicileError('BAD_REQUEST', 'a change set of another tenant');
+      await t.target.apply(changes);
+      return { ok: true };
+    });
+
+    for (const op of ['sync', 'publish'] as const) {
+      scope.post<{ Params: { moveId: string } }>(`/internal/v1/moves/:moveId/target/${op}`, guard, async (request) => {
+        await use(request.params.moveId).target[op]();
+        return { ok: true };
+      });
+    }
+
+    scope.get<{ Params: { moveId: string } }>('/internal/v1/moves/:moveId/target/state', guard, async (request) => {
+      const s = await use(request.params.moveId).target.state();
+      return { checksum: formatChecksum(s.checksum), txid: s.txid };
+    });
+
+    scope.post<{ Params: { moveId: string }; Body: { epoch: number } }>('/internal/v1/moves/:moveId/target/finish', {
+      ...guard,
+      schema: { body: { type: 'object', required: ['epoch'], additionalProperties: false, properties: { epoch: { type: 'integer', minimum: 2 } } } },
+    }, async (request) => {
+      await use(request.params.moveId).target.finish(request.body.epoch);
+      return { ok: true };
+    });
+
+    scope.post<{ Params: { moveId: string } }>('/internal/v1/moves/:moveId/target/activate', guard, async (request) => {
+      const t = use(request.params.moveId);
+      targets.delete(request.params.moveId);
+      // After the switch: this node is the primary. Replication resumes the move's pending generation now.
+      const now = await getLiveTenant(rt, t.tenant);
+      if (rt.cluster && now.node === rt.cluster.id) rt.replicator?.notify(rt.shardRef(now));
+      return { ok: true };
+    });
+
+    scope.post<{ Params: { moveId: string } }>('/internal/v1/moves/:moveId/target/discard', guard, async (request) => {
+      const t = targets.get(request.params.moveId);
+      targets.delete(request.params.moveId);
+      await t?.target.discard();
+      return { discarded: t !== undefined };
+    });
+  });
+}
+
+function bodyBytes(body: unknown): Uint8Array {
+  if (!(body instanceof Uint8Array)) throw new DomicileError('BAD_REQUEST', 'send the bytes as application/octet-stream');
+  return body;
 }

@@ -11,7 +11,7 @@ import { randomUUID } from 'node:crypto';
 import { statSync } from 'node:fs';
 import { readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
-import type { TenantRecord } from '@domicile/directory';
+import type { NodeInfo, TenantRecord } from '@domicile/directory';
 import { DomicileError, isDomicileError } from '@domicile/errors';
 import type { ObjectStore } from '@domicile/object-store';
 import { checkMove, explainMove, findResidency, type MoveExplanation } from '@domicile/policy';
@@ -19,7 +19,7 @@ import { generationsPrefix, listGenerations } from '@domicile/replication';
 import { shardPath, type ShardRef } from '@domicile/shard';
 import { sweepBucket } from '../buckets/bucket-eraser.ts';
 import { restoreInProgress, restoreRunning } from '../restore/restore-locks.ts';
-import type { Runtime } from '../runtime.ts';
+import type { LocalNode, Runtime } from '../runtime.ts';
 import { assertTenantId, getLiveTenant } from '../tenant-service.ts';
 import type { CheckpointHolds } from './checkpoint-holds.ts';
 import { LocalMoveTransport, type LocalSourceDeps, type MoveTransport } from './move-transport.ts';
@@ -61,8 +61,18 @@ const CLOSE_BEHIND_PAGES = 64;
 /** How long a finished move's status stays readable. */
 const STATUS_TTL_MS = 3_600_000;
 
+/** Where a move goes: a node of this process, or (cluster) a live node of another. */
+interface MoveTargetNode {
+  id: string;
+  /** In this process: its region directory. */
+  local?: LocalNode;
+  /** In another process: where to reach it. */
+  remote?: NodeInfo;
+}
+
 interface MoveRun {
   status: MoveStatus;
+  target: MoveTargetNode;
   done: Promise<MoveStatus>;
   /** The failure of an aborted move, with its own code. */
   failure?: DomicileError;
@@ -105,6 +115,7 @@ export class MoveManager {
       },
       holdCheckpoints: (tenant) => this.#holds.hold(tenant),
       stopReplication: async (tenant) => { await rt.replicator?.stop(tenant); },
+      notifyTarget: (ref) => rt.replicator?.notify(ref),
     };
     this.#transport = new LocalMoveTransport(this.#deps);
   }
@@ -138,22 +149,44 @@ export class MoveManager {
   async explain(id: string, to: unknown, node?: unknown): Promise<MoveExplanation & { tenant: string; from: string; to: string; node: string | null }> {
     assertTenantId(id);
     const t = await getLiveTenant(this.#rt, id);
-    const target = typeof to === 'string' ? this.#rt.nodeForRegion(to) : undefined;
     const e = explainMove(this.#rt.policy, t, to as string);
     const reasons = [...e.reasons];
     let allowed = e.allowed;
-    if (allowed && !target) {
-      allowed = false;
-      reasons.push(`no live node serves region ${String(to)}`);
-    } else if (allowed && node !== undefined && node !== target?.id) {
-      allowed = false;
-      reasons.push(`node ${String(node)} does not serve region ${String(to)} (its node: ${target?.id})`);
+    let target: MoveTargetNode | undefined;
+    if (allowed) {
+      try {
+        target = await this.#pickTarget(String(to), node === undefined ? undefined : String(node));
+      } catch (err) {
+        allowed = false;
+        reasons.push(isDomicileError(err) ? err.message : String(err));
+      }
     }
     if (allowed && this.#byTenant.has(id)) {
       allowed = false;
       reasons.push(`tenant ${id} is being moved right now`);
     }
     return { ...e, allowed, reasons, tenant: id, from: t.region, to: String(to), node: target?.id ?? null };
+  }
+
+  /**
+   * The node a move to `to` goes to: this process's node of that region, or in
+   * a cluster a live node of it (`node` if named, else one at random; 409
+   * POLICY_MISMATCH while nodes disagree on the policy).
+   */
+  async #pickTarget(to: string, node?: string): Promise<MoveTargetNode> {
+    const cluster = this.#rt.cluster;
+    if (!cluster) {
+      const local = this.#rt.nodeForRegion(to);
+      if (!local) throw new DomicileError('NODE_UNAVAILABLE', `no live node serves region "${to}"`, { region: to });
+      if (node !== undefined && node !== local.id) throw new DomicileError('BAD_REQUEST', `node "${node}" does not serve region "${to}" (its node: ${local.id})`, { field: 'node' });
+      return { id: local.id, local };
+    }
+    await cluster.assertPolicyAgreed(this.#rt.policy.hash);
+    const live = await cluster.liveNodes(to);
+    if (live.length === 0) throw new DomicileError('NODE_UNAVAILABLE', `no live node serves region "${to}"`, { region: to });
+    const pick = node === undefined ? live[Math.floor(Math.random() * live.length)]! : live.find((n) => n.id === node);
+    if (!pick) throw new DomicileError('BAD_REQUEST', `node "${node}" is not a live node of region "${to}" (live: ${live.map((n) => n.id).join(', ')})`, { field: 'node' });
+    return { id: pick.id, remote: pick };
   }
 
   /** True while a move of `tenant` is being checked or runs. */
@@ -176,11 +209,7 @@ export class MoveManager {
       if (t.state === 'moving') throw inProgress(id);
       if (restoreRunning(id)) throw restoreInProgress(id, 'move it afterwards');
       checkMove(this.#rt.policy, t, req.to);
-      const targetNode = this.#rt.nodeForRegion(req.to);
-      if (!targetNode) throw new DomicileError('NODE_UNAVAILABLE', `no live node serves region "${req.to}"`, { region: req.to });
-      if (req.node !== undefined && req.node !== targetNode.id) {
-        throw new DomicileError('BAD_REQUEST', `node "${req.node}" does not serve region "${req.to}" (its node: ${targetNode.id})`, { field: 'node' });
-      }
+      const targetNode = await this.#pickTarget(req.to, req.node);
       this.#rt.shardRef(t); // the source must be served here (NODE_UNAVAILABLE otherwise)
       const moving = await this.#rt.directory.compareAndSet(id, t, { state: 'moving' });
       if (!moving) throw new DomicileError('TENANT_MOVING', `tenant "${id}" changed hands; retry`, { tenant: id });
@@ -189,7 +218,7 @@ export class MoveManager {
         bytesCopied: 0, bytesTotal: 0, writePauseMs: null, epoch: { from: t.epoch, to: t.epoch + 1 },
         startedAt: new Date().toISOString(), finishedAt: null, purgedObjects: null,
       };
-      const run: MoveRun = { status, done: Promise.resolve(status) };
+      const run: MoveRun = { status, target: targetNode, done: Promise.resolve(status) };
       this.#runs.set(moveId, run);
       run.done = this.#run(run, moving, actor).finally(() => {
         this.#byTenant.delete(id);
@@ -252,10 +281,15 @@ export class MoveManager {
     const rt = this.#rt;
     const m = run.status;
     const log = rt.log.child({ component: 'move', tenant: t.id, moveId: m.moveId });
-    const targetNode = rt.nodeForRegion(m.to)!;
+    const targetNode = run.target;
     const source = rt.shardRef(t);
-    const target: ShardRef = { tenant: t.id, incarnation: t.incarnation, epoch: t.epoch + 1, path: shardPath(targetNode.dir, t.id) };
-    const ends = this.#transport.connect({ moveId: m.moveId, source, target, targetBucket: rt.replicator ? rt.bucketFor(m.to) : undefined });
+    // A remote target computes its own path; `path` then only keys the pause watch.
+    const target: ShardRef = { tenant: t.id, incarnation: t.incarnation, epoch: t.epoch + 1, path: targetNode.local ? shardPath(targetNode.local.dir, t.id) : `remote:${targetNode.id}` };
+    const ends = this.#transport.connect({
+      moveId: m.moveId, source, target,
+      targetBucket: rt.replicator && targetNode.local ? rt.bucketFor(m.to) : undefined,
+      ...(targetNode.remote ? { remote: { url: targetNode.remote.url, nodeId: targetNode.id, clusterSecret: rt.config.clusterSecret ?? '' } } : {}),
+    });
     let switched = false;
     let stoppedSource: Promise<unknown> = Promise.resolve();
     let fencedAt = 0;
@@ -333,8 +367,8 @@ export class MoveManager {
       await ends.source.handOff();
       step('handOff');
       gateOpenedAt = performance.now();
-      // Begin the new generation in the target region's bucket now, not at the tenant's next write.
-      rt.replicator?.notify(target);
+      // The target resumes the pending generation now, not at the tenant's next write.
+      await ends.target.activate().catch((err: unknown) => log.warn({ err: String((err as Error)?.message ?? err) }, 'move: activating the target failed; it resumes replication at its next write'));
     } catch (err) {
       if (switched) {
         // After the switch the move is done whatever happens: the target is the primary.

@@ -12,6 +12,7 @@ import { DomicileError } from '@domicile/errors';
 import type { ShardChanges, SnapshotInfo } from './wal-follower.ts';
 import { WalFollower } from './wal-follower.ts';
 import type { ObjectStore } from '@domicile/object-store';
+import { HttpMoveTarget } from './http-move-target.ts';
 import { PendingGeneration } from './pending-generation.ts';
 import { ShardReceiver } from './shard-receiver.ts';
 import type { TenantGate } from './tenant-gate.ts';
@@ -63,6 +64,8 @@ export interface MoveTarget {
   state(): Promise<{ checksum: bigint; txid: number | null }>;
   /** Stamp the new epoch (a transaction of its own), publish the rest of the pending generation, put the file in place. */
   finish(epoch: number): Promise<void>;
+  /** After the directory switch: the target is the primary (its replicator resumes the pending generation). */
+  activate(): Promise<void>;
   /** Abort: delete everything received, the pending generation's objects included. */
   discard(): Promise<void>;
 }
@@ -85,6 +88,8 @@ export interface MoveEndpoints {
   target: ShardRef;
   /** The target region's bucket (undefined with replication off): the pending generation goes there. */
   targetBucket?: ObjectStore | undefined;
+  /** A target node in another process (cluster): the target end is reached over HTTP. */
+  remote?: { url: string; nodeId: string; clusterSecret: string };
 }
 
 /** What the in-process source needs from the runtime. */
@@ -98,6 +103,8 @@ export interface LocalSourceDeps {
   holdCheckpoints(tenant: string): () => void;
   /** `replicator.stop` (undefined with replication off). */
   stopReplication(tenant: string): Promise<void>;
+  /** After a switch to a target in this process: start its replication (`replicator.notify`). */
+  notifyTarget?(ref: ShardRef): void;
 }
 
 /** The source end in this process. */
@@ -209,8 +216,10 @@ export class LocalMoveSource implements MoveSource {
 export class LocalMoveTarget implements MoveTarget {
   readonly #rx: ShardReceiver;
   readonly #pending: PendingGeneration | undefined;
-  constructor(ref: ShardRef, moveId: string, bucket?: ObjectStore) {
+  readonly #onActivate: (() => void) | undefined;
+  constructor(ref: ShardRef, moveId: string, bucket?: ObjectStore, onActivate?: () => void) {
     this.#rx = new ShardReceiver(ref.path, moveId);
+    this.#onActivate = onActivate;
     this.#pending = bucket ? new PendingGeneration(bucket, { tenant: ref.tenant, incarnation: ref.incarnation, epoch: ref.epoch }) : undefined;
   }
   begin(info: SnapshotInfo): Promise<void> { return this.#rx.begin(info); }
@@ -236,6 +245,9 @@ export class LocalMoveTarget implements MoveTarget {
     if (this.#pending?.snapshotTxid !== undefined) await this.#pending.putSegment(this.#rx.takeBatch());
     await this.#rx.install();
   }
+  async activate(): Promise<void> {
+    this.#onActivate?.();
+  }
   async discard(): Promise<void> {
     try {
       await this.#rx.discard();
@@ -245,13 +257,18 @@ export class LocalMoveTarget implements MoveTarget {
   }
 }
 
-/** Both ends in this process (the embedded default). */
+/** The source in this process; the target in this process (the embedded default) or another (a cluster). */
 export class LocalMoveTransport implements MoveTransport {
   readonly #deps: LocalSourceDeps;
   constructor(deps: LocalSourceDeps) {
     this.#deps = deps;
   }
   connect(move: MoveEndpoints): MoveEnds {
-    return { source: new LocalMoveSource(move.source, this.#deps), target: new LocalMoveTarget(move.target, move.moveId, move.targetBucket) };
+    const source = new LocalMoveSource(move.source, this.#deps);
+    if (move.remote) {
+      const { tenant, incarnation, epoch } = move.target;
+      return { source, target: new HttpMoveTarget({ ...move.remote, moveId: move.moveId, tenant, incarnation, epoch }) };
+    }
+    return { source, target: new LocalMoveTarget(move.target, move.moveId, move.targetBucket, () => this.#deps.notifyTarget?.(move.target)) };
   }
 }

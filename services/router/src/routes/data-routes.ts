@@ -2,6 +2,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { DomicileError } from '@domicile/errors';
 import type { Statement } from '@domicile/shard';
 import { authenticate, authorizeTenant } from '../auth/authenticate.ts';
+import { assertOwnedHere } from '../cluster/owner-routing.ts';
 import { runDurable } from '../replication/durability.ts';
 import type { Runtime } from '../runtime.ts';
 import { assertTenantId, getLiveTenant } from '../tenant-service.ts';
@@ -42,6 +43,8 @@ export async function tenantAccess(rt: Runtime, request: FastifyRequest<{ Params
   const leave = opts.heldSession ? rt.moves.gate.enterNow(id) : await rt.moves.gate.enter(id);
   try {
     const tenant = await getLiveTenant(rt, id);
+    // Moved away while the request waited at the fence: relayed to the new owner (app.ts error handler).
+    assertOwnedHere(rt, tenant);
     const { readOnly } = authorizeTenant(principal, tenant);
     return { ref: rt.shardRef(tenant), readOnly, durability: tenant.durability, leave };
   } catch (err) {

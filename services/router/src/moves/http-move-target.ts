@@ -1,0 +1,91 @@
+/**
+ * The target end of a move in another process (the cluster): each
+ * `MoveTarget` call is one request to the target node's
+ * `/internal/v1/moves/:moveId/target/...` routes (internal-routes.ts), with
+ * the cluster credential. Chunks and change sets travel as
+ * application/octet-stream; an error answer comes back as the
+ * DomicileError it names (so an abort reports the target's own code); a
+ * node that does not answer is NODE_UNAVAILABLE.
+ */
+import { DomicileError, ERROR_CATALOGUE, type ErrorCode } from '@domicile/errors';
+import { encodeChanges } from './change-wire.ts';
+import type { MoveTarget } from './move-transport.ts';
+import type { ShardChanges, SnapshotInfo } from './wal-follower.ts';
+
+/** Where and as whom the target is reached. */
+export interface HttpTargetOptions {
+  /** The target node's public URL. */
+  url: string;
+  nodeId: string;
+  moveId: string;
+  clusterSecret: string;
+  tenant: string;
+  incarnation: string;
+  /** The new epoch. */
+  epoch: number;
+  /** Per request. Default 60 s (a 1 MiB chunk, or a publish that uploads a snapshot). */
+  timeoutMs?: number;
+}
+
+/** A move target behind HTTP. */
+export class HttpMoveTarget implements MoveTarget {
+  readonly #o: HttpTargetOptions;
+  #pageSize = 4096;
+
+  constructor(opts: HttpTargetOptions) {
+    this.#o = opts;
+  }
+
+  async begin(info: SnapshotInfo): Promise<void> {
+    this.#pageSize = info.pageSize;
+    await this.#call('POST', '', { tenant: this.#o.tenant, incarnation: this.#o.incarnation, epoch: this.#o.epoch, info });
+  }
+
+  async write(chunk: Uint8Array): Promise<void> {
+    await this.#call('POST', '/chunk', chunk);
+  }
+
+  async apply(changes: ShardChanges): Promise<void> {
+    await this.#call('POST', '/changes', encodeChanges(changes, { tenant: this.#o.tenant, incarnation: this.#o.incarnation, epoch: this.#o.epoch - 1 }, this.#pageSize));
+  }
+
+  async sync(): Promise<void> { await this.#call('POST', '/sync'); }
+  async publish(): Promise<void> { await this.#call('POST', '/publish'); }
+
+  async state(): Promise<{ checksum: bigint; txid: number | null }> {
+    const s = (await this.#call('GET', '/state')) as { checksum: string; txid: number | null };
+    return { checksum: BigInt(s.checksum), txid: s.txid };
+  }
+
+  async finish(epoch: number): Promise<void> { await this.#call('POST', '/finish', { epoch }); }
+  async activate(): Promise<void> { await this.#call('POST', '/activate'); }
+  async discard(): Promise<void> { await this.#call('POST', '/discard'); }
+
+  async #call(method: 'GET' | 'POST', suffix: string, body?: unknown): Promise<unknown> {
+    const o = this.#o;
+    const headers: Record<string, string> = { authorization: `Bearer ${o.clusterSecret}` };
+    let payload: string | Uint8Array | undefined;
+    if (body instanceof Uint8Array) {
+      headers['content-type'] = 'application/octet-stream';
+      payload = body;
+    } else if (body !== undefined) {
+      headers['content-type'] = 'application/json';
+      payload = JSON.stringify(body);
+    }
+    let res: Response;
+    try {
+      res = await fetch(`${o.url}/internal/v1/moves/${encodeURIComponent(o.moveId)}/target${suffix}`, {
+        method, headers, ...(payload !== undefined ? { body: payload } : {}), signal: AbortSignal.timeout(o.timeoutMs ?? 60_000),
+      });
+    } catch (err) {
+      throw new DomicileError('NODE_UNAVAILABLE', `the move's target node ${o.nodeId} did not answer`, { node: o.nodeId }, { cause: err });
+    }
+    const text = await res.text();
+    let parsed: unknown;
+    try { parsed = text ? JSON.parse(text) : undefined; } catch { parsed = undefined; }
+    if (res.ok) return parsed;
+    const e = (parsed as { error?: { code?: unknown; message?: unknown } } | undefined)?.error;
+    const code: ErrorCode = typeof e?.code === 'string' && Object.hasOwn(ERROR_CATALOGUE, e.code) ? (e.code as ErrorCode) : 'INTERNAL';
+    throw new DomicileError(code, `target node ${o.nodeId}: ${typeof e?.message === 'string' ? e.message : `HTTP ${res.status}`}`, { node: o.nodeId });
+  }
+}
