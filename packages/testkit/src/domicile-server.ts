@@ -40,7 +40,7 @@ export interface DomicileServer {
   restart(): Promise<void>;
   /** fetch against the server with the admin token; JSON in and out. */
   api(method: string, route: string, body?: unknown, token?: string): Promise<{ status: number; body: any; headers: Headers }>;
-  /** Stop (if running) and delete the data dir. */
+  /** SIGKILL (if running: no graceful stop) and delete the data dir. */
   dispose(): Promise<void>;
 }
 

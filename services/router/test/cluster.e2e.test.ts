@@ -20,7 +20,9 @@
 //   g. Redis paused (SIGSTOP): the owner keeps serving its tenants until its
 //      lease deadline, other nodes answer 503 DIRECTORY_UNAVAILABLE within the
 //      bound, and after SIGCONT everything serves again — same owners, same
-//      epochs, no restart.
+//      epochs, no restart;
+//   h. a node that loads another policy: placement and moves answer 409
+//      POLICY_MISMATCH on every node until it is gone.
 import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -365,5 +367,35 @@ describe('a cluster of four node processes on Redis and three S3-compatible serv
     }
     const after = await Promise.all(['eu-co', 'us-co', 'west-co'].map(placement));
     expect(after).toEqual(before);
+  }, 60_000);
+
+  it('a node with another policy joins: placement and moves answer 409 POLICY_MISMATCH everywhere until it leaves', async () => {
+    const otherPolicy = path.join(scratch, 'other.yaml');
+    writeFileSync(otherPolicy, POLICY.replace('transit: redirect', 'transit: proxy'));
+    const odd = await startDomicile({
+      env: {
+        DOMICILE_POLICY: otherPolicy, DOMICILE_REDIS_URL: redis.url, DOMICILE_ADMIN_TOKEN: ADMIN,
+        DOMICILE_TOKEN_SECRET: 'k1:cluster-token-secret-0123456789abcdef', DOMICILE_CLUSTER_SECRET: 'cluster-secret-0123456789abcdef',
+        DOMICILE_LEASE_TTL_MS: '3000', DOMICILE_REGION: 'us-east', DOMICILE_NODE_ID: 'us-east-9', DOMICILE_REPLICATION: 'off',
+      },
+    });
+    try {
+      const view = await call('eu-west-1', 'GET', '/v1/cluster');
+      expect(view.body.policyMismatch).toBe(true);
+      expect(view.body.policyHashes).toHaveLength(2);
+      const refused = await call('eu-west-1', 'POST', '/v1/tenants', { id: 'late-co', residency: 'us' });
+      expect(refused.status).toBe(409);
+      expect(refused.body.error.code).toBe('POLICY_MISMATCH');
+      expect(refused.body.error.nodes.map((n: any) => n.id)).toEqual(['us-east-9']);
+      const move = await call('eu-central-1', 'POST', '/v1/tenants/eu-co/move?wait=1', { to: 'eu-central' });
+      expect(move.status).toBe(409);
+      expect(move.body.error.code).toBe('POLICY_MISMATCH');
+    } finally {
+      await odd.stop(); // graceful: it leaves (dispose alone would SIGKILL it; its lease would linger a TTL)
+      await odd.dispose();
+    }
+    // It left: placement works again.
+    const ok = await call('eu-west-1', 'POST', '/v1/tenants', { id: 'late-co', residency: 'us' });
+    expect(ok.status, JSON.stringify(ok.body)).toBe(201);
   }, 60_000);
 });

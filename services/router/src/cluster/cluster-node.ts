@@ -37,6 +37,9 @@ export class ClusterNode {
   #cache: { at: number; nodes: Promise<NodeInfo[]> } | undefined;
   #leaseGeneration = 0;
   #joinedAt = -Infinity;
+  /** Last time renewals were seen failing (the last successful one older than 1.5 periods). */
+  #unhealthyAt = -Infinity;
+  #probe: NodeJS.Timeout | undefined;
 
   constructor(opts: ClusterNodeOptions) {
     this.membership = opts.membership;
@@ -53,6 +56,7 @@ export class ClusterNode {
     this.#self = self;
     this.#leaseGeneration++;
     this.#joinedAt = performance.now();
+    this.#startProbe();
     this.#cache = undefined;
   }
 
@@ -66,13 +70,26 @@ export class ClusterNode {
   }
 
   /**
-   * True for one lease TTL plus one renewal period after this node (re)joined:
-   * peers whose leases lapsed together with ours (a Redis pause) get that long
-   * to rejoin before anyone takes their tenants over.
+   * True for one lease TTL plus one renewal period after this node (re)joined
+   * or saw its own renewals failing: after a Redis pause or outage, peers whose
+   * leases lapsed get that long to rejoin before anyone takes their tenants
+   * over (a node whose own lease survived the pause must not claim the rest).
    */
   settling(): boolean {
     const t = this.membership.timing;
-    return performance.now() - this.#joinedAt < t.ttlMs + t.renewIntervalMs;
+    return performance.now() - Math.max(this.#joinedAt, this.#unhealthyAt) < t.ttlMs + t.renewIntervalMs;
+  }
+
+  /** Samples the lease's health a few times per renewal period (no I/O). */
+  #startProbe(): void {
+    if (this.#probe) return;
+    const t = this.membership.timing;
+    this.#probe = setInterval(() => {
+      const deadline = this.membership.writeDeadline();
+      const lastRenewal = deadline === undefined ? -Infinity : deadline - (t.ttlMs - t.marginMs);
+      if (performance.now() - lastRenewal > 1.5 * t.renewIntervalMs) this.#unhealthyAt = performance.now();
+    }, Math.max(50, Math.round(t.renewIntervalMs / 4)));
+    this.#probe.unref();
   }
 
   /** Grows with every join: what was learnt under an earlier lease is not trusted under a later one. */
@@ -132,7 +149,12 @@ export class ClusterNode {
    * `hash` (placement and moves wait until every node runs the same file).
    */
   async assertPolicyAgreed(hash: string): Promise<void> {
-    const others = (await this.liveNodes()).filter((n) => n.policyHash !== hash);
+    let others = (await this.liveNodes()).filter((n) => n.policyHash !== hash);
+    if (others.length > 0) {
+      // Refuse on a fresh listing only: the odd node may have left within the cache's age.
+      this.invalidate();
+      others = (await this.liveNodes()).filter((n) => n.policyHash !== hash);
+    }
     if (others.length > 0) {
       throw new DomicileError('POLICY_MISMATCH', `nodes disagree on the placement policy: ${others.map((n) => n.id).join(', ')} run another file than this node; reload the same policy everywhere (SIGHUP)`, {
         nodes: others.map((n) => ({ id: n.id, policyHash: n.policyHash })),
@@ -143,6 +165,8 @@ export class ClusterNode {
 
   /** Drops the lease (graceful stop): peers may take this node's tenants at once. */
   async leave(): Promise<void> {
+    if (this.#probe) clearInterval(this.#probe);
+    this.#probe = undefined;
     if (!this.#self) {
       await this.membership.close();
       return;

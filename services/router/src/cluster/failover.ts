@@ -145,12 +145,21 @@ export class Failover {
 
   /** A sweep skipped claims while this node settled: sweep again once it has. */
   #settleRetry(): void {
-    if (this.#settleTimer) return;
     const t = this.#cluster.membership.timing;
+    this.#sweepIn(t.ttlMs + t.renewIntervalMs);
+  }
+
+  /** A takeover failed (a bucket hiccup, say): try again after a couple of seconds, not at the next full sweep. */
+  #retrySoon(): void {
+    this.#sweepIn(2000);
+  }
+
+  #sweepIn(ms: number): void {
+    if (this.#settleTimer || this.#closed) return;
     this.#settleTimer = setTimeout(() => {
       this.#settleTimer = undefined;
       this.#schedule(() => this.#sweep());
-    }, t.ttlMs + t.renewIntervalMs);
+    }, ms);
     this.#settleTimer.unref();
   }
 
@@ -158,7 +167,8 @@ export class Failover {
     try {
       await fn();
     } catch (err) {
-      this.#warn('failover: taking over a tenant failed; retried at the next sweep', err, { tenant: t.id, node: t.node });
+      this.#warn('failover: taking over a tenant failed; retrying shortly', err, { tenant: t.id, node: t.node });
+      this.#retrySoon();
     }
   }
 
@@ -173,17 +183,23 @@ export class Failover {
       this.#rt.log.error({ tenant: t.id, node: t.node }, 'failover: the tenant has no backup in its region\'s bucket: it waits for its node');
       return;
     }
-    const claim = await this.#cluster.membership.claimTenant(t.id, { incarnation: t.incarnation, epoch: t.epoch, node: t.node }, this.#cluster.id);
-    if (!claim.claimed) return;
-    let record = claim.record;
-    // The highest known epoch wins (DESIGN §10): the bucket may know a later one than Redis (a Redis failover lost it).
-    const bucketMax = Math.max(...gens.map((g) => g.epoch));
-    if (bucketMax >= record.epoch) {
-      const raised = await this.#rt.directory.compareAndSet(t.id, record, { epoch: bucketMax + 1 });
-      if (!raised) return;
-      record = raised;
+    // Marked before the claim: from the moment the record names this node, requests must wait for the file.
+    this.#recovering.add(t.id);
+    try {
+      const claim = await this.#cluster.membership.claimTenant(t.id, { incarnation: t.incarnation, epoch: t.epoch, node: t.node }, this.#cluster.id);
+      if (!claim.claimed) return;
+      let record = claim.record;
+      // The highest known epoch wins (DESIGN §10): the bucket may know a later one than Redis (a Redis failover lost it).
+      const bucketMax = Math.max(...gens.map((g) => g.epoch));
+      if (bucketMax >= record.epoch) {
+        const raised = await this.#rt.directory.compareAndSet(t.id, record, { epoch: bucketMax + 1 });
+        if (!raised) return;
+        record = raised;
+      }
+      await this.#restore(record, t.node);
+    } finally {
+      this.#recovering.delete(t.id);
     }
-    await this.#restore(record, t.node);
   }
 
   /** Restores `t`'s newest state from the region's bucket into its shard path here, stamped with its epoch. */

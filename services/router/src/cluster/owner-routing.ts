@@ -12,6 +12,7 @@
  * handed the tenant on while it waited (a move's fence) — and never back to a
  * node it passed: otherwise the client gets 503 TENANT_MOVING to retry.
  */
+import { existsSync } from 'node:fs';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { NodeInfo, TenantRecord } from '@domicile/directory';
 import { DomicileError } from '@domicile/errors';
@@ -100,7 +101,8 @@ export async function routeToOwner(rt: Runtime, cluster: ClusterNode, request: F
   if (!t) return false;
   if (t.node === cluster.id) {
     cluster.assertServing();
-    if (rt.failover?.isRecovering(t.id)) {
+    // Claimed by this node and not restored yet (in progress, or a failed attempt the failover retries).
+    if (rt.failover?.isRecovering(t.id) || (t.state === 'active' && !existsSync(rt.shardRef(t).path))) {
       throw new DomicileError('NODE_UNAVAILABLE', `tenant "${id}" is being restored on node ${cluster.id} after a failover; retry`, { tenant: id, node: cluster.id });
     }
     return false;

@@ -9,6 +9,7 @@
  */
 import { DomicileError, ERROR_CATALOGUE, type ErrorCode } from '@domicile/errors';
 import { encodeChanges } from './change-wire.ts';
+import { MOVE_PROTOCOL_VERSION } from './protocol.ts';
 import type { MoveTarget } from './move-transport.ts';
 import type { ShardChanges, SnapshotInfo } from './wal-follower.ts';
 
@@ -38,7 +39,12 @@ export class HttpMoveTarget implements MoveTarget {
 
   async begin(info: SnapshotInfo): Promise<void> {
     this.#pageSize = info.pageSize;
-    await this.#call('POST', '', { tenant: this.#o.tenant, incarnation: this.#o.incarnation, epoch: this.#o.epoch, info });
+    const res = (await this.#call('POST', '', { tenant: this.#o.tenant, incarnation: this.#o.incarnation, epoch: this.#o.epoch, info })) as { version?: unknown };
+    const major = String(res?.version ?? '').split('.')[0];
+    if (major !== MOVE_PROTOCOL_VERSION.split('.')[0]) {
+      await this.discard().catch(() => undefined);
+      throw new DomicileError('NODE_UNAVAILABLE', `target node ${this.#o.nodeId} speaks move protocol ${String(res?.version)}; this node speaks ${MOVE_PROTOCOL_VERSION}`, { node: this.#o.nodeId });
+    }
   }
 
   async write(chunk: Uint8Array): Promise<void> {

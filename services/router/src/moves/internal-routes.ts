@@ -33,11 +33,10 @@ import { assertTenantId, getLiveTenant } from '../tenant-service.ts';
 import { checkMove } from '@domicile/policy';
 import { shardPath } from '@domicile/shard';
 import { decodeChanges, encodeChanges } from './change-wire.ts';
+import { MOVE_PROTOCOL_VERSION } from './protocol.ts';
 import { LocalMoveSource, LocalMoveTarget, type LocalSourceDeps } from './move-transport.ts';
 import type { SnapshotInfo } from './wal-follower.ts';
 
-/** Header of the protocol's major version; a peer speaking another major is refused. */
-export const MOVE_PROTOCOL_VERSION = '1';
 
 const sha = (s: string) => createHash('sha256').update(s).digest();
 
