@@ -1,5 +1,7 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -47,11 +49,55 @@ export interface DomicileServer {
 const live = new Set<ChildProcess>();
 process.on('exit', () => { for (const c of live) c.kill('SIGKILL'); });
 
+/** HTTPS for a test server: its certificate and key files, and the CA (PEM) that signed it. */
+export interface TestTls {
+  certFile: string;
+  keyFile: string;
+  /** Trusted by the test's own requests, and by the node for its peers (`NODE_EXTRA_CA_CERTS`). */
+  caFile: string;
+}
+
+/** A self-signed certificate for 127.0.0.1 (openssl), in `dir`; it is its own CA. */
+export function makeTestCertificate(dir: string): TestTls {
+  const certFile = path.join(dir, 'cert.pem');
+  const keyFile = path.join(dir, 'key.pem');
+  const r = spawnSync('openssl', [
+    'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=127.0.0.1',
+    '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', keyFile, '-out', certFile,
+  ], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`openssl could not make a test certificate: ${r.error?.message ?? r.stderr}`);
+  return { certFile, keyFile, caFile: certFile };
+}
+
+/** One HTTP(S) request trusting `ca` (fetch cannot take a CA per call on Node 20). */
+export async function testRequest(url: string, opts: { method?: string; headers?: Record<string, string>; body?: string; ca?: string } = {}): Promise<{ status: number; headers: Headers; text: string }> {
+  const u = new URL(url);
+  const mod = u.protocol === 'https:' ? https : http;
+  return new Promise((resolve, reject) => {
+    const req = mod.request(u, { method: opts.method ?? 'GET', headers: opts.headers, ...(opts.ca ? { ca: opts.ca } : {}) }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => { text += d; });
+      res.on('end', () => {
+        const headers = new Headers();
+        for (const [k, v] of Object.entries(res.headers)) if (typeof v === 'string') headers.set(k, v);
+        resolve({ status: res.statusCode ?? 0, headers, text });
+      });
+    });
+    req.on('error', reject);
+    req.end(opts.body);
+  });
+}
+
 /** Starts `domicile serve` on a free port with a fresh temp data dir; resolves once /readyz answers 200. */
-export async function startDomicile(opts: { env?: Record<string, string>; dataDir?: string } = {}): Promise<DomicileServer> {
+export async function startDomicile(opts: { env?: Record<string, string>; dataDir?: string; tls?: TestTls } = {}): Promise<DomicileServer> {
   const port = await freePort();
   const dataDir = opts.dataDir ?? mkdtempSync(path.join(tmpdir(), 'domicile-e2e-'));
-  const url = `http://127.0.0.1:${port}`;
+  const url = `${opts.tls ? 'https' : 'http'}://127.0.0.1:${port}`;
+  const ca = opts.tls ? readFileSync(opts.tls.caFile, 'utf8') : undefined;
+  const tlsEnv: Record<string, string> = opts.tls
+    ? { DOMICILE_TLS_CERT: opts.tls.certFile, DOMICILE_TLS_KEY: opts.tls.keyFile, NODE_EXTRA_CA_CERTS: opts.tls.caFile }
+    : {};
   let child: ChildProcess | undefined;
   let out = '';
   let exited: Promise<number | null> = Promise.resolve(null);
@@ -60,7 +106,7 @@ export async function startDomicile(opts: { env?: Record<string, string>; dataDi
     out = '';
     child = spawn(process.execPath, [BIN, 'serve'], {
       cwd: REPO,
-      env: { ...process.env, DOMICILE_HOST: '127.0.0.1', DOMICILE_PORT: String(port), DOMICILE_DATA_DIR: dataDir, DOMICILE_WORKERS: '2', ...opts.env },
+      env: { ...process.env, DOMICILE_HOST: '127.0.0.1', DOMICILE_PORT: String(port), DOMICILE_DATA_DIR: dataDir, DOMICILE_WORKERS: '2', ...tlsEnv, ...opts.env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     live.add(child);
@@ -72,7 +118,7 @@ export async function startDomicile(opts: { env?: Record<string, string>; dataDi
     for (;;) {
       if (c.exitCode !== null) throw new Error(`domicile serve exited with ${c.exitCode}:\n${out}`);
       try {
-        const res = await fetch(`${url}/readyz`);
+        const res = await testRequest(`${url}/readyz`, { ...(ca ? { ca } : {}) });
         if (res.status === 200) return;
       } catch { /* not listening yet */ }
       if (Date.now() > deadline) { c.kill('SIGKILL'); throw new Error(`domicile serve did not become ready:\n${out}`); }
@@ -103,14 +149,14 @@ export async function startDomicile(opts: { env?: Record<string, string>; dataDi
       await start();
     },
     async api(method, route, body, token = adminToken) {
-      const res = await fetch(`${url}${route}`, {
+      const res = await testRequest(`${url}${route}`, {
         method,
         headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
         ...(body === undefined ? {} : { body: typeof body === 'string' ? body : JSON.stringify(body) }),
+        ...(ca ? { ca } : {}),
       });
-      const text = await res.text();
-      let parsed: unknown = text;
-      try { parsed = JSON.parse(text); } catch { /* not JSON */ }
+      let parsed: unknown = res.text;
+      try { parsed = JSON.parse(res.text); } catch { /* not JSON */ }
       return { status: res.status, body: parsed, headers: res.headers };
     },
     async dispose() {

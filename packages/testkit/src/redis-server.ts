@@ -1,9 +1,10 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import net, { type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { makeTestCertificate } from './domicile-server.ts';
 
 /** Options of {@link startRedisServer}. */
 export interface StartRedisServerOptions {
@@ -157,12 +158,7 @@ export async function startRedisServer(opts: StartRedisServerOptions = {}): Prom
 
 /** Writes a self-signed certificate for 127.0.0.1 (cert.pem, key.pem) into `dir`; returns the certificate. */
 function makeCertificate(dir: string): string {
-  const r = spawnSync('openssl', [
-    'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=127.0.0.1',
-    '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', path.join(dir, 'key.pem'), '-out', path.join(dir, 'cert.pem'),
-  ], { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`openssl could not make a test certificate: ${r.error?.message ?? r.stderr}`);
-  return readFileSync(path.join(dir, 'cert.pem'), 'utf8');
+  return readFileSync(makeTestCertificate(dir).certFile, 'utf8');
 }
 
 /** A port that was free on 127.0.0.1 a moment ago. */

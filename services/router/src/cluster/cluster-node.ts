@@ -87,7 +87,10 @@ export class ClusterNode {
     this.#probe = setInterval(() => {
       const deadline = this.membership.writeDeadline();
       const lastRenewal = deadline === undefined ? -Infinity : deadline - (t.ttlMs - t.marginMs);
-      if (performance.now() - lastRenewal > 1.5 * t.renewIntervalMs) this.#unhealthyAt = performance.now();
+      // Two periods without a successful renewal: renewals are failing (one late renewal on a busy
+      // machine is not). Two periods suffice: a Redis pause long enough to lapse a peer's lease
+      // (> ttl − period) always spans two of this node's periods (ttl ≥ 3 periods).
+      if (performance.now() - lastRenewal > 2 * t.renewIntervalMs) this.#unhealthyAt = performance.now();
     }, Math.max(50, Math.round(t.renewIntervalMs / 4)));
     this.#probe.unref();
   }

@@ -76,12 +76,13 @@ export class Failover {
   start(): void {
     this.#archiveStale().catch((err: unknown) => this.#warn('archiving stale shard files failed', err));
     this.#schedule(() => this.#sweep());
+    // Polled twice per renewal period: detection adds at most half a period to the lease's expiry.
     this.#stopWatch = this.#cluster.membership.watchNodes((e) => {
       if (e.type === 'left' && e.node.region === this.#cluster.region && e.node.id !== this.#cluster.id) {
         this.#rt.log.warn({ node: e.node.id, region: e.node.region }, 'failover: a node of this region lost its lease; taking over its tenants');
         this.#schedule(() => this.#sweep(e.node.id));
       }
-    });
+    }, Math.max(100, Math.round(this.#cluster.membership.timing.renewIntervalMs / 2)));
     // A lost lease (frozen, cut off from Redis past the TTL): the node serves nothing (canWrite() is
     // false) until it has rejoined with a new lease and archived what peers took over meanwhile.
     this.#stopLost = this.#cluster.membership.onLeaseLost(() => {
@@ -227,7 +228,7 @@ export class Failover {
       const done: Takeover = { tenant: t.id, fromNode, epoch: t.epoch, txid: r.txid, ms: Math.round(performance.now() - started) };
       this.#rt.audit.append({
         actor: 'system', action: 'tenant.failover', tenant: t.id, incarnation: t.incarnation,
-        details: { region: t.region, fromNode, toNode: this.#cluster.id, epoch: t.epoch, txid: r.txid, generation: g.generation },
+        details: { region: t.region, fromNode, toNode: this.#cluster.id, epoch: t.epoch, txid: r.txid, generation: g.generation, restoreMs: done.ms },
       });
       this.#rt.metrics.tenantOps.inc({ op: 'failover', region: t.region });
       this.#rt.log.info({ tenant: t.id, fromNode, epoch: t.epoch, txid: r.txid, ms: done.ms }, 'failover: tenant restored from the regional bucket and serving here');
