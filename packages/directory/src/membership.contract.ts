@@ -68,6 +68,21 @@ export function describeMembershipContract(name: string, factory: MembershipFact
       expect(await a.nodes()).toEqual([{ ...node('a'), live: true }]);
     });
 
+    it('announces new node info while the lease holds (a policy reload), and nothing once it is gone', async () => {
+      const a = make();
+      const b = make();
+      await a.join(node('a'));
+      await b.join(node('b'));
+      const reloaded = { ...node('a'), policyHash: 'h2' };
+      expect(await a.announce(reloaded)).toBe(true);
+      expect(await b.liveNodes()).toEqual([reloaded, node('b')]);
+      expect(a.canWrite()).toBe(true);
+      await expect(a.announce({ ...node('b'), policyHash: 'h3' })).rejects.toMatchObject({ code: 'BAD_REQUEST' });
+      await a.leave();
+      expect(await a.announce({ ...node('a'), policyHash: 'h4' })).toBe(false);
+      expect(await b.nodes()).toEqual([{ ...node('b'), live: true }]);
+    });
+
     it('keeps a node live and writable across several TTLs by renewing in the background', async () => {
       const a = make();
       await a.join(node('a'));

@@ -105,6 +105,11 @@ export interface Membership {
   join(node: NodeInfo): Promise<void>;
   /** One renewal now. False when the lease is gone (expired, or taken by another process). */
   renew(): Promise<boolean>;
+  /**
+   * Replaces what this node announced (`id` unchanged; e.g. its policy hash after a reload) while it
+   * holds its lease. False when the lease is gone (nothing changed).
+   */
+  announce(node: NodeInfo): Promise<boolean>;
   /** Drops the lease and stops renewing; other nodes may claim this node's tenants at once. */
   leave(): Promise<void>;
   /** Nodes with a live lease, optionally of one region, in id order. */
@@ -143,6 +148,8 @@ export interface LeaseBackend {
   extend(nodeId: string, leaseId: string, ttlMs: number): Promise<boolean>;
   /** Deletes the lease and the registry entry if the lease is still `leaseId`. */
   release(nodeId: string, leaseId: string): Promise<void>;
+  /** Replaces the registry entry of `node.id` if its lease is still `leaseId`. */
+  announce(node: NodeInfo, leaseId: string): Promise<boolean>;
 }
 
 /**
@@ -207,6 +214,15 @@ export class LeaseKeeper {
     }
     this.#lose();
     return false;
+  }
+
+  async announce(node: NodeInfo): Promise<boolean> {
+    const leaseId = this.#leaseId;
+    if (!this.#node || leaseId === undefined) return false;
+    if (node.id !== this.#node.id) throw new DomicileError('BAD_REQUEST', `announce: node id "${node.id}" is not the joined "${this.#node.id}"`, { node: node.id });
+    if (!(await this.#backend.announce(node, leaseId))) return false;
+    if (this.#leaseId === leaseId) this.#node = node;
+    return true;
   }
 
   async leave(): Promise<void> {

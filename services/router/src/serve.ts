@@ -73,6 +73,8 @@ export async function serve(opts: { env: NodeJS.ProcessEnv }): Promise<void> {
     loadPolicy(config.policyPath).then(async (next) => {
       const violations = await rt.swapPolicy(next);
       log.info({ policyHash: next.hash }, 'policy reloaded');
+      // Peers compare announced hashes before placing or moving tenants (POLICY_MISMATCH).
+      await rt.cluster?.announcePolicy(next.hash).catch((err: unknown) => log.warn({ err: String((err as Error)?.message ?? err) }, 'announcing the reloaded policy failed'));
       for (const v of violations) log.warn({ tenant: v.tenant, region: v.region, reason: v.reason }, 'tenant placement violates the policy');
     }, (err: unknown) => {
       log.error({ error: isPolicyError(err) ? formatPolicyErrors(err) : String(err) }, 'policy reload refused; keeping the current policy');

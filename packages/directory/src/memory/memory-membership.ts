@@ -97,6 +97,12 @@ export class MemoryMembership implements Membership {
       async release(nodeId, leaseId) {
         if (store.lease(nodeId)?.leaseId === leaseId) store.delete(nodeId);
       },
+      async announce(node, leaseId) {
+        const lease = store.lease(node.id);
+        if (lease?.leaseId !== leaseId) return false;
+        store.set(node.id, lease, node);
+        return true;
+      },
     };
     this.#keeper = new LeaseKeeper(backend, opts);
   }
@@ -111,6 +117,10 @@ export class MemoryMembership implements Membership {
 
   renew(): Promise<boolean> {
     return this.#keeper.renew();
+  }
+
+  announce(node: NodeInfo): Promise<boolean> {
+    return this.#keeper.announce(node);
   }
 
   leave(): Promise<void> {

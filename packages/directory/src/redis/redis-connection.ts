@@ -1,7 +1,7 @@
 import { Redis, type RedisOptions } from 'ioredis';
 import { DomicileError, isDomicileError } from '@domicile/errors';
 import {
-  CAS_TENANT, CLAIM_TENANT, CREATE_TENANT, JOIN_NODE, LEAVE_NODE, REMOVE_TENANT, RENEW_LEASE, SYNC_INDEX,
+  ANNOUNCE_NODE, CAS_TENANT, CLAIM_TENANT, CREATE_TENANT, JOIN_NODE, LEAVE_NODE, REMOVE_TENANT, RENEW_LEASE, SYNC_INDEX,
 } from './scripts.ts';
 
 /** Options shared by the Redis directory and the Redis membership. */
@@ -34,6 +34,7 @@ export interface ScriptCommands {
   domicileRemoveTenant(key: string, ...args: string[]): Promise<(number | string)[]>;
   domicileSyncIndex(...keysAndArgs: string[]): Promise<number>;
   domicileJoinNode(lease: string, registry: string, ...args: string[]): Promise<number>;
+  domicileAnnounceNode(lease: string, registry: string, ...args: string[]): Promise<number>;
   domicileRenewLease(lease: string, ...args: string[]): Promise<number>;
   domicileLeaveNode(lease: string, registry: string, ...args: string[]): Promise<number>;
   domicileClaimTenant(tenant: string, ownerLease: string, claimerLease: string, ...args: string[]): Promise<(number | string)[]>;
@@ -125,6 +126,7 @@ export class RedisConnection {
     define('domicileRemoveTenant', REMOVE_TENANT, 1);
     define('domicileSyncIndex', SYNC_INDEX, 6);
     define('domicileJoinNode', JOIN_NODE, 2);
+    define('domicileAnnounceNode', ANNOUNCE_NODE, 2);
     define('domicileRenewLease', RENEW_LEASE, 1);
     define('domicileLeaveNode', LEAVE_NODE, 2);
     define('domicileClaimTenant', CLAIM_TENANT, 3);

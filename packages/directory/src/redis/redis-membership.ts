@@ -38,6 +38,10 @@ export class RedisMembership implements Membership {
       async release(nodeId, leaseId) {
         await conn.call('leave', (r) => r.domicileLeaveNode(k.lease(nodeId), k.registry(), leaseId, nodeId));
       },
+      async announce(node, leaseId) {
+        const info = JSON.stringify({ id: node.id, region: node.region, url: node.url, policyHash: node.policyHash, protocolVersion: node.protocolVersion });
+        return (await conn.call('announce', (r) => r.domicileAnnounceNode(k.lease(node.id), k.registry(), leaseId, node.id, info))) === 1;
+      },
     };
     this.#keeper = new LeaseKeeper(backend, opts);
   }
@@ -52,6 +56,10 @@ export class RedisMembership implements Membership {
 
   renew(): Promise<boolean> {
     return this.#keeper.renew();
+  }
+
+  announce(node: NodeInfo): Promise<boolean> {
+    return this.#keeper.announce(node);
   }
 
   leave(): Promise<void> {

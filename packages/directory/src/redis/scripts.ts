@@ -106,6 +106,12 @@ if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1`;
 
+/** KEYS[1] lease, KEYS[2] registry · ARGV[1] lease id, ARGV[2] node id, ARGV[3] info JSON → 1 announced, 0 the lease is not ours. */
+export const ANNOUNCE_NODE = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+return 1`;
+
 /** KEYS[1] lease, KEYS[2] registry · ARGV[1] lease id, ARGV[2] node id → 1 left, 0 the lease was not ours. */
 export const LEAVE_NODE = `
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end

@@ -60,6 +60,17 @@ export class ClusterNode {
     this.#cache = undefined;
   }
 
+  /** After a policy reload: announce the new hash (placement and moves compare hashes). */
+  async announcePolicy(policyHash: string): Promise<void> {
+    if (!this.#self) return;
+    const next = { ...this.#self, policyHash };
+    this.#self = next;
+    this.#cache = undefined;
+    if (!(await this.membership.announce(next))) {
+      throw new DomicileError('NODE_UNAVAILABLE', 'the new policy hash was not announced: this node holds no lease (it rejoins with the new hash)', { node: this.id });
+    }
+  }
+
   /** After a lost lease: join again with a new lease, announcing the same URL and policy hash. */
   async rejoin(): Promise<void> {
     if (!this.#self) throw new DomicileError('INTERNAL', 'rejoin before join');
