@@ -100,7 +100,8 @@ async function main(): Promise<void> {
             DOMICILE_HOST: '127.0.0.1', DOMICILE_PORT: String(port), DOMICILE_PUBLIC_URL: url,
             DOMICILE_DATA_DIR: path.join(root, id), DOMICILE_POLICY: policyPath,
             DOMICILE_REGION: region, DOMICILE_NODE_ID: id, DOMICILE_REDIS_URL: redis.url,
-            DOMICILE_BUCKETS: `${region}=${s3.get(region)!.bucketUrl(region, 'domicile')}`,
+            // Every region's bucket: a node writes only its own; erase and the residency audit read them all.
+            DOMICILE_BUCKETS: [...s3].map(([r, srv]) => `${r}=${srv.bucketUrl(r, 'domicile')}`).join(','),
             DOMICILE_ADMIN_TOKEN: secrets.admin, DOMICILE_TOKEN_SECRET: secrets.token, DOMICILE_CLUSTER_SECRET: secrets.cluster,
             DOMICILE_LEASE_TTL_MS: values.ttl!,
             AWS_ACCESS_KEY_ID: S3RVER_CREDENTIALS.accessKeyId, AWS_SECRET_ACCESS_KEY: S3RVER_CREDENTIALS.secretAccessKey,

@@ -144,6 +144,8 @@ export interface AuditPage {
 export interface ResidencyAudit {
   tenants: Array<{ [field: string]: unknown }>;
   violations: Array<{ [field: string]: unknown }>;
+  /** What could not be read (a cluster node that did not answer, a region without a known bucket); empty when complete. */
+  incomplete?: string[];
   [field: string]: unknown;
 }
 
@@ -151,7 +153,7 @@ export interface ResidencyAudit {
 export interface MoveRequest {
   /** Target region. */
   to: string;
-  /** Target node; absent: the least-loaded live node of the region. */
+  /** Target node; absent: a live node of the region (at random). */
   node?: string;
 }
 

@@ -99,7 +99,8 @@ describe('a cluster of four node processes on Redis and three S3-compatible serv
           ...common,
           DOMICILE_REGION: n.region,
           DOMICILE_NODE_ID: n.id,
-          DOMICILE_BUCKETS: `${n.region}=${s3.get(n.region)!.bucketUrl(n.region, 'domicile')}`,
+          // Every region's bucket (a node writes only its own; erase and the residency audit read them all).
+          DOMICILE_BUCKETS: [...s3].map(([r, srv]) => `${r}=${srv.bucketUrl(r, 'domicile')}`).join(','),
         },
       }));
     }
@@ -267,6 +268,24 @@ describe('a cluster of four node processes on Redis and three S3-compatible serv
     }
     const audit = await call('eu-central-1', 'GET', '/v1/audit?tenant=eu-co');
     expect(audit.body.events.find((e: any) => e.action === 'tenant.move')).toMatchObject({ details: { from: 'eu-central', to: 'eu-west', toNode: 'eu-west-2', newEpoch: 2 } });
+    // The move's status lives on the node that drove it; any node finds it.
+    const status = await call('us-east-1', 'GET', `/v1/moves/${moved.body.moveId}`);
+    expect(status.status).toBe(200);
+    expect(status.body).toMatchObject({ moveId: moved.body.moveId, phase: 'done' });
+    expect(status.headers.get('domicile-node')).toBe('eu-central-1');
+    expect((await call('us-east-1', 'GET', '/v1/moves/00000000-0000-4000-8000-000000000000')).status).toBe(404);
+
+    // The residency audit, asked of any node, reads every node's files and every bucket.
+    const residency = await call('us-east-1', 'GET', '/v1/audit/residency');
+    expect(residency.status).toBe(200);
+    expect(residency.body.incomplete).toEqual([]);
+    expect(residency.body.violations).toEqual([]);
+    const line = residency.body.tenants.find((l: any) => l.tenant === 'eu-co');
+    expect(Object.keys(line.byRegion)).toEqual(['eu-west']);
+    expect(line.byRegion['eu-west'].fileBytes).toBeGreaterThan(3_000_000);
+    expect(line.byRegion['eu-west'].objects).toBeGreaterThan(0);
+    const us = residency.body.tenants.find((l: any) => l.tenant === 'us-co');
+    expect(us.byRegion['us-east'].files).toBeGreaterThan(0);
   }, 60_000);
 
   it('SIGKILL of a sync tenant\'s owner: its regional peer serves it from the bucket with every acknowledged write and epoch + 1; the stale node, restarted, archives its copy', async () => {
@@ -318,6 +337,20 @@ describe('a cluster of four node processes on Redis and three S3-compatible serv
     expect(via.body.rows).toEqual([[acked.length + 1]]);
     expect(via.headers.get('domicile-node')).toBe('eu-west-2');
     expect(via.headers.get('domicile-epoch')).toBe('2');
+
+    // The audit log, asked of any node, merges every node's part: the create (on eu-west-1) and the
+    // failover (on eu-west-2), newest first; paging one event at a time walks the same list.
+    const all = await call('us-east-1', 'GET', '/v1/audit?tenant=sync-co');
+    expect(all.body.incomplete).toEqual([]);
+    expect(all.body.events.map((e: any) => [e.action, e.node])).toEqual([['tenant.failover', 'eu-west-2'], ['tenant.create', 'eu-west-1']]);
+    const paged: string[] = [];
+    let cursor: string | null = null;
+    do {
+      const page: Awaited<ReturnType<typeof call>> = await call('eu-central-1', 'GET', `/v1/audit?tenant=sync-co&limit=1${cursor ? `&cursor=${cursor}` : ''}`);
+      paged.push(...page.body.events.map((e: any) => e.action));
+      cursor = page.body.nextCursor;
+    } while (cursor && paged.length < 10);
+    expect(paged).toEqual(['tenant.failover', 'tenant.create']);
   }, 60_000);
 
   it('Redis paused: owners keep serving until their lease deadline, others answer a coded 503 in bounded time, all recovers without a restart', async () => {

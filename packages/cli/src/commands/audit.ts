@@ -12,19 +12,25 @@ export const DEFAULT_AUDIT_LIMIT = 100;
 export function registerAudit(program: Command, ctx: Context): void {
   const audit = program.command('audit').description('residency audit and the audit log');
 
-  withConnectionOptions(audit.command('residency').description("every tenant's stored bytes by region and every violation; exit 1 on a violation"))
+  withConnectionOptions(audit.command('residency').description("every tenant's stored bytes by region and every violation; exit 1 on a violation or an incomplete audit"))
     .action(async (opts: HttpOptions) => {
       const out = ctx.start(opts);
       const r = await ctx.client(opts).residencyAudit();
       const tenants = Array.isArray(r.tenants) ? r.tenants : [];
       const violations = Array.isArray(r.violations) ? r.violations : [];
+      const incomplete: unknown[] = Array.isArray(r.incomplete) ? r.incomplete : [];
       out.result(r, () => [
         ...(tenants.length === 0 ? ['no tenants'] : table(['tenant', 'residency', 'region', 'stored bytes by region'],
           tenants.map((t) => [pick(t, 'tenant', 'id'), t.residency, t.region, byRegion(pick(t, 'bytesByRegion', 'bytes', 'regions'))]))),
         ...violations.map((v) => `VIOLATION ${describeViolation(v)}`),
+        ...incomplete.map((i) => `INCOMPLETE ${cell(i)}`),
       ]);
       if (violations.length > 0) {
         out.problem(`${plural(violations.length, 'residency violation')} found`);
+        ctx.exitCode = 1;
+      } else if (incomplete.length > 0) {
+        // An audit that could not read everything certifies nothing about what it missed.
+        out.problem(`the audit is incomplete (${plural(incomplete.length, 'part')} not read)`);
         ctx.exitCode = 1;
       } else {
         out.note('no residency violations');

@@ -176,6 +176,30 @@ export async function answerRerouted(rt: Runtime, err: Rerouted, request: Fastif
   await relay(cluster, decision.owner, request, reply);
 }
 
+/**
+ * Asks every other live node for `request.url` (same method, same token, marked as relayed so
+ * that no peer asks further) and returns the first answer with status 200, if any. For state that
+ * lives on one unknown node (a move's status lives on the node that drives it); never for tenant
+ * data.
+ */
+export async function askPeers(cluster: ClusterNode, request: FastifyRequest): Promise<{ status: number; body: Buffer; type: string | null; node: string } | undefined> {
+  if (hopsOf(request).length > 0) return undefined;
+  const peers = (await cluster.liveNodes()).filter((n) => n.id !== cluster.id);
+  const headers: Record<string, string> = { [FORWARDED_BY]: cluster.id };
+  const auth = request.headers.authorization;
+  if (typeof auth === 'string') headers.authorization = auth;
+  const answers = await Promise.all(peers.map(async (peer) => {
+    try {
+      const res = await fetch(peer.url + request.url, { headers, signal: AbortSignal.timeout(5000) });
+      if (res.status !== 200) return undefined;
+      return { status: 200, body: Buffer.from(await res.arrayBuffer()), type: res.headers.get('content-type'), node: peer.id };
+    } catch {
+      return undefined; // a dead or slow peer: the others may know
+    }
+  }));
+  return answers.find((a) => a !== undefined);
+}
+
 /** The owner's placement on an answer (redirects, relayed answers). */
 export function placementHeaders(reply: FastifyReply, t: TenantRecord): void {
   void reply.header('domicile-region', t.region).header('domicile-node', t.node).header('domicile-epoch', String(t.epoch));

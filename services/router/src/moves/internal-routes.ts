@@ -34,6 +34,7 @@ import { checkMove } from '@domicile/policy';
 import { shardPath } from '@domicile/shard';
 import { decodeChanges, encodeChanges } from './change-wire.ts';
 import { MOVE_PROTOCOL_VERSION } from './protocol.ts';
+import { localShardFiles } from './residency-audit.ts';
 import { LocalMoveSource, LocalMoveTarget, type LocalSourceDeps } from './move-transport.ts';
 import type { SnapshotInfo } from './wal-follower.ts';
 
@@ -141,6 +142,9 @@ export function internalMoveRoutes(app: FastifyInstance, rt: Runtime): void {
   });
 
   targetRoutes(app, rt, guard);
+
+  // The residency audit of a cluster reads every node's files through this (residency-audit.ts).
+  app.get('/internal/v1/residency/files', guard, async () => ({ nodes: await localShardFiles(rt) }));
 }
 
 /** A target that saw no call this long is discarded (its source died mid-move). */

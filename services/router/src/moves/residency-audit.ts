@@ -47,6 +47,11 @@ export interface ResidencyViolation {
 export interface ResidencyReport {
   checkedAt: string;
   regions: Array<{ region: string; shardDir: string | null; bucket: string | null }>;
+  /**
+   * What could not be read (a cluster node that did not answer, a region whose bucket this node
+   * does not know): the report is incomplete and certifies nothing about those. Empty otherwise.
+   */
+  incomplete: string[];
   tenants: TenantResidency[];
   violations: ResidencyViolation[];
   /** Ids with stored bytes and no directory record. */
@@ -54,6 +59,57 @@ export interface ResidencyReport {
 }
 
 const SHARD_FILE = /^([a-z0-9][a-z0-9_-]{0,62})\.db(?:-wal|-shm|-journal|\.move-[^/]+)?$/;
+
+/** One node's shard files of one region, summed per tenant. */
+export interface NodeFiles {
+  node: string;
+  region: string;
+  shardDir: string;
+  tenants: Array<{ tenant: string; files: number; fileBytes: number }>;
+}
+
+/** The shard files (shards, -wal, -shm, partial move copies) of every node of this process. */
+export async function localShardFiles(rt: Runtime): Promise<NodeFiles[]> {
+  const out: NodeFiles[] = [];
+  for (const node of rt.nodes.values()) {
+    const shardDir = path.join(node.dir, 'shards');
+    const sums = new Map<string, { tenant: string; files: number; fileBytes: number }>();
+    for (const f of await walk(shardDir)) {
+      const m = SHARD_FILE.exec(path.basename(f.path));
+      if (!m) continue;
+      const sum = sums.get(m[1]!) ?? { tenant: m[1]!, files: 0, fileBytes: 0 };
+      sum.files++;
+      sum.fileBytes += f.size;
+      sums.set(m[1]!, sum);
+    }
+    out.push({ node: node.id, region: node.region, shardDir, tenants: [...sums.values()] });
+  }
+  return out;
+}
+
+/**
+ * Every node's files: this process's, and in a cluster every other live
+ * node's (`GET /internal/v1/residency/files`, cluster credential). Nodes that
+ * do not answer are listed as unreachable.
+ */
+async function allShardFiles(rt: Runtime): Promise<{ files: NodeFiles[]; unreachable: string[] }> {
+  const files = await localShardFiles(rt);
+  const unreachable: string[] = [];
+  if (!rt.cluster) return { files, unreachable };
+  const peers = (await rt.cluster.liveNodes()).filter((n) => n.id !== rt.cluster!.id);
+  await Promise.all(peers.map(async (peer) => {
+    try {
+      const res = await fetch(`${peer.url}/internal/v1/residency/files`, {
+        headers: { authorization: `Bearer ${rt.config.clusterSecret ?? ''}` }, signal: AbortSignal.timeout(30_000),
+      });
+      if (res.status !== 200) throw new Error(`HTTP ${res.status}`);
+      files.push(...((await res.json()) as { nodes: NodeFiles[] }).nodes);
+    } catch {
+      unreachable.push(`node ${peer.id} (${peer.region}): its files were not read`);
+    }
+  }));
+  return { files, unreachable };
+}
 
 export async function residencyAudit(rt: Runtime): Promise<ResidencyReport> {
   const records = new Map<string, TenantRecord>();
@@ -77,18 +133,18 @@ export async function residencyAudit(rt: Runtime): Promise<ResidencyReport> {
   // Every tenant of the directory appears, with or without bytes.
   for (const t of records.values()) line(t.id, t.region);
 
+  const { files, unreachable } = await allShardFiles(rt);
+  const incomplete = [...unreachable];
   const regions: ResidencyReport['regions'] = [];
   for (const region of rt.policy.regionOrder) {
-    const node = rt.nodeForRegion(region);
+    const dirs = files.filter((f) => f.region === region);
     const bucket = rt.buckets.find((b) => b.region === region);
-    regions.push({ region, shardDir: node ? path.join(node.dir, 'shards') : null, bucket: bucket ? bucket.store.describe() : null });
-    if (node) {
-      for (const f of await walk(path.join(node.dir, 'shards'))) {
-        const m = SHARD_FILE.exec(path.basename(f.path));
-        if (!m) continue;
-        const b = line(m[1]!, region);
-        b.files++;
-        b.fileBytes += f.size;
+    regions.push({ region, shardDir: dirs.length === 0 ? null : dirs.map((d) => (rt.cluster ? `${d.node}:${d.shardDir}` : d.shardDir)).join(', '), bucket: bucket ? bucket.store.describe() : null });
+    for (const d of dirs) {
+      for (const t of d.tenants) {
+        const b = line(t.tenant, region);
+        b.files += t.files;
+        b.fileBytes += t.fileBytes;
       }
     }
     if (bucket) {
@@ -100,6 +156,8 @@ export async function residencyAudit(rt: Runtime): Promise<ResidencyReport> {
         b.objects++;
         b.objectBytes += e.size;
       }
+    } else if (rt.cluster) {
+      incomplete.push(`region ${region}: this node knows no bucket for it (list every region in DOMICILE_BUCKETS)`);
     }
   }
 
@@ -122,7 +180,7 @@ export async function residencyAudit(rt: Runtime): Promise<ResidencyReport> {
       });
     }
   }
-  return { checkedAt: new Date().toISOString(), regions, tenants, violations, orphans };
+  return { checkedAt: new Date().toISOString(), regions, incomplete, tenants, violations, orphans };
 }
 
 async function walk(dir: string): Promise<Array<{ path: string; size: number }>> {

@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
-import { DomicileError } from '@domicile/errors';
+import { DomicileError, isDomicileError } from '@domicile/errors';
 import { requireAdmin } from '../auth/authenticate.ts';
+import { askPeers } from '../cluster/owner-routing.ts';
 import { residencyAudit } from '../moves/residency-audit.ts';
 import type { Runtime } from '../runtime.ts';
 import { assertTenantId } from '../tenant-service.ts';
@@ -48,9 +49,17 @@ export function moveRoutes(app: FastifyInstance, rt: Runtime): void {
       return status;
     });
 
-  app.get<{ Params: { moveId: string } }>('/v1/moves/:moveId', async (request) => {
+  app.get<{ Params: { moveId: string } }>('/v1/moves/:moveId', async (request, reply) => {
     await requireAdmin(rt, request);
-    return rt.moves.status(request.params.moveId);
+    try {
+      return rt.moves.status(request.params.moveId);
+    } catch (err) {
+      // In a cluster the status lives on the node that drives the move (the tenant's owner then): ask the others.
+      if (!rt.cluster || !isDomicileError(err) || err.code !== 'NOT_FOUND') throw err;
+      const found = await askPeers(rt.cluster, request);
+      if (!found) throw err;
+      return reply.code(200).header('domicile-node', found.node).type(found.type ?? 'application/json').send(found.body);
+    }
   });
 
   app.get('/v1/audit/residency', async (request) => {

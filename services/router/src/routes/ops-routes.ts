@@ -1,6 +1,8 @@
 import type { FastifyInstance } from 'fastify';
 import { DomicileError } from '@domicile/errors';
 import { requireAdmin } from '../auth/authenticate.ts';
+import { clusterAudit } from '../cluster/cluster-audit.ts';
+import { FORWARDED_BY } from '../cluster/owner-routing.ts';
 import type { Runtime } from '../runtime.ts';
 import { assertTenantId } from '../tenant-service.ts';
 import { intParam, strParam } from './query-params.ts';
@@ -27,6 +29,8 @@ export function opsRoutes(app: FastifyInstance, rt: Runtime): void {
   /** Aggregates only: no tenant ids (public). */
   app.get('/v1/status', async () => {
     const counts = await rt.directory.countByRegion();
+    // In a cluster: every node that joined, from the membership (live ones are healthy).
+    const members = rt.cluster ? await rt.cluster.membership.nodes() : undefined;
     const stats = rt.pool.stats();
     // Worst replication lag per region (ms); undefined when replication is off.
     const lag = rt.replicationLagByRegion();
@@ -37,10 +41,12 @@ export function opsRoutes(app: FastifyInstance, rt: Runtime): void {
         name,
         jurisdiction: rt.policy.regions[name]?.jurisdiction,
         tenants: counts.get(name) ?? 0,
-        nodes: rt.nodeForRegion(name) ? [rt.nodeForRegion(name)!.id] : [],
+        nodes: members ? members.filter((n) => n.region === name && n.live).map((n) => n.id) : rt.nodeForRegion(name) ? [rt.nodeForRegion(name)!.id] : [],
         replicationLagMs: lag ? (lag.get(name) ?? 0) : null,
       })),
-      nodes: [...rt.nodes.values()].map((n) => ({ id: n.id, region: n.region, healthy: rt.ready })),
+      nodes: members
+        ? members.map((n) => ({ id: n.id, region: n.region, healthy: n.id === rt.cluster!.id ? rt.ready && rt.cluster!.canWrite() : n.live }))
+        : [...rt.nodes.values()].map((n) => ({ id: n.id, region: n.region, healthy: rt.ready })),
       tenants: [...counts.values()].reduce((a, b) => a + b, 0),
       shards: { open: stats.openShards, queued: stats.queued, workers: stats.workers },
       // null when replication is off (the page shows —), not zero lag.
@@ -88,7 +94,10 @@ export function opsRoutes(app: FastifyInstance, rt: Runtime): void {
     const tenant = strParam(request.query, 'tenant');
     if (tenant !== undefined) assertTenantId(tenant);
     const cursor = strParam(request.query, 'cursor');
-    const page = rt.audit.list({ limit: intParam(request.query, 'limit', 100, 1, 1000), ...(tenant ? { tenant } : {}), ...(cursor ? { cursor } : {}) });
+    const q = { limit: intParam(request.query, 'limit', 100, 1, 1000), ...(tenant ? { tenant } : {}), ...(cursor ? { cursor } : {}) };
+    // A cluster's log is spread over its nodes: merged here, unless a peer is asking for this node's own part.
+    if (rt.cluster && request.headers[FORWARDED_BY] === undefined) return clusterAudit(rt, rt.cluster, request, q);
+    const page = rt.audit.list(q);
     return { events: page.events, nextCursor: page.nextCursor ?? null };
   });
 }
