@@ -5,3 +5,4 @@ export { DEFAULT_KEY_PREFIX, DEFAULT_REDIS_TIMEOUT_MS, type RedisConnectionOptio
 export * from './membership.ts';
 export { MemoryLeaseStore, MemoryMembership, type MemoryMembershipOptions } from './memory/memory-membership.ts';
 export { RedisMembership, type RedisMembershipOptions } from './redis/redis-membership.ts';
+export { RedisAppendList } from './redis/redis-append-list.ts';

@@ -17,6 +17,7 @@ import { LateSweeps } from './buckets/late-sweeps.ts';
 import { RegionBuckets, type RegionBucket } from './buckets/region-buckets.ts';
 import { SchemaJobs } from './schema/schema-jobs.ts';
 import type { SchemaStore } from './schema/schema-store.ts';
+import { RedisSchemaStore } from './schema/redis-schema-store.ts';
 import { SqliteSchemaStore } from './schema/sqlite-schema-store.ts';
 import { AdminAuth } from './auth/admin-auth.ts';
 import { TenantTokens } from './auth/tenant-tokens.ts';
@@ -78,6 +79,7 @@ export class Runtime {
     this.schema = init.schema;
     this.schemaJobs = new SchemaJobs({
       schema: init.schema, directory: init.directory, pool: init.pool, shardRef: (t) => this.shardRef(t), log: init.log.child({ component: 'schema' }),
+      nodeId: init.cluster?.id,
     });
     this.adminAuth = init.adminAuth;
     this.tokens = init.tokens;
@@ -164,7 +166,8 @@ export class Runtime {
       directory = new EmbeddedDirectory(path.join(config.dataDir, 'directory.db'));
     }
     const audit = new AuditLog(path.join(config.dataDir, 'audit.db'));
-    const schema = new SqliteSchemaStore(path.join(config.dataDir, 'schema.db'));
+    // The migration list is the cluster's: in Redis when there is one, a file of the embedded default otherwise.
+    const schema: SchemaStore = config.redisUrl ? new RedisSchemaStore({ url: config.redisUrl }) : new SqliteSchemaStore(path.join(config.dataDir, 'schema.db'));
     try {
       await pool.start();
     } catch (err) {

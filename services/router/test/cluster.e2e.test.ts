@@ -9,6 +9,8 @@
 //      Location and the Domicile-* headers otherwise — no row in that answer;
 //   d. tenant tokens, idempotency keys and errors pass through a relay; a
 //      token of another tenant is refused before any routing;
+//   d2. schema fan-out: the migration list in Redis, one job from any node
+//      migrates every node's tenants;
 //   e. a move across processes under a writer that goes through a third
 //      node: no failed request, every acknowledged write kept, epoch + 1, the
 //      old region's S3 server holds nothing of the tenant, the new one its
@@ -206,6 +208,33 @@ describe('a cluster of four node processes on Redis and three S3-compatible serv
     expect(anonymous.status).toBe(401);
     expect(anonymous.headers.get('location')).toBeNull();
   });
+
+  it('schema fan-out across nodes: one list in Redis, one job from any node migrating every owner\'s tenants, new tenants get it too', async () => {
+    const put = await call('eu-west-1', 'PUT', '/v1/schema', { migrations: [{ name: '0001_notes', sql: 'CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT);' }] });
+    expect(put.status).toBe(200);
+    expect((await call('us-east-1', 'GET', '/v1/schema')).body.migrations.map((m: any) => m.name)).toEqual(['0001_notes']);
+    const started = await call('us-east-1', 'POST', '/v1/schema/apply', {});
+    expect(started.status).toBe(202);
+    let job: any;
+    for (const deadline = performance.now() + 20_000; performance.now() < deadline;) {
+      job = (await call('us-east-1', 'GET', `/v1/schema/jobs/${started.body.jobId}`)).body;
+      if (job.state === 'done') break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(job).toMatchObject({ state: 'done', failed: 0, incomplete: [] });
+    expect(job.total).toBe(3); // eu-co, us-co, west-co, each on its owner
+    expect(job.applied).toBe(3);
+    expect(job.nodes.map((n: any) => n.node).sort()).toEqual(NODES.map((n) => n.id).sort());
+    // Any node can read the job (it asks the node that started it).
+    expect((await call('eu-central-1', 'GET', `/v1/schema/jobs/${started.body.jobId}`)).body).toMatchObject({ state: 'done', applied: 3 });
+    for (const id of ['eu-co', 'us-co', 'west-co']) {
+      const r = await call('eu-west-1', 'POST', `/v1/tenants/${id}/query`, { sql: "SELECT count(*) FROM sqlite_master WHERE name = 'notes'" });
+      expect(r.status === 200 ? r.body.rows : r.status, id).toEqual([[1]]);
+    }
+    // A tenant created afterwards, on another node, gets the stored list before it serves.
+    expect((await call('eu-central-1', 'POST', '/v1/tenants', { id: 'new-co', residency: 'us' })).status).toBe(201);
+    expect((await call('us-east-1', 'POST', '/v1/tenants/new-co/query', { sql: 'SELECT count(*) FROM notes' })).body.rows).toEqual([[0]]);
+  }, 60_000);
 
   it('moves a tenant across processes under a writer: no failed request, every acknowledged write kept, the old region\'s bucket emptied', async () => {
     expect((await call('eu-central-1', 'POST', '/v1/tenants/eu-co/query', { sql: 'CREATE TABLE big (id INTEGER PRIMARY KEY, b BLOB)' })).status).toBe(200);

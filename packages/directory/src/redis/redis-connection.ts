@@ -1,7 +1,7 @@
 import { Redis, type RedisOptions } from 'ioredis';
 import { DomicileError, isDomicileError } from '@domicile/errors';
 import {
-  ANNOUNCE_NODE, CAS_TENANT, CLAIM_TENANT, CREATE_TENANT, JOIN_NODE, LEAVE_NODE, REMOVE_TENANT, RENEW_LEASE, SYNC_INDEX,
+  ANNOUNCE_NODE, APPEND_IF_LENGTH, CAS_TENANT, CLAIM_TENANT, CREATE_TENANT, JOIN_NODE, LEAVE_NODE, REMOVE_TENANT, RENEW_LEASE, SYNC_INDEX,
 } from './scripts.ts';
 
 /** Options shared by the Redis directory and the Redis membership. */
@@ -35,6 +35,7 @@ export interface ScriptCommands {
   domicileSyncIndex(...keysAndArgs: string[]): Promise<number>;
   domicileJoinNode(lease: string, registry: string, ...args: string[]): Promise<number>;
   domicileAnnounceNode(lease: string, registry: string, ...args: string[]): Promise<number>;
+  domicileAppendIfLength(list: string, ...args: string[]): Promise<number>;
   domicileRenewLease(lease: string, ...args: string[]): Promise<number>;
   domicileLeaveNode(lease: string, registry: string, ...args: string[]): Promise<number>;
   domicileClaimTenant(tenant: string, ownerLease: string, claimerLease: string, ...args: string[]): Promise<(number | string)[]>;
@@ -69,6 +70,10 @@ export class RedisKeys {
   /** Registry of joined nodes: hash node id → JSON of the node; slot `{nodes}`. */
   registry(): string {
     return `${this.#p}{nodes}:registry`;
+  }
+  /** An append-only list of the cluster's control data (e.g. `schema`: the migration list); its own slot. */
+  list(name: string): string {
+    return `${this.#p}list:{${name}}`;
   }
   /** Pub/sub channel of epoch changes. */
   epochChannel(): string {
@@ -127,6 +132,7 @@ export class RedisConnection {
     define('domicileSyncIndex', SYNC_INDEX, 6);
     define('domicileJoinNode', JOIN_NODE, 2);
     define('domicileAnnounceNode', ANNOUNCE_NODE, 2);
+    define('domicileAppendIfLength', APPEND_IF_LENGTH, 1);
     define('domicileRenewLease', RENEW_LEASE, 1);
     define('domicileLeaveNode', LEAVE_NODE, 2);
     define('domicileClaimTenant', CLAIM_TENANT, 3);

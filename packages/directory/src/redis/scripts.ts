@@ -138,3 +138,12 @@ redis.call('PUBLISH', ARGV[5], cjson.encode({tenant = cur[5], epoch = tonumber(e
 local out = redis.call('HGETALL', KEYS[1])
 table.insert(out, 1, 1)
 return out`;
+
+/**
+ * Append-only list: KEYS[1] list · ARGV[1] expected length, ARGV[2..] items → the new length, or
+ * -1 when the list is not that long any more (someone appended first: re-read and retry).
+ */
+export const APPEND_IF_LENGTH = `
+if redis.call('LLEN', KEYS[1]) ~= tonumber(ARGV[1]) then return -1 end
+for i = 2, #ARGV do redis.call('RPUSH', KEYS[1], ARGV[i]) end
+return redis.call('LLEN', KEYS[1])`;

@@ -1,5 +1,8 @@
 import type { FastifyInstance } from 'fastify';
+import { isDomicileError } from '@domicile/errors';
 import { requireAdmin } from '../auth/authenticate.ts';
+import { ClusterSchemaJobs } from '../cluster/cluster-schema.ts';
+import { askPeers, FORWARDED_BY } from '../cluster/owner-routing.ts';
 import type { Runtime } from '../runtime.ts';
 import { MAX_MIGRATIONS } from '../schema/migration-list.ts';
 import { MAX_SCHEMA_CONCURRENCY } from '../schema/schema-jobs.ts';
@@ -34,6 +37,7 @@ const applyBody = {
 
 /** Schema fan-out (DESIGN §5): the cluster's migration list and the jobs that apply it. */
 export function schemaRoutes(app: FastifyInstance, rt: Runtime): void {
+  const clusterJobs = rt.cluster ? new ClusterSchemaJobs(rt, rt.cluster) : undefined;
   app.get('/v1/schema', async (request) => {
     await requireAdmin(rt, request);
     return { migrations: await rt.schema.list() };
@@ -53,13 +57,28 @@ export function schemaRoutes(app: FastifyInstance, rt: Runtime): void {
     const { actor } = await requireAdmin(rt, request);
     const body = request.body ?? {};
     if (body.tenants !== undefined) for (const id of body.tenants) assertTenantId(id);
+    if (clusterJobs && request.headers[FORWARDED_BY] === undefined) {
+      // One part per node: each migrates the tenants it owns (cluster/cluster-schema.ts).
+      const jobId = await clusterJobs.start(request, body);
+      rt.audit.append({ actor, action: 'schema.apply', details: { jobId, cluster: true, tenants: body.tenants === undefined ? 'all' : body.tenants.length } });
+      return reply.code(202).send({ jobId });
+    }
     const job = await rt.schemaJobs.start(body);
     rt.audit.append({ actor, action: 'schema.apply', details: { jobId: job.jobId, migrations: job.migrations, tenants: body.tenants === undefined ? 'all' : job.total } });
     return reply.code(202).send({ jobId: job.jobId });
   });
 
-  app.get<{ Params: { jobId: string } }>('/v1/schema/jobs/:jobId', async (request) => {
+  app.get<{ Params: { jobId: string } }>('/v1/schema/jobs/:jobId', async (request, reply) => {
     await requireAdmin(rt, request);
-    return rt.schemaJobs.get(request.params.jobId);
+    if (clusterJobs?.has(request.params.jobId)) return clusterJobs.get(request, request.params.jobId);
+    try {
+      return rt.schemaJobs.get(request.params.jobId);
+    } catch (err) {
+      // A cluster job started by another node: that node sums its parts.
+      if (!rt.cluster || !isDomicileError(err) || err.code !== 'NOT_FOUND') throw err;
+      const found = await askPeers(rt.cluster, request);
+      if (!found) throw err;
+      return reply.code(200).header('domicile-node', found.node).type(found.type ?? 'application/json').send(found.body);
+    }
   });
 }

@@ -71,6 +71,8 @@ export interface SchemaJobDeps {
   pool: Pick<ShardPool, 'migrate'>;
   /** Where a tenant's shard lives here; throws NODE_UNAVAILABLE for a region this node does not serve. */
   shardRef(t: TenantRecord): ShardRef;
+  /** In a cluster: this node's id; a job over every tenant then visits this node's tenants only (the others run theirs). */
+  nodeId?: string | undefined;
   log: { info(obj: object, msg?: string): void; warn(obj: object, msg?: string): void };
 }
 
@@ -163,7 +165,7 @@ export class SchemaJobs {
   async #listAll(job: Job): Promise<void> {
     let cursor: string | undefined;
     do {
-      const page = await this.#deps.directory.list({ limit: DIRECTORY_PAGE, ...(cursor ? { cursor } : {}) });
+      const page = await this.#deps.directory.list({ limit: DIRECTORY_PAGE, ...(cursor ? { cursor } : {}), ...(this.#deps.nodeId !== undefined ? { node: this.#deps.nodeId } : {}) });
       for (const t of page.tenants) if (t.state !== 'erasing') job.ids.push(t.id);
       job.status.total = job.ids.length;
       cursor = page.nextCursor;
