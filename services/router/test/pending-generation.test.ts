@@ -61,6 +61,16 @@ describe('a move\'s pending generation', () => {
     for (let i = 0; i < n; i++) src.write((db) => db.prepare('INSERT INTO t (v) VALUES (randomblob(?))').run(size));
   };
 
+  /** A move target that has the warm copy and one round of changes. */
+  const copied = async (moveId: string, bucket: ObjectStore = store) => {
+    const follower = new WalFollower(srcPath);
+    const target = new LocalMoveTarget({ tenant: TENANT, incarnation: INC, epoch: 2, path: dstPath }, moveId, bucket);
+    await target.begin(follower.open());
+    for await (const chunk of follower.snapshot()) await target.write(chunk);
+    await target.apply(follower.changes()!);
+    return { follower, target };
+  };
+
   it('holds the copy, every transaction by txid and the epoch stamp; restores exactly; the shipper resumes it', async () => {
     insert(200);
     src.checkpoint();
@@ -136,13 +146,8 @@ describe('a move\'s pending generation', () => {
 
   it('an abort after the snapshot and a segment leaves no object and no file in the target region', async () => {
     insert(100);
-    const follower = new WalFollower(srcPath);
-    const target = new LocalMoveTarget({ tenant: TENANT, incarnation: INC, epoch: 2, path: dstPath }, 'm2', store);
+    const { follower, target } = await copied('m2');
     try {
-      const info = follower.open();
-      await target.begin(info);
-      for await (const chunk of follower.snapshot()) await target.write(chunk);
-      await target.apply(follower.changes()!);
       await target.publish();
       insert(10);
       await target.apply(follower.changes()!);
@@ -164,12 +169,8 @@ describe('a move\'s pending generation', () => {
       list: (p, o) => store.list(p, o), delete: (k) => store.delete(k), deleteMany: (k) => store.deleteMany(k),
       close: () => undefined, describe: () => 's3://south-bucket', supportsConditionalCreate: store.supportsConditionalCreate,
     };
-    const follower = new WalFollower(srcPath);
-    const target = new LocalMoveTarget({ tenant: TENANT, incarnation: INC, epoch: 2, path: dstPath }, 'm4', refusing);
+    const { follower, target } = await copied('m4', refusing);
     try {
-      await target.begin(follower.open());
-      for await (const chunk of follower.snapshot()) await target.write(chunk);
-      await target.apply(follower.changes()!);
       await expect(target.publish()).rejects.toMatchObject({ code: 'REPLICATION_UNAVAILABLE', message: expect.stringContaining('s3://south-bucket') });
       await target.discard();
       expect(readdirSync(path.dirname(dstPath))).toEqual([]);
@@ -180,13 +181,8 @@ describe('a move\'s pending generation', () => {
 
   it('refuses commits whose txid skips instead of uploading a generation with a hole', async () => {
     insert(20);
-    const follower = new WalFollower(srcPath);
-    const target = new LocalMoveTarget({ tenant: TENANT, incarnation: INC, epoch: 2, path: dstPath }, 'm3', store);
+    const { follower, target } = await copied('m3');
     try {
-      const info = follower.open();
-      await target.begin(info);
-      for await (const chunk of follower.snapshot()) await target.write(chunk);
-      await target.apply(follower.changes()!);
       await target.publish();
       src.db.exec('UPDATE _domicile_meta SET txid = txid + 5');
       await expect(target.apply(follower.changes()!)).rejects.toMatchObject({ code: 'INTERNAL', message: expect.stringMatching(/txid went from \d+ to \d+/) });

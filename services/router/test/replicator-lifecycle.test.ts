@@ -56,6 +56,18 @@ describe('Replicator idle forgetting', () => {
   });
 });
 
+describe('Replicator idle forgetting of large shards', () => {
+  it('keeps a shard over largeShardBytes ten times longer than a small one', async () => {
+    await withReplicator('big-idle', { idleForgetMs: 100, largeShardBytes: 1 }, async ({ rep }) => {
+      expect(rep.trackedTenants).toBe(1);
+      await new Promise((r) => setTimeout(r, 400)); // past 100 ms (a small shard would be gone), well before 1 s
+      expect(rep.trackedTenants).toBe(1);
+      for (let i = 0; i < 100 && rep.trackedTenants > 0; i++) await new Promise((r) => setTimeout(r, 20));
+      expect(rep.trackedTenants).toBe(0);
+    });
+  });
+});
+
 describe('Replicator with its shippers on a thread', () => {
   it('a crash of the shipper thread loses nothing: the tenant resumes from the bucket tip on a new thread, same generation, no gap', async () => {
     const shippers = new ThreadShippers();

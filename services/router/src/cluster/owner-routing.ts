@@ -15,7 +15,7 @@
 import { existsSync } from 'node:fs';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { NodeInfo, TenantRecord } from '@domicile/directory';
-import { DomicileError } from '@domicile/errors';
+import { DomicileError, isDomicileError } from '@domicile/errors';
 import { transitAllowed } from '@domicile/policy';
 import { authenticate } from '../auth/authenticate.ts';
 import type { Runtime } from '../runtime.ts';
@@ -198,6 +198,21 @@ export async function askPeers(cluster: ClusterNode, request: FastifyRequest): P
     }
   }));
   return answers.find((a) => a !== undefined);
+}
+
+/**
+ * Answers from `local()`; in a cluster, when that is NOT_FOUND, from the first other live node
+ * that knows (state kept on one node: a move's status, a schema job).
+ */
+export async function localOrPeers<T>(rt: Runtime, request: FastifyRequest, reply: FastifyReply, local: () => T): Promise<T | FastifyReply> {
+  try {
+    return local();
+  } catch (err) {
+    if (!rt.cluster || !isDomicileError(err) || err.code !== 'NOT_FOUND') throw err;
+    const found = await askPeers(rt.cluster, request);
+    if (!found) throw err;
+    return reply.code(200).header('domicile-node', found.node).type(found.type ?? 'application/json').send(found.body);
+  }
 }
 
 /** The owner's placement on an answer (redirects, relayed answers). */

@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
-import { DomicileError, isDomicileError } from '@domicile/errors';
+import { DomicileError } from '@domicile/errors';
 import { requireAdmin } from '../auth/authenticate.ts';
-import { askPeers } from '../cluster/owner-routing.ts';
+import { localOrPeers } from '../cluster/owner-routing.ts';
 import { residencyAudit } from '../moves/residency-audit.ts';
 import type { Runtime } from '../runtime.ts';
 import { assertTenantId } from '../tenant-service.ts';
@@ -51,15 +51,8 @@ export function moveRoutes(app: FastifyInstance, rt: Runtime): void {
 
   app.get<{ Params: { moveId: string } }>('/v1/moves/:moveId', async (request, reply) => {
     await requireAdmin(rt, request);
-    try {
-      return rt.moves.status(request.params.moveId);
-    } catch (err) {
-      // In a cluster the status lives on the node that drives the move (the tenant's owner then): ask the others.
-      if (!rt.cluster || !isDomicileError(err) || err.code !== 'NOT_FOUND') throw err;
-      const found = await askPeers(rt.cluster, request);
-      if (!found) throw err;
-      return reply.code(200).header('domicile-node', found.node).type(found.type ?? 'application/json').send(found.body);
-    }
+    // In a cluster the status lives on the node that drives the move (the tenant's owner then).
+    return localOrPeers(rt, request, reply, () => rt.moves.status(request.params.moveId));
   });
 
   app.get('/v1/audit/residency', async (request) => {

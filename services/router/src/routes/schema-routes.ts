@@ -1,8 +1,7 @@
 import type { FastifyInstance } from 'fastify';
-import { isDomicileError } from '@domicile/errors';
 import { requireAdmin } from '../auth/authenticate.ts';
 import { ClusterSchemaJobs } from '../cluster/cluster-schema.ts';
-import { askPeers, FORWARDED_BY } from '../cluster/owner-routing.ts';
+import { FORWARDED_BY, localOrPeers } from '../cluster/owner-routing.ts';
 import type { Runtime } from '../runtime.ts';
 import { MAX_MIGRATIONS } from '../schema/migration-list.ts';
 import { MAX_SCHEMA_CONCURRENCY } from '../schema/schema-jobs.ts';
@@ -71,14 +70,7 @@ export function schemaRoutes(app: FastifyInstance, rt: Runtime): void {
   app.get<{ Params: { jobId: string } }>('/v1/schema/jobs/:jobId', async (request, reply) => {
     await requireAdmin(rt, request);
     if (clusterJobs?.has(request.params.jobId)) return clusterJobs.get(request, request.params.jobId);
-    try {
-      return rt.schemaJobs.get(request.params.jobId);
-    } catch (err) {
-      // A cluster job started by another node: that node sums its parts.
-      if (!rt.cluster || !isDomicileError(err) || err.code !== 'NOT_FOUND') throw err;
-      const found = await askPeers(rt.cluster, request);
-      if (!found) throw err;
-      return reply.code(200).header('domicile-node', found.node).type(found.type ?? 'application/json').send(found.body);
-    }
+    // A cluster job started by another node: that node sums its parts.
+    return localOrPeers(rt, request, reply, () => rt.schemaJobs.get(request.params.jobId));
   });
 }
