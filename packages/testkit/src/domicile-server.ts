@@ -69,12 +69,16 @@ export function makeTestCertificate(dir: string): TestTls {
   return { certFile, keyFile, caFile: certFile };
 }
 
-/** One HTTP(S) request trusting `ca` (fetch cannot take a CA per call on Node 20). */
-export async function testRequest(url: string, opts: { method?: string; headers?: Record<string, string>; body?: string; ca?: string } = {}): Promise<{ status: number; headers: Headers; text: string }> {
+/**
+ * One HTTP(S) request trusting `ca` (fetch cannot take a CA per call on Node 20). A fresh
+ * connection each time (no keep-alive socket of a server that was just stopped is reused) and a
+ * bound (`timeoutMs`, default 10 s): a readiness poll never hangs on one attempt.
+ */
+export async function testRequest(url: string, opts: { method?: string; headers?: Record<string, string>; body?: string; ca?: string; timeoutMs?: number } = {}): Promise<{ status: number; headers: Headers; text: string }> {
   const u = new URL(url);
   const mod = u.protocol === 'https:' ? https : http;
   return new Promise((resolve, reject) => {
-    const req = mod.request(u, { method: opts.method ?? 'GET', headers: opts.headers, ...(opts.ca ? { ca: opts.ca } : {}) }, (res) => {
+    const req = mod.request(u, { method: opts.method ?? 'GET', headers: opts.headers, agent: false, ...(opts.ca ? { ca: opts.ca } : {}) }, (res) => {
       let text = '';
       res.setEncoding('utf8');
       res.on('data', (d: string) => { text += d; });
@@ -84,6 +88,7 @@ export async function testRequest(url: string, opts: { method?: string; headers?
         resolve({ status: res.statusCode ?? 0, headers, text });
       });
     });
+    req.setTimeout(opts.timeoutMs ?? 10_000, () => req.destroy(new Error(`no answer from ${url} within ${opts.timeoutMs ?? 10_000} ms`)));
     req.on('error', reject);
     req.end(opts.body);
   });
@@ -118,7 +123,7 @@ export async function startDomicile(opts: { env?: Record<string, string>; dataDi
     for (;;) {
       if (c.exitCode !== null) throw new Error(`domicile serve exited with ${c.exitCode}:\n${out}`);
       try {
-        const res = await testRequest(`${url}/readyz`, { ...(ca ? { ca } : {}) });
+        const res = await testRequest(`${url}/readyz`, { timeoutMs: 2000, ...(ca ? { ca } : {}) });
         if (res.status === 200) return;
       } catch { /* not listening yet */ }
       if (Date.now() > deadline) { c.kill('SIGKILL'); throw new Error(`domicile serve did not become ready:\n${out}`); }

@@ -179,7 +179,7 @@ describe('status page in headless Chromium', () => {
     expect(await page.$$eval('#nodes tbody .pill', (p) => p.map((e) => e.textContent))).not.toContain('healthy');
     await s.restart();
     await page.waitForSelector('body[data-state="live"]', { timeout: 10_000 });
-  });
+  }, 60_000); // a graceful stop and a restart on a loaded 2-core CI box
 
   it('shows a hostile string from the server as text, never as HTML', async () => {
     // Tenant and region names are restricted, but a jurisdiction is a free-form label of the policy file.
