@@ -1,12 +1,13 @@
 // The replicator over a real ShardPool and a filesystem bucket: it forgets idle
-// tenants (bounded memory on a node with many more tenants than active ones) and
-// resumes the same generation at their next write; and a crash of the shipper
+// tenants (bounded memory on a node with many more tenants than active ones;
+// large shards later) and resumes the same generation at their next write; it
+// ships at most `concurrency` tenants at once; and a crash of the shipper
 // thread loses nothing.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { FsObjectStore } from '@domicile/object-store';
+import { FsObjectStore, type ObjectStore } from '@domicile/object-store';
 import { listGenerations } from '@domicile/replication';
 import { ShardPool, shardPath, type ShardRef } from '@domicile/shard';
 import { Replicator, type ReplicatorOptions } from '../src/replication/replicator.ts';
@@ -64,6 +65,42 @@ describe('Replicator idle forgetting of large shards', () => {
       expect(rep.trackedTenants).toBe(1);
       for (let i = 0; i < 100 && rep.trackedTenants > 0; i++) await new Promise((r) => setTimeout(r, 20));
       expect(rep.trackedTenants).toBe(0);
+    });
+  });
+});
+
+describe('Replicator concurrency', () => {
+  it('ships at most `concurrency` tenants at once, and does use that many', async () => {
+    const inner = new FsObjectStore(path.join(dir, 'bucket-slots'));
+    let now = 0;
+    let max = 0;
+    // The bucket as the replicator sees it: every upload takes 30 ms, and we count the ones in flight.
+    const slow: ObjectStore = {
+      put: async (...args) => {
+        max = Math.max(max, ++now);
+        try {
+          await new Promise((r) => setTimeout(r, 30));
+          return await inner.put(...args);
+        } finally {
+          now--;
+        }
+      },
+      get: (k) => inner.get(k), getStream: (k) => inner.getStream(k), head: (k) => inner.head(k),
+      list: (p, o) => inner.list(p, o), delete: (k) => inner.delete(k), deleteMany: (k) => inner.deleteMany(k),
+      close: () => inner.close(), describe: () => inner.describe(), supportsConditionalCreate: inner.supportsConditionalCreate,
+    };
+    await withReplicator('slots-0', { concurrency: 3, storeFor: () => slow }, async ({ rep, pool }) => {
+      max = 0;
+      const refs: ShardRef[] = [];
+      for (let i = 1; i <= 10; i++) {
+        const ref: ShardRef = { tenant: `slots-${i}`, incarnation: 'inc1', epoch: 1, path: shardPath(dir, `slots-${i}`) };
+        await pool.create(ref);
+        refs.push(ref);
+      }
+      await Promise.all(refs.map((ref) => pool.query(ref, { sql: 'CREATE TABLE kv (id INTEGER PRIMARY KEY)' })));
+      expect(await rep.flush()).toBe(true);
+      expect(max).toBeLessThanOrEqual(3);
+      expect(max).toBe(3);
     });
   });
 });
