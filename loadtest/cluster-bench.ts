@@ -15,12 +15,13 @@
  *
  * Not a test. Run: pnpm bench:cluster [--quick] [--kills N] [--requests N] [--ttl MS] [--no-append]
  */
-import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import {
   startDomicile, startRedisServer, startS3Server, S3RVER_CREDENTIALS, type DomicileServer, type RedisServer, type S3Server,
 } from '@domicile/testkit';
+import { appendResults, machineLine, pct } from './bench/report.ts';
 
 const args = process.argv.slice(2);
 const QUICK = args.includes('--quick');
@@ -40,10 +41,6 @@ residencies:
     regions: [north]
 `;
 
-const pct = (xs: number[], p: number): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)] ?? NaN;
-};
 const ms = (v: number) => `${v.toFixed(v < 10 ? 2 : 0)} ms`;
 
 async function main(): Promise<void> {
@@ -134,7 +131,7 @@ async function main(): Promise<void> {
       await nodes.get(victim)!.restart();
     }
 
-    const machine = `${cpus()[0]?.model ?? 'cpu'} × ${cpus().length}, ${(totalmem() / 2 ** 30).toFixed(1)} GiB, Node ${process.version}, ${process.platform}; load average at start ${loadavg().map((x) => x.toFixed(2)).join(' ')}`;
+    const machine = machineLine();
     const ratio = pct(proxied, 50) / pct(direct, 50);
     const md = [
       '',
@@ -165,8 +162,8 @@ async function main(): Promise<void> {
     ].join('\n');
     console.log(md);
     if (APPEND) {
-      appendFileSync(new URL('./RESULTS.md', import.meta.url), md);
-      process.stderr.write('appended to loadtest/RESULTS.md\n');
+      appendResults(md);
+      process.stderr.write('added to loadtest/RESULTS.md (newest first)\n');
     }
   } finally {
     for (const n of nodes.values()) await n.dispose().catch(() => undefined);

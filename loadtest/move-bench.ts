@@ -22,10 +22,11 @@
  * Not a test. Run: pnpm bench:move [--quick] [--mb N] [--moves N] [--replication off] [--no-append]
  */
 import { copyFile, open, rm, stat } from 'node:fs/promises';
-import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { appendFileSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { startDomicile } from '@domicile/testkit';
+import { appendResults, machineLine, pct } from './bench/report.ts';
 
 const args = process.argv.slice(2);
 const QUICK = args.includes('--quick');
@@ -46,10 +47,6 @@ residencies:
     regions: [bench-a, bench-b]
 `;
 
-const pct = (xs: number[], p: number): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)] ?? NaN;
-};
 const ms = (v: number) => `${v.toFixed(1)} ms`;
 
 async function main(): Promise<void> {
@@ -147,7 +144,7 @@ async function main(): Promise<void> {
       ['handoff (client: longest wait for one write per move)', pct(clientMax, 50), pct(clientMax, 99), Math.max(...clientMax)],
       ['baseline stop-copy-start (lower bound: copy + fsync of the file)', pct(baseline, 50), pct(baseline, 99), Math.max(...baseline)],
     ] as const;
-    const machine = `${cpus()[0]?.model ?? 'cpu'} × ${cpus().length}, ${(totalmem() / 2 ** 30).toFixed(1)} GiB, Node ${process.version}, ${process.platform}; load average at start ${loadavg().map((x) => x.toFixed(2)).join(' ')}`;
+    const machine = machineLine();
     const md = [
       '',
       `## Moves: write pause of a snapshot handoff (${new Date().toISOString().slice(0, 10)})`,
@@ -169,8 +166,8 @@ async function main(): Promise<void> {
     ].join('\n');
     console.log(md);
     if (APPEND) {
-      appendFileSync(new URL('./RESULTS.md', import.meta.url), md);
-      process.stderr.write('appended to loadtest/RESULTS.md\n');
+      appendResults(md);
+      process.stderr.write('added to loadtest/RESULTS.md (newest first)\n');
     }
   } finally {
     // MOVE_BENCH_LOG=info: the node's per-move log line, with where the fence's time went.

@@ -21,7 +21,7 @@ import { loadScenarioFile, tenantIds, type Scenario, type ScenarioFile } from '.
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const BASELINE_SERVER = fileURLToPath(new URL('./baseline-server.ts', import.meta.url));
 /** The results file a full run appends to. */
-export const RESULTS_FILE = path.join(REPO, 'loadtest/RESULTS.md');
+export { appendResults, RESULTS_FILE } from './report.ts';
 
 /** The four things measured, in the order they run within a scenario. */
 export const TARGETS = ['fastify-ceiling', 'raw-sqlite', 'domicile', 'postgres-peer'] as const;
@@ -328,10 +328,3 @@ export function formatReport(r: BenchReport, command: string): string {
   return lines.join('\n');
 }
 
-/** Inserts a report block into RESULTS.md as its newest entry (the file is newest first). */
-export function appendResults(markdown: string, file = RESULTS_FILE): void {
-  const text = readFileSync(file, 'utf8');
-  const at = text.indexOf('\n## ');
-  const next = at < 0 ? `${text.trimEnd()}\n\n${markdown.trimEnd()}\n` : `${text.slice(0, at + 1)}${markdown.trimEnd()}\n\n${text.slice(at + 1)}`;
-  writeFileSync(file, next);
-}

@@ -1,7 +1,7 @@
 import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { DomicileError } from '@domicile/errors';
-import { answerRerouted, Rerouted, routeToOwner } from './cluster/owner-routing.ts';
+import { reroutingErrorHandler, routeToOwner } from './cluster/owner-routing.ts';
 import { sendError } from './http-errors.ts';
 import { backupRoutes } from './routes/backup-routes.ts';
 import { dataRoutes } from './routes/data-routes.ts';
@@ -28,16 +28,7 @@ export async function buildApp(rt: Runtime, opts: { logger?: Logger; https?: { c
 
   // JSON only: fastify would otherwise hand a text/plain body to the routes as a string.
   app.removeContentTypeParser('text/plain');
-  app.setErrorHandler(async (err, request, reply) => {
-    if (err instanceof Rerouted) {
-      try {
-        return await answerRerouted(rt, err, request, reply);
-      } catch (e) {
-        return sendError(request, reply, e);
-      }
-    }
-    return sendError(request, reply, err);
-  });
+  app.setErrorHandler(reroutingErrorHandler(rt, sendError));
   // Patterns of registered routes, so an unknown method on a known path is METHOD_NOT_ALLOWED.
   const patterns: RegExp[] = [];
   app.addHook('onRoute', (route) => {

@@ -17,8 +17,19 @@ export function bearerToken(request: FastifyRequest): string {
   return m[1];
 }
 
-/** Authenticates a request as admin or tenant (signature and expiry only; tenant binding is checked per route). */
+/** Principals already established for a request (cluster routing authenticates before the route does). */
+const known = new WeakMap<FastifyRequest, Principal>();
+
+/** Authenticates a request as admin or tenant (signature and expiry only; tenant binding is checked per route). Once per request. */
 export async function authenticate(rt: Runtime, request: FastifyRequest): Promise<Principal> {
+  const seen = known.get(request);
+  if (seen) return seen;
+  const p = await verify(rt, request);
+  known.set(request, p);
+  return p;
+}
+
+async function verify(rt: Runtime, request: FastifyRequest): Promise<Principal> {
   const token = bearerToken(request);
   const actor = rt.adminAuth.actorFor(token);
   if (actor !== undefined) return { kind: 'admin', actor };

@@ -177,6 +177,21 @@ export async function answerRerouted(rt: Runtime, err: Rerouted, request: Fastif
 }
 
 /**
+ * An error handler that answers {@link Rerouted} by routing the request to the new owner and
+ * everything else (a routing failure included) with `send`, the route family's own error format.
+ */
+export function reroutingErrorHandler(rt: Runtime, send: (request: FastifyRequest, reply: FastifyReply, err: unknown) => FastifyReply) {
+  return async (err: unknown, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | void> => {
+    if (!(err instanceof Rerouted)) return send(request, reply, err);
+    try {
+      return await answerRerouted(rt, err, request, reply);
+    } catch (e) {
+      return send(request, reply, e);
+    }
+  };
+}
+
+/**
  * Asks every other live node for `request.url` (same method, same token, marked as relayed so
  * that no peer asks further) and returns the first answer with status 200, if any. For state that
  * lives on one unknown node (a move's status lives on the node that drives it); never for tenant

@@ -17,7 +17,7 @@ import { awaitDurable, refuseIfBucketDown } from '../replication/durability.ts';
 import { tenantAccess } from '../routes/data-routes.ts';
 import type { Runtime } from '../runtime.ts';
 import { getLiveTenant } from '../tenant-service.ts';
-import { answerRerouted, assertOwnedHere, Rerouted } from '../cluster/owner-routing.ts';
+import { assertOwnedHere, reroutingErrorHandler } from '../cluster/owner-routing.ts';
 import { runPipeline } from './hrana-pipeline.ts';
 import { HranaStreams, type HranaStream } from './hrana-streams.ts';
 
@@ -37,16 +37,7 @@ export function hranaRoutes(app: FastifyInstance, rt: Runtime): void {
   rt.moves.onFence(async (tenant, graceMs) => {
     await streams.endSessions(tenant, graceMs, new DomicileError('TENANT_MOVING', 'the tenant is being moved; the open transaction was rolled back — retry it', { tenant }));
   });
-  const errorHandler = async (err: unknown, request: FastifyRequest, reply: FastifyReply) => {
-    if (err instanceof Rerouted) {
-      try {
-        return await answerRerouted(rt, err, request, reply);
-      } catch (e) {
-        return sendHranaError(request, reply, e);
-      }
-    }
-    return sendHranaError(request, reply, err);
-  };
+  const errorHandler = reroutingErrorHandler(rt, sendHranaError);
 
   const pipeline = async (request: FastifyRequest, reply: FastifyReply, access: { tenant: string; ref: ShardRef; readOnly: boolean; durability: TenantDurability }) => {
     const body = parseBody(request.body);

@@ -1,0 +1,26 @@
+/** What every benchmark needs to report: the machine, percentiles, and RESULTS.md (newest first). */
+import { readFileSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, platform, totalmem } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const RESULTS_FILE = path.join(fileURLToPath(new URL('../../', import.meta.url)), 'loadtest/RESULTS.md');
+
+/** Inserts a report block into RESULTS.md as its newest entry (the file is newest first). */
+export function appendResults(markdown: string, file = RESULTS_FILE): void {
+  const text = readFileSync(file, 'utf8');
+  const at = text.indexOf('\n## ');
+  const next = at < 0 ? `${text.trimEnd()}\n\n${markdown.trimEnd()}\n` : `${text.slice(0, at + 1)}${markdown.trimEnd()}\n\n${text.slice(at + 1)}`;
+  writeFileSync(file, next);
+}
+
+/** One line on the machine a benchmark ran on (CPU, memory, Node, OS, load average at the time of the call). */
+export function machineLine(): string {
+  return `${cpus()[0]?.model.trim() ?? 'cpu'} × ${cpus().length}, ${(totalmem() / 2 ** 30).toFixed(1)} GiB, Node ${process.version}, ${platform()}; load average at start ${loadavg().map((x) => x.toFixed(2)).join(' ')}`;
+}
+
+/** The `p`th percentile (nearest rank) of `xs`; NaN for none. */
+export function pct(xs: readonly number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)] ?? NaN;
+}
