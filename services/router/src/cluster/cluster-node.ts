@@ -109,8 +109,6 @@ export class ClusterNode {
   /** Grows with every join: what was learnt under an earlier lease is not trusted under a later one. */
   get leaseGeneration(): number { return this.#leaseGeneration; }
 
-  /** What this node announced (undefined before {@link join}). */
-  get self(): NodeInfo | undefined { return this.#self; }
 
   /** True while the lease allows writes (no I/O; turns false by itself before the lease can expire). */
   canWrite(): boolean {

@@ -31,8 +31,6 @@ export class PendingGeneration {
   readonly #now: () => number;
   #snapshotTxid: number | undefined;
   #lastTxid: number | undefined;
-  #objects = 0;
-  #bytes = 0;
 
   constructor(store: ObjectStore, id: PendingIdentity, now: () => number = Date.now) {
     this.#store = store;
@@ -42,10 +40,6 @@ export class PendingGeneration {
 
   /** Txid of the snapshot (undefined before {@link putSnapshot}). */
   get snapshotTxid(): number | undefined { return this.#snapshotTxid; }
-  /** Newest txid uploaded. */
-  get lastTxid(): number | undefined { return this.#lastTxid; }
-  /** Objects and bytes uploaded so far. */
-  get uploaded(): { objects: number; bytes: number } { return { objects: this.#objects, bytes: this.#bytes }; }
 
   /**
    * Streams `dbPath` (which must not change meanwhile) as the generation's
@@ -56,7 +50,7 @@ export class PendingGeneration {
     if (this.#snapshotTxid !== undefined) throw new DomicileError('INTERNAL', 'the pending generation has its snapshot already');
     const snap = createSnapshot({ dbPath, ...this.ref, checksum, time: this.#now() });
     try {
-      await Promise.all([this.#put(snapshotKey(this.ref, snap.header.txid), snap.stream), snap.done.then(({ bytes }) => { this.#bytes += bytes; })]);
+      await Promise.all([this.#put(snapshotKey(this.ref, snap.header.txid), snap.stream), snap.done]);
     } catch (err) {
       snap.stream.destroy();
       snap.done.catch(() => undefined);
@@ -78,7 +72,6 @@ export class PendingGeneration {
       batch.txs,
     );
     await this.#put(segmentKey(this.ref, first, last), bytes);
-    this.#bytes += bytes.byteLength;
     this.#lastTxid = last;
   }
 
@@ -90,7 +83,6 @@ export class PendingGeneration {
   async #put(key: string, body: ObjectBody): Promise<void> {
     try {
       await this.#store.put(key, body, { ifNoneMatch: true });
-      this.#objects++;
     } catch (err) {
       if (isAlreadyExists(err)) return;
       throw new DomicileError(
