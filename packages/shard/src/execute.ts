@@ -31,7 +31,7 @@ const AUTOCOMMIT_ONLY = /^(?:\s+|--[^\n]*(?:\n|$)|\/\*[\s\S]*?\*\/)*(?:pragma|va
 
 /** One statement as its own transaction (`/query`). */
 export function executeOne(h: ShardHandle, stmt: Statement, opts: ExecOptions, limits: ExecLimits, hooks: ExecHooks = {}): StatementResult {
-  const prepared = prepareTenant(h, stmt.sql);
+  const prepared = prepareTenantCached(h, stmt.sql);
   const params = toBindParams(stmt.params);
   refuseWriteIfReadOnly(prepared, opts);
   if (prepared.readonly) return strip(wrap(h, () => run(h, prepared, params, limits, limits.maxResultBytes)));
@@ -59,7 +59,7 @@ export function isAutocommitOnly(sql: unknown): boolean {
  * commit): no BEGIN/COMMIT here. `wrote` is whether it may have written.
  */
 export function runQueryBody(h: ShardHandle, stmt: Statement, opts: ExecOptions, limits: ExecLimits): { result: StatementResult; wrote: boolean } {
-  const prepared = prepareTenant(h, stmt.sql);
+  const prepared = prepareTenantCached(h, stmt.sql);
   const params = toBindParams(stmt.params);
   refuseWriteIfReadOnly(prepared, opts);
   return { result: strip(wrap(h, () => run(h, prepared, params, limits, limits.maxResultBytes))), wrote: !prepared.readonly };
@@ -79,7 +79,7 @@ export function runBatchBody(h: ShardHandle, stmts: Statement[], opts: ExecOptio
   for (let i = 0; i < stmts.length; i++) {
     try {
       const s = stmts[i]!;
-      const prepared = prepareTenant(h, s.sql);
+      const prepared = prepareTenantCached(h, s.sql);
       const params = toBindParams(s.params);
       refuseWriteIfReadOnly(prepared, opts);
       const result = wrap(h, () => run(h, prepared, params, limits, budget));
@@ -98,6 +98,46 @@ export function runBatchBody(h: ShardHandle, stmts: Statement[], opts: ExecOptio
 export function prepareTenant(h: ShardHandle, sql: unknown): SqliteStatement {
   if (typeof sql !== 'string') throw new DomicileError('BAD_REQUEST', 'sql must be a string');
   return wrap(h, () => h.db.prepare(sql));
+}
+
+/** Statements kept per handle (most recently used); a tenant's hot paths are a handful of SQL texts. */
+export const STATEMENT_CACHE_SIZE = 32;
+/** Longer SQL is prepared every time (bounds the cache's memory: 32 × 4 KiB of text per handle). */
+export const STATEMENT_CACHE_MAX_SQL = 4096;
+const statementCaches = new WeakMap<ShardHandle, Map<string, SqliteStatement>>();
+
+/**
+ * `prepareTenant` through a small per-handle cache keyed by the SQL text:
+ * preparing is about a third of a single-row write's worker time. Safe
+ * because the guard decides at prepare time and its rules for tenant SQL are
+ * fixed, except transaction control: a statement prepared while a session
+ * allows it (BEGIN, COMMIT, SAVEPOINT) is never cached, so it cannot be run
+ * later outside the session. Only prepares that succeeded are cached (a
+ * denial is never remembered), a cached statement is re-prepared by SQLite
+ * itself after a schema change (the authorizer runs again), and closing the
+ * handle finalizes them all. Returns a statement no one else is running: the
+ * worker runs one statement of a handle at a time and readers are drained or
+ * closed before `run` returns.
+ */
+export function prepareTenantCached(h: ShardHandle, sql: unknown): SqliteStatement {
+  if (typeof sql !== 'string' || sql.length > STATEMENT_CACHE_MAX_SQL || h.guard.txnControl) return prepareTenant(h, sql);
+  let cache = statementCaches.get(h);
+  const hit = cache?.get(sql);
+  if (hit) {
+    cache!.delete(sql);
+    cache!.set(sql, hit);
+    return hit;
+  }
+  const prepared = prepareTenant(h, sql);
+  if (!cache) statementCaches.set(h, (cache = new Map()));
+  cache.set(sql, prepared);
+  if (cache.size > STATEMENT_CACHE_SIZE) cache.delete(cache.keys().next().value!);
+  return prepared;
+}
+
+/** Statements cached for a handle (tests). */
+export function cachedStatementCount(h: ShardHandle): number {
+  return statementCaches.get(h)?.size ?? 0;
 }
 
 /** FORBIDDEN for a statement that would write under a read-only token. */
@@ -158,7 +198,6 @@ export function run(h: ShardHandle, prepared: SqliteStatement, params: BindParam
     };
   }
   prepared.safeIntegers(true).raw(true);
-  const cols = prepared.columns();
   const rows: WireValue[][] = [];
   let bytes = 2;
   const it = (Array.isArray(params) ? prepared.iterate(...params) : prepared.iterate(params)) as IterableIterator<unknown[]>;
@@ -174,6 +213,8 @@ export function run(h: ShardHandle, prepared: SqliteStatement, params: BindParam
   } finally {
     it.return?.();
   }
+  // After running: a cached statement that SQLite re-prepared for a schema change (SELECT * after ALTER TABLE) has new columns.
+  const cols = prepared.columns();
   let rowsAffected = 0;
   let lastInsertRowid: WireValue = null;
   if (!prepared.readonly) {

@@ -44,6 +44,8 @@ export interface Guard {
   trusted<T>(fn: () => T): T;
   /** Allow BEGIN/COMMIT/SAVEPOINT from tenant SQL (interactive transactions). */
   setTxnControl(allowed: boolean): void;
+  /** Whether transaction control is allowed right now: statements prepared meanwhile are not cached (execute.ts). */
+  readonly txnControl: boolean;
   /** Statement timeout in ms for statements started from now on; 0 = none. */
   setTimeout(ms: number): void;
   /**
@@ -106,6 +108,7 @@ class ConnectionGuard implements Guard {
   readonly #stmt: ControlStatement;
   readonly #secret: string;
   #trusted = false;
+  #txnControl = false;
 
   constructor(stmt: ControlStatement, secret: string) {
     this.#stmt = stmt;
@@ -131,6 +134,11 @@ class ConnectionGuard implements Guard {
 
   setTxnControl(allowed: boolean): void {
     this.control('txn', allowed ? 1 : 0);
+    this.#txnControl = allowed;
+  }
+
+  get txnControl(): boolean {
+    return this.#txnControl;
   }
 
   setTimeout(ms: number): void {
