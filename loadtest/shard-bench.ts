@@ -123,8 +123,8 @@ async function main(): Promise<void> {
   for (const r of raws) r.close();
   console.log(`3. point-read throughput, ${THROUGHPUT_TENANTS} tenants, ${INFLIGHT} requests in flight`);
   console.log(`   raw single thread ${Math.round(rawOps)} ops/s`);
-  for (const inFlightPerWorker of [1, 2]) {
-    const tp = new ShardPool({ workers: WORKERS, maxOpenShards: 1000, statementTimeoutMs: 5000, maxResultBytes: 16 << 20, maxDbBytes: 1 << 30, inFlightPerWorker });
+  for (const messagesPerWorker of [1, 2]) {
+    const tp = new ShardPool({ workers: WORKERS, maxOpenShards: 1000, statementTimeoutMs: 5000, maxResultBytes: 16 << 20, maxDbBytes: 1 << 30, messagesPerWorker });
     await tp.start();
     for (const t of many) await tp.query(t, { sql: 'SELECT 1' });
     let next = 0;
@@ -137,7 +137,7 @@ async function main(): Promise<void> {
     }));
     const poolOps = THROUGHPUT_READS / ((performance.now() - t0) / 1000);
     await tp.close();
-    console.log(`   pool, ${inFlightPerWorker} per worker ${Math.round(poolOps)} ops/s   pool/raw ${(poolOps / rawOps).toFixed(2)}×`);
+    console.log(`   pool, ${messagesPerWorker} messages per worker ${Math.round(poolOps)} ops/s   pool/raw ${(poolOps / rawOps).toFixed(2)}×`);
   }
   rmSync(dir, { recursive: true, force: true });
 }

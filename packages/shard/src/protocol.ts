@@ -22,6 +22,12 @@ export interface WorkerInit {
   idempotencyTtlMs: number;
   /** Replication on (DESIGN §8): no auto-checkpoint, no checkpoint on close (open-shard.ts). */
   replication: boolean;
+  /**
+   * Claims of the parts the main thread may take back (shard-pool.ts rule 2b):
+   * an Int32Array; a request with `claim: c` runs only if the worker swaps
+   * slot c from the request's id to 0 first, else it is skipped.
+   */
+  claims: SharedArrayBuffer;
 }
 
 /**
@@ -50,7 +56,9 @@ export interface MaintenanceResult {
  * Main → worker. `query` and `batch` answer the plain result, or an
  * `ExecOutcome` when `opts.idempotencyKey` is set.
  */
-export type WorkerRequest =
+export type WorkerRequest = WorkerRequestBody & { claim?: number };
+
+type WorkerRequestBody =
   | { id: number; type: 'query'; ref: ShardRef; statement: Statement; opts: ExecOptions }
   | { id: number; type: 'batch'; ref: ShardRef; statements: Statement[]; opts: ExecOptions }
   /** Several queued `query`/`batch` requests of one tenant, in arrival order, group-committed (group-commit.ts); answers `GroupReplyItem[]`. */
@@ -101,9 +109,15 @@ export interface WorkerCounters {
   closed: string[];
 }
 
-/** Worker → main. */
-export type WorkerReply =
+/** The answer to one request. */
+export type RequestReply =
   | { kind: 'reply'; id: number; ok: true; value: StatementResult | StatementResult[] | ExecOutcome<StatementResult | StatementResult[]> | MigrateResult | SessionStepValue | MaintenanceResult | DescribeValue | number | null; counters: WorkerCounters }
   | { kind: 'reply'; id: number; ok: false; error: SerializedError; counters: WorkerCounters }
+  | { kind: 'skipped'; id: number };
+
+/** Worker → main. `replies`: answers to parts of one `multi` message, in order (shard-worker.ts). `skipped`: a part taken back before it started. */
+export type WorkerReply =
+  | RequestReply
+  | { kind: 'replies'; replies: RequestReply[] }
   | { kind: 'ready' }
   | { kind: 'log'; level: 'info' | 'warn' | 'error'; msg: string; fields: Record<string, unknown> };

@@ -368,6 +368,29 @@ describe('ShardPool with the statement guard', () => {
     expect(pool.stats().interrupts).toBe(1);
   });
 
+  it('takes back the requests posted behind a runaway statement in the same message: another worker answers them, each exactly once', async () => {
+    const { pool, ref } = await setup({ workers: 2, maxOpenShards: 64, statementTimeoutMs: 1500 });
+    const a = ref('runaway');
+    await pool.create(a);
+    const others = Array.from({ length: 16 }, (_, i) => ref(`bystander-${i}`));
+    for (const t of others) {
+      await pool.create(t);
+      await pool.query(t, { sql: 'CREATE TABLE t (x)' });
+    }
+    // One event-loop turn: the runaway and the inserts are dispatched in one pass, so about half of the inserts travel in the runaway's message.
+    const t0 = performance.now();
+    const runaway = pool.query(a, { sql: RUNAWAY }).catch((e) => e);
+    const latencies = await Promise.all(others.map(async (t) => {
+      await pool.query(t, { sql: 'INSERT INTO t VALUES (1)' });
+      return performance.now() - t0;
+    }));
+    // Far under the 1.5 s timeout: without taking them back, the ones behind the runaway would wait for its interrupt.
+    expect(Math.max(...latencies)).toBeLessThan(700);
+    expect(await runaway).toMatchObject({ code: 'QUERY_TIMEOUT' });
+    // The worker skipped what was taken back: every insert ran once.
+    for (const t of others) await expect(pool.query(t, { sql: 'SELECT count(*) FROM t' })).resolves.toMatchObject({ rows: [[1]] });
+  });
+
   it('keeps earlier commits after an interrupt inside a batch', async () => {
     const { pool, ref } = await setup({ workers: 1, statementTimeoutMs: 300 });
     const a = ref('acme');

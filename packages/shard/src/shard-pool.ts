@@ -9,10 +9,18 @@
  *    group commit (group-commit.ts): one transaction, a savepoint each.
  * 2. Dispatch happens at the end of an event-loop turn (setImmediate), so the
  *    requests that arrived in one turn are assigned together, and the ones a
- *    worker got in that pass travel as one `multi` message. A worker takes up
- *    to `inFlightPerWorker` requests (default 4) so it never idles waiting
- *    for the main thread; idle workers are preferred, and a worker that has
- *    not answered for STUCK_MS (a long statement) gets nothing more.
+ *    worker got in that pass travel as one `multi` message (at most
+ *    `maxPartsPerMessage`). A worker has up to `messagesPerWorker` messages
+ *    (default 2) in flight, so it never idles waiting for the main thread and
+ *    requests that arrive meanwhile wait for the next message: the busier
+ *    the node, the more each message carries (a message costs both threads
+ *    as much as a small write). Idle workers are preferred, and a worker that
+ *    has not answered for STUCK_MS (a long statement) gets nothing more.
+ * 2b. Parts a stuck worker has not started are taken back: each is posted
+ *    with a claim in shared memory that the worker takes (compare-and-swap)
+ *    right before running it; the main thread takes the unclaimed ones back
+ *    the same way and schedules them again. So a long statement holds only
+ *    itself up, however many requests its message carried.
  * 3. Tenants with waiting work queue up in arrival order (round robin: a
  *    tenant with more work goes to the back after each request). The head
  *    tenant runs on its home worker (where its handle is open) when that one
@@ -25,7 +33,7 @@ import { readdir, rm, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { Worker } from 'node:worker_threads';
 import { DomicileError, deserializeError } from '@domicile/errors';
-import type { GroupReplyItem, MaintenanceOp, MaintenanceResult, SessionStepValue, WorkerCounters, WorkerInit, WorkerReply, WorkerRequest } from './protocol.ts';
+import type { GroupReplyItem, MaintenanceOp, MaintenanceResult, RequestReply, SessionStepValue, WorkerCounters, WorkerInit, WorkerReply, WorkerRequest } from './protocol.ts';
 import type { GroupMember } from './group-commit.ts';
 import { SHARD_FILE_SUFFIXES, assertTenantId } from './shard-path.ts';
 import { spawnShardWorker } from './spawn-worker.ts';
@@ -57,13 +65,14 @@ export interface ShardPoolOptions {
   /** Requests waiting (not running) across all tenants before OVERLOADED; default 10000. */
   maxQueue?: number;
   /**
-   * Requests (or groups) posted to one worker at a time; default
-   * {@link DEFAULT_IN_FLIGHT_PER_WORKER}. More hides the message round trip;
-   * a request posted behind a statement that then runs long waits for it
-   * (bounded: a worker silent for STUCK_MS gets no more), idle workers are
-   * always preferred. 1 = only idle workers get work.
+   * Messages posted to one worker and not fully answered; default
+   * {@link DEFAULT_MESSAGES_PER_WORKER}. 2 keeps a worker busy while the main
+   * thread turns the previous message around; idle workers are always
+   * preferred. 1 = only idle workers get work.
    */
-  inFlightPerWorker?: number;
+  messagesPerWorker?: number;
+  /** Requests (or groups) in one message; default {@link DEFAULT_MAX_PARTS_PER_MESSAGE}. */
+  maxPartsPerMessage?: number;
   /**
    * Most `query`/`batch` requests of one tenant committed as one transaction
    * (group commit, group-commit.ts); default {@link DEFAULT_MAX_GROUP}. 1 turns
@@ -91,12 +100,20 @@ export interface ShardPoolOptions {
 /**
  * A worker with work in flight that has not answered for this long is treated
  * as stuck (a long statement): it gets no further requests until it answers,
- * whatever `inFlightPerWorker` allows.
+ * and the parts of its messages it has not started are taken back.
  */
 const STUCK_MS = 10;
 
-/** Default requests posted to one worker at a time (docs/shards.md, "Group commit and pipelining"). */
-export const DEFAULT_IN_FLIGHT_PER_WORKER = 4;
+/** Default messages in flight per worker (docs/shards.md, "Scheduling"). */
+export const DEFAULT_MESSAGES_PER_WORKER = 2;
+/** Default requests per message (docs/shards.md, "Scheduling"). */
+export const DEFAULT_MAX_PARTS_PER_MESSAGE = 32;
+/** Claim slots per worker: more than the parts it can have posted and not yet passed (messagesPerWorker × maxPartsPerMessage). */
+const CLAIM_SLOTS = 4096;
+/** A claim the main thread took back (protocol.ts `claim`). */
+const CLAIM_STOLEN = -1;
+/** What a taken-back call resolves to: its jobs go back to their tenant's queue. */
+const STOLEN: unique symbol = Symbol('stolen');
 
 /** Default bound on waiting requests. */
 export const DEFAULT_MAX_QUEUE = 10_000;
@@ -104,7 +121,7 @@ export const DEFAULT_MAX_QUEUE = 10_000;
 /** Default cap on the requests of one group commit (docs/shards.md, "Group commit"). */
 export const DEFAULT_MAX_GROUP = 64;
 
-type JobValue = StatementResult | StatementResult[] | ExecOutcome<StatementResult | StatementResult[]> | MigrateResult | SessionStepValue | MaintenanceResult | DescribeValue | GroupReplyItem[] | number | null;
+type JobValue = typeof STOLEN | StatementResult | StatementResult[] | ExecOutcome<StatementResult | StatementResult[]> | MigrateResult | SessionStepValue | MaintenanceResult | DescribeValue | GroupReplyItem[] | number | null;
 
 interface Job {
   build(id: number): WorkerRequest;
@@ -143,6 +160,13 @@ class WorkerSlot {
   readonly pending = new Map<number, { resolve(v: JobValue): void; reject(e: unknown): void }>();
   /** Tenant requests in flight (control messages do not count). */
   inFlight = 0;
+  /** Ids of the requests of each posted message not answered yet, oldest first (the limit `messagesPerWorker`). */
+  readonly messages: Set<number>[] = [];
+  /** Shared with the worker: claim slot → id of the part posted there; 0 once the worker took it, CLAIM_STOLEN once taken back. */
+  readonly claims: Int32Array;
+  /** Claim slot of each part that can still be taken back. */
+  readonly claimOf = new Map<number, number>();
+  #nextClaim = 0;
   /** When this worker last answered, or was handed work while idle (performance.now()). */
   lastProgress = 0;
   ready = false;
@@ -152,9 +176,29 @@ class WorkerSlot {
   counters: WorkerCounters = { open: 0, opens: 0, evictions: 0, interrupts: 0, groups: 0, replayed: 0, closed: [] };
   lastError: unknown;
 
-  constructor(index: number, worker: Worker) {
+  constructor(index: number, worker: Worker, claims: SharedArrayBuffer) {
     this.index = index;
     this.worker = worker;
+    this.claims = new Int32Array(claims);
+  }
+
+  /** A claim slot for part `id`, set before it is posted. */
+  claim(id: number): number {
+    const c = this.#nextClaim;
+    this.#nextClaim = (c + 1) % CLAIM_SLOTS;
+    Atomics.store(this.claims, c, id);
+    this.claimOf.set(id, c);
+    return c;
+  }
+
+  /** The worker answered `id` (or skipped it): it no longer counts against its message. */
+  answered(id: number): void {
+    this.claimOf.delete(id);
+    const i = this.messages.findIndex((m) => m.has(id));
+    if (i < 0) return;
+    const m = this.messages[i]!;
+    m.delete(id);
+    if (m.size === 0) this.messages.splice(i, 1);
   }
 }
 
@@ -173,6 +217,7 @@ export class ShardPool {
   #running = 0;
   #rr = 0;
   #pumpScheduled = false;
+  #stuckTimer: NodeJS.Timeout | undefined;
   /** Requests assigned by the running #pump, posted together at its end. */
   readonly #outbox = new Map<WorkerSlot, WorkerRequest[]>();
   #started = false;
@@ -196,7 +241,8 @@ export class ShardPool {
       maxResultBytes: positiveInt('maxResultBytes', opts.maxResultBytes),
       maxDbBytes: positiveInt('maxDbBytes', opts.maxDbBytes),
       maxQueue: positiveInt('maxQueue', opts.maxQueue ?? DEFAULT_MAX_QUEUE),
-      inFlightPerWorker: positiveInt('inFlightPerWorker', opts.inFlightPerWorker ?? DEFAULT_IN_FLIGHT_PER_WORKER),
+      messagesPerWorker: positiveInt('messagesPerWorker', opts.messagesPerWorker ?? DEFAULT_MESSAGES_PER_WORKER),
+      maxPartsPerMessage: positiveInt('maxPartsPerMessage', opts.maxPartsPerMessage ?? DEFAULT_MAX_PARTS_PER_MESSAGE),
       maxGroup: positiveInt('maxGroup', opts.maxGroup ?? DEFAULT_MAX_GROUP),
       sessionIdleTimeoutMs: positiveInt('sessionIdleTimeoutMs', opts.sessionIdleTimeoutMs ?? DEFAULT_SESSION_IDLE_TIMEOUT_MS),
       idempotencyTtlMs: positiveInt('idempotencyTtlMs', opts.idempotencyTtlMs ?? DEFAULT_IDEMPOTENCY_TTL_MS),
@@ -216,6 +262,8 @@ export class ShardPool {
   async start(): Promise<void> {
     if (this.#started) return;
     this.#started = true;
+    this.#stuckTimer = setInterval(() => this.#takeBackFromStuck(), STUCK_MS);
+    this.#stuckTimer.unref();
     const readies: Promise<void>[] = [];
     for (let i = 0; i < this.#opts.workers; i++) readies.push(this.#spawn(i));
     await Promise.all(readies);
@@ -459,7 +507,7 @@ export class ShardPool {
     const slot = this.#slots[index];
     if (!slot || slot.dead || slot.stopping) return Promise.reject(new DomicileError('INTERNAL', 'the shard worker of this session is gone'));
     slot.inFlight++;
-    return this.#call(slot, build).finally(() => {
+    return this.#call(slot, build, false, true).finally(() => {
       slot.inFlight--;
       this.#pump();
     });
@@ -550,6 +598,7 @@ export class ShardPool {
   #flush(): void {
     for (const [slot, parts] of this.#outbox) {
       if (slot.dead) continue; // its pending calls were failed by #onCrash
+      slot.messages.push(new Set(parts.map((p) => p.id)));
       slot.worker.postMessage(parts.length === 1 ? parts[0]! : ({ id: 0, type: 'multi', parts } satisfies WorkerRequest));
     }
     this.#outbox.clear();
@@ -558,14 +607,19 @@ export class ShardPool {
   /**
    * Home if idle, else an idle worker that still has the handle, else any idle
    * worker (round robin); only when none is idle, the same order among workers
-   * below `inFlightPerWorker`.
+   * with fewer than `messagesPerWorker` messages in flight. A worker already
+   * given parts in this pass takes more until its message is full.
    */
   #pick(state: TenantState): WorkerSlot | undefined {
     const stuckBefore = performance.now() - STUCK_MS;
-    for (let limit = 1; limit <= this.#opts.inFlightPerWorker; limit++) {
+    const maxParts = this.#opts.maxPartsPerMessage;
+    for (let limit = 1; limit <= this.#opts.messagesPerWorker; limit++) {
       // A busy worker gets more only while it keeps answering: never queue behind a statement that has run for STUCK_MS.
-      const usable = (s: WorkerSlot | undefined): s is WorkerSlot =>
-        s !== undefined && s.inFlight < limit && !s.stopping && (s.inFlight === 0 || s.lastProgress > stuckBefore);
+      const usable = (s: WorkerSlot | undefined): s is WorkerSlot => {
+        if (s === undefined || s.stopping || (s.inFlight > 0 && s.lastProgress <= stuckBefore)) return false;
+        const parts = this.#outbox.get(s)?.length ?? 0;
+        return parts > 0 ? parts < maxParts : s.messages.length < limit;
+      };
       if (state.home !== undefined) {
         const home = this.#slots[state.home];
         if (usable(home)) return home;
@@ -603,8 +657,9 @@ export class ShardPool {
     state.running = true;
     state.home = slot.index;
     slot.inFlight++;
-    this.#call(slot, job.build, true).then(
+    this.#call(slot, job.build, true, false, !job.hold).then(
       (value) => {
+        if (value === STOLEN) return this.#requeue(state, slot, [job]);
         state.openOn.add(slot.index);
         this.#finish(state, slot);
         if (job.notify && !job.hold) this.#notify(job.ref);
@@ -630,8 +685,9 @@ export class ShardPool {
     state.running = true;
     state.home = slot.index;
     slot.inFlight++;
-    this.#call(slot, (id) => ({ id, type: 'group', ref, members }), true).then(
+    this.#call(slot, (id) => ({ id, type: 'group', ref, members }), true, false, true).then(
       (value) => {
+        if (value === STOLEN) return this.#requeue(state, slot, group);
         state.openOn.add(slot.index);
         this.#finish(state, slot);
         const items = value as GroupReplyItem[];
@@ -647,6 +703,33 @@ export class ShardPool {
         for (const job of group) job.reject(err);
       },
     );
+  }
+
+  /** Jobs taken back from a stuck worker before it started them: first in their tenant's queue again, in order. */
+  #requeue(state: TenantState, slot: WorkerSlot, jobs: Job[]): void {
+    state.queue.unshift(...jobs);
+    this.#queued += jobs.length;
+    this.#finish(state, slot);
+  }
+
+  /**
+   * Every STUCK_MS: from each worker that has not answered for STUCK_MS, take
+   * back the parts it has not started (rule 2b). Whichever side swaps the
+   * claim first has the part: the worker runs it, or skips it and says so.
+   */
+  #takeBackFromStuck(): void {
+    const stuckBefore = performance.now() - STUCK_MS;
+    for (const slot of this.#slots) {
+      // A worker still loading (a replacement) is slow, not stuck: its parts wait for it.
+      if (!slot || slot.dead || !slot.ready || slot.inFlight === 0 || slot.lastProgress > stuckBefore || slot.claimOf.size === 0) continue;
+      for (const [id, c] of slot.claimOf) {
+        if (Atomics.compareExchange(slot.claims, c, id, CLAIM_STOLEN) !== id) continue;
+        slot.claimOf.delete(id);
+        const p = slot.pending.get(id);
+        slot.pending.delete(id);
+        p?.resolve(STOLEN);
+      }
+    }
   }
 
   #finish(state: TenantState, slot: WorkerSlot): void {
@@ -718,21 +801,43 @@ export class ShardPool {
       }
     }
     for (const slot of this.#slots) slot.stopping = true;
+    clearInterval(this.#stuckTimer);
     await Promise.all(this.#slots.map((s) => s.worker.terminate()));
   }
 
   // ---- workers ----
 
-  /** Send a request to a worker; `batched` (from #pump) leaves it in the outbox for #flush. */
-  #call(slot: WorkerSlot, build: (id: number) => WorkerRequest, batched = false): Promise<JobValue> {
+  /** One answer from a worker: settle its call, note the worker's counters and progress. */
+  #onReply(slot: WorkerSlot, msg: RequestReply): void {
+    slot.answered(msg.id);
+    if (msg.kind === 'skipped') return; // taken back by #takeBackFromStuck, already settled
+    slot.counters = msg.counters;
+    slot.lastProgress = performance.now();
+    for (const t of msg.counters.closed) this.#tenants.get(t)?.openOn.delete(slot.index);
+    const p = slot.pending.get(msg.id);
+    if (!p) return;
+    slot.pending.delete(msg.id);
+    if (msg.ok) p.resolve(msg.value);
+    else p.reject(deserializeError(msg.error));
+  }
+
+  /**
+   * Send a request to a worker. `batched` (from #pump) leaves it in the outbox
+   * for #flush; `counted` makes a direct message count against
+   * `messagesPerWorker` (session statements); `stealable` gives it a claim
+   * (rule 2b: it may resolve to STOLEN).
+   */
+  #call(slot: WorkerSlot, build: (id: number) => WorkerRequest, batched = false, counted = false, stealable = false): Promise<JobValue> {
     // A worker that died and was not replaced holds no handles and answers nothing.
     if (slot.dead) return Promise.resolve(0);
     const id = this.#nextId++;
     if (slot.pending.size === 0) slot.lastProgress = performance.now();
     return new Promise<JobValue>((resolve, reject) => {
       slot.pending.set(id, { resolve, reject });
-      const msg = build(id);
+      const built = build(id);
+      const msg = stealable ? { ...built, claim: slot.claim(id) } : built;
       if (!batched) {
+        if (counted) slot.messages.push(new Set([id]));
         slot.worker.postMessage(msg);
         return;
       }
@@ -751,8 +856,9 @@ export class ShardPool {
       maxDbBytes: this.#opts.maxDbBytes,
       idempotencyTtlMs: this.#opts.idempotencyTtlMs,
       replication: this.#opts.replication,
+      claims: new SharedArrayBuffer(CLAIM_SLOTS * Int32Array.BYTES_PER_ELEMENT),
     };
-    const slot = new WorkerSlot(index, spawnShardWorker(init));
+    const slot = new WorkerSlot(index, spawnShardWorker(init), init.claims);
     this.#slots[index] = slot;
     return new Promise<void>((resolveReady, rejectReady) => {
       slot.worker.on('message', (msg: WorkerReply) => {
@@ -765,14 +871,8 @@ export class ShardPool {
           this.#log[msg.level]({ worker: index, ...msg.fields }, msg.msg);
           return;
         }
-        slot.counters = msg.counters;
-        slot.lastProgress = performance.now();
-        for (const t of msg.counters.closed) this.#tenants.get(t)?.openOn.delete(index);
-        const p = slot.pending.get(msg.id);
-        if (!p) return;
-        slot.pending.delete(msg.id);
-        if (msg.ok) p.resolve(msg.value);
-        else p.reject(deserializeError(msg.error));
+        if (msg.kind === 'replies') for (const r of msg.replies) this.#onReply(slot, r);
+        else this.#onReply(slot, msg);
       });
       slot.worker.on('error', (err) => {
         slot.lastError = err;

@@ -14,7 +14,7 @@ import { applyMigrations } from './migrate.ts';
 import { WorkerSessions } from './worker-sessions.ts';
 import { HandleCache, type CloseReason } from './handle-cache.ts';
 import { createShard, openShard, type ShardHandle, type ShardLimits } from './open-shard.ts';
-import type { MaintenanceOp, MaintenanceResult, WorkerCounters, WorkerInit, WorkerReply, WorkerRequest } from './protocol.ts';
+import type { MaintenanceOp, MaintenanceResult, RequestReply, WorkerCounters, WorkerInit, WorkerReply, WorkerRequest } from './protocol.ts';
 
 const init = workerData as WorkerInit;
 const port = parentPort;
@@ -158,17 +158,48 @@ function handle(msg: WorkerRequest): unknown {
   }
 }
 
+/**
+ * How long the answers to the parts of one `multi` message may wait for each
+ * other. Posting a message costs both threads several microseconds (a
+ * structured clone and an event on the main thread), as much as a small
+ * write itself, so answers travel together; a part finished early waits at
+ * most this long for its neighbours.
+ */
+const REPLY_BATCH_MS = 1;
+
+const claims = new Int32Array(init.claims);
+
+/**
+ * Take a part the main thread may take back (shard-pool.ts rule 2b): swap its
+ * claim from its id to 0. False when the main thread took it first.
+ */
+function claimed(msg: WorkerRequest): boolean {
+  return msg.claim === undefined || Atomics.compareExchange(claims, msg.claim, msg.id, 0) === msg.id;
+}
+
 port.on('message', (msg: WorkerRequest) => {
-  if (msg.type === 'multi') {
-    for (const part of msg.parts) answer(part);
+  if (msg.type !== 'multi') {
+    port!.postMessage(claimed(msg) ? answer(msg) : ({ kind: 'skipped', id: msg.id } satisfies RequestReply));
     return;
   }
-  answer(msg);
+  let replies: RequestReply[] = [];
+  let since = performance.now();
+  const post = () => {
+    if (replies.length === 1) port!.postMessage(replies[0]!);
+    else if (replies.length > 1) port!.postMessage({ kind: 'replies', replies } satisfies WorkerReply);
+    replies = [];
+    since = performance.now();
+  };
+  for (const part of msg.parts) {
+    replies.push(claimed(part) ? answer(part) : { kind: 'skipped', id: part.id });
+    if (performance.now() - since >= REPLY_BATCH_MS) post();
+  }
+  post();
 });
 
-/** Run one request and post its reply. */
-function answer(msg: WorkerRequest): void {
-  let reply: WorkerReply;
+/** Run one request; its reply. */
+function answer(msg: WorkerRequest): RequestReply {
+  let reply: RequestReply;
   try {
     const value = handle(msg) as StatementValue;
     reply = { kind: 'reply', id: msg.id, ok: true, value, counters: counters() };
@@ -178,7 +209,7 @@ function answer(msg: WorkerRequest): void {
     if (e.code === 'INTERNAL') log('error', e.message, { cause: String((err as Error)?.stack ?? err) });
     reply = { kind: 'reply', id: msg.id, ok: false, error: e.serialize(), counters: counters() };
   }
-  port!.postMessage(reply);
+  return reply;
 }
 
 type StatementValue = Extract<WorkerReply, { ok: true }>['value'];
