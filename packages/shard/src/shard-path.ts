@@ -2,7 +2,7 @@
  * Where a tenant's shard file lives (DESIGN §7). The 2-character hash prefix
  * keeps directories small with many tenants and does not leak ordering.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { join } from 'node:path';
 import { DomicileError } from '@domicile/errors';
 
@@ -19,7 +19,8 @@ export function assertTenantId(tenant: string): void {
 /** `<regionDir>/shards/<2 hex chars of sha256(tenant)>/<tenant>.db`. */
 export function shardPath(regionDir: string, tenant: string): string {
   assertTenantId(tenant);
-  const prefix = createHash('sha256').update(tenant).digest('hex').slice(0, 2);
+  // One-shot hash: on every request's path, it allocates no Hash object.
+  const prefix = hash('sha256', tenant, 'hex').slice(0, 2);
   return join(regionDir, 'shards', prefix, `${tenant}.db`);
 }
 

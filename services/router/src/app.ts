@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { DomicileError } from '@domicile/errors';
 import { reroutingErrorHandler, routeToOwner } from './cluster/owner-routing.ts';
 import { sendError } from './http-errors.ts';
+import { lazyChildLoggerFactory } from './lazy-logger.ts';
 import { backupRoutes } from './routes/backup-routes.ts';
 import { dataRoutes } from './routes/data-routes.ts';
 import { hranaRoutes } from './hrana/hrana-routes.ts';
@@ -20,6 +21,8 @@ export async function buildApp(rt: Runtime, opts: { logger?: Logger; https?: { c
     bodyLimit: rt.config.maxBodyBytes,
     // Per-request access logs are off: metrics count requests; refusals and errors are logged.
     logController: new LogController({ disableRequestLogging: true }),
+    // Request loggers are made when a line is written (lazy-logger.ts), not for every request.
+    childLoggerFactory: lazyChildLoggerFactory,
     return503OnClosing: true,
     // Bodies are validated strictly: no silent coercion, no silently dropped fields.
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false, allowUnionTypes: true } },

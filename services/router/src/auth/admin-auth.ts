@@ -1,4 +1,4 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { hash, timingSafeEqual } from 'node:crypto';
 
 /** Checks admin bearer tokens in constant time and names the actor (DESIGN §5). */
 export class AdminAuth {
@@ -18,4 +18,4 @@ export class AdminAuth {
   }
 }
 
-const sha256 = (s: string): Buffer => createHash('sha256').update(s, 'utf8').digest();
+const sha256 = (s: string): Buffer => hash('sha256', s, 'buffer');
