@@ -85,6 +85,8 @@ const child = spawn(process.execPath, [BIN, 'serve'], {
     DOMICILE_HOST: '127.0.0.1', DOMICILE_PORT: String(port), DOMICILE_DATA_DIR: dataDir, DOMICILE_WORKERS: String(WORKERS),
     DOMICILE_MAX_OPEN_SHARDS: String(MAX_OPEN), DOMICILE_ADMIN_TOKENS: `admin:${ADMIN}`, DOMICILE_LOG_LEVEL: 'warn',
     DOMICILE_REPLICATION: values.replication,
+    // As `pnpm start` and the Docker image run a node (docs/shards.md, "Memory per handle").
+    MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX ?? '2',
   },
   stdio: ['ignore', 'ignore', 'pipe'],
 });
@@ -203,7 +205,7 @@ const md = [
   `Command: \`${command}\`, ${date}.`,
   `Machine: ${cpu[0]?.model.trim() ?? 'unknown'} × ${cpu.length} cores, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}, ${platform()} ${release()}; load average ${loadavg()[0]!.toFixed(2)} at the end.`,
   '',
-  `Method: one \`domicile serve\` (${WORKERS} workers, DOMICILE_MAX_OPEN_SHARDS=${MAX_OPEN}, replication ${values.replication}${values.replication === 'on' ? ', async, default filesystem bucket' : ''}, embedded directory); ` +
+  `Method: one \`domicile serve\` (${WORKERS} workers, DOMICILE_MAX_OPEN_SHARDS=${MAX_OPEN}, replication ${values.replication}${values.replication === 'on' ? ', async, default filesystem bucket' : ''}, embedded directory, MALLOC_ARENA_MAX=${process.env.MALLOC_ARENA_MAX ?? '2'} as \`pnpm start\` and the image set it); ` +
     `each tenant created through POST /v1/tenants and given a table and a row by one /batch, ${CONCURRENCY} tenants in flight. ` +
     `RSS and file descriptors read from /proc/<pid> every 250 ms. Cold open: the first read of a tenant whose handle was evicted long ago, ${n0(COLD_SAMPLES)} tenants one at a time; warm: the same read on a tenant whose handle is open.`,
   '',

@@ -5,7 +5,7 @@ import Database from 'better-sqlite3';
 import type { Database as SqliteDatabase } from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { DomicileError, ErrorCode } from '@domicile/errors';
-import { guardExtensionPath, installGuard, watchdogThreads, type Guard, type GuardOptions } from './guard.ts';
+import { guardExtensionPath, installGuard, lookasideHighwater, watchdogThreads, type Guard, type GuardOptions } from './guard.ts';
 
 const RUNAWAY = 'WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c) SELECT count(*) FROM c';
 
@@ -338,6 +338,16 @@ describe('transaction control', () => {
     run('BEGIN');
     expect(refused('DELETE FROM _domicile_meta').code).toBe('STATEMENT_NOT_ALLOWED');
     run('ROLLBACK');
+  });
+});
+
+describe('memory per connection', () => {
+  it('turns SQLite lookaside off: statements run without ever using a lookaside slot', () => {
+    run('CREATE TABLE lookaside_t (id INTEGER PRIMARY KEY, v TEXT)');
+    for (let i = 0; i < 50; i++) run(`INSERT INTO lookaside_t (v) VALUES ('row ${i}')`);
+    expect(run("SELECT count(*) AS n FROM lookaside_t WHERE v LIKE 'row%'")).toEqual([{ n: 50 }]);
+    // With SQLite's default (48 KiB per connection) this is well above 0 after the statements above.
+    expect(lookasideHighwater(guard)).toBe(0);
   });
 });
 

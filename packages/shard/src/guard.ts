@@ -186,6 +186,11 @@ class ConnectionGuard implements Guard {
   }
 }
 
+/** Most lookaside slots the connection has used: 0, because the guard turns lookaside off (guard.c; tests). */
+export function lookasideHighwater(guard: Guard): number {
+  return Number((guard as ConnectionGuard).control('lookaside'));
+}
+
 /** Number of live watchdog threads in this process (tests and metrics). */
 export function watchdogThreads(guard: Guard): number {
   return Number((guard as ConnectionGuard).control('threads'));
