@@ -36,7 +36,9 @@ describe('snapshot', () => {
     expect(r.dbBytes).toBeGreaterThan(40e6);
     expect(r.identical).toBe(true);
     expect(r.restoredTxid).toBe(r.txid);
-    expect(r.rssGrowth).toBeLessThan(r.dbBytes / 2);
+    // A whole copy in memory would be at least dbBytes. Alone this measures 12-15 MB for 42.6 MB; under
+    // a full suite on 2 cores it reached 24.5 MB once (garbage collected later), hence 3/4 and not 1/2.
+    expect(r.rssGrowth).toBeLessThan(r.dbBytes * 0.75);
   });
 
   it('refuses corrupted bytes and a file that changes while it streams', async () => {
