@@ -707,6 +707,12 @@ export class ShardPool {
 
   /** Jobs taken back from a stuck worker before it started them: first in their tenant's queue again, in order. */
   #requeue(state: TenantState, slot: WorkerSlot, jobs: Job[]): void {
+    if (state.erasing) {
+      // Erase already failed the tenant's queue and waits for this request to end: it never runs.
+      this.#finish(state, slot);
+      for (const job of jobs) job.reject(new DomicileError('TENANT_NOT_FOUND', 'the tenant was erased'));
+      return;
+    }
     state.queue.unshift(...jobs);
     this.#queued += jobs.length;
     this.#finish(state, slot);
