@@ -34,6 +34,9 @@ export async function getLiveTenant(rt: Runtime, id: string): Promise<TenantReco
   return t;
 }
 
+/** How long a creation waits for the replication backlog to shrink before it answers 503 OVERLOADED. */
+export const CREATION_ADMISSION_WAIT_MS = 10_000;
+
 /**
  * Creates a tenant: the policy places it, the directory record (state `creating`) claims the id,
  * the shard file is made, then the record turns `active`. A failure after the claim releases it.
@@ -47,6 +50,12 @@ export async function createTenant(
   const { region } = placeTenant(rt.policy, { id: req.id, residency: req.residency, ...(req.region !== undefined ? { region: req.region } : {}) });
   const node = rt.nodeForRegion(region);
   if (!node) throw new DomicileError('NODE_UNAVAILABLE', `no live node serves region "${region}"`, { region });
+  // Creation storms wait for replication to keep up: every new tenant starts a generation.
+  if (rt.replicator && !(await rt.replicator.admitCreation(CREATION_ADMISSION_WAIT_MS))) {
+    throw new DomicileError('OVERLOADED', 'replication is behind: new tenants wait until earlier ones have their first snapshot in the bucket', {
+      replicationBacklog: rt.replicator.backlog, retryAfter: 1,
+    });
+  }
   const record: TenantRecord = {
     id: req.id, incarnation: newIncarnation(), residency: req.residency, region, node: node.id, epoch: 1,
     state: 'creating', durability: req.durability ?? rt.config.durability, createdAt: new Date().toISOString(), tokensValidAfter: 0,

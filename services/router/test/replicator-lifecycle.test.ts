@@ -105,6 +105,43 @@ describe('Replicator concurrency', () => {
   });
 });
 
+describe('Replicator creation backpressure', () => {
+  it('admits creations at once below maxBacklog, holds them while more tenants wait for a slot, and lets them go as the backlog drains', async () => {
+    const inner = new FsObjectStore(path.join(dir, 'bucket-backlog'));
+    let gate: Promise<void> | undefined;
+    let open!: () => void;
+    // The bucket as the replicator sees it: uploads wait while the gate is shut.
+    const gated: ObjectStore = {
+      put: async (...args) => {
+        if (gate) await gate;
+        return inner.put(...args);
+      },
+      get: (k) => inner.get(k), getStream: (k) => inner.getStream(k), head: (k) => inner.head(k),
+      list: (p, o) => inner.list(p, o), delete: (k) => inner.delete(k), deleteMany: (k) => inner.deleteMany(k),
+      close: () => inner.close(), describe: () => inner.describe(), supportsConditionalCreate: inner.supportsConditionalCreate,
+    };
+    await withReplicator('backlog-0', { concurrency: 1, maxBacklog: 3, storeFor: () => gated }, async ({ rep, pool }) => {
+      expect(await rep.admitCreation(10)).toBe(true);
+      gate = new Promise((r) => (open = r));
+      for (let i = 1; i <= 5; i++) {
+        const ref: ShardRef = { tenant: `backlog-${i}`, incarnation: 'inc1', epoch: 1, path: shardPath(dir, `backlog-${i}`) };
+        await pool.create(ref);
+      }
+      // One tenant holds the only slot (its upload is held); the other four wait.
+      for (let i = 0; i < 100 && rep.backlog < 4; i++) await new Promise((r) => setTimeout(r, 10));
+      expect(rep.backlog).toBe(4);
+      expect(await rep.admitCreation(50)).toBe(false);
+      const waiting = rep.admitCreation(10_000);
+      gate = undefined;
+      open();
+      expect(await waiting).toBe(true);
+      expect(await rep.flush()).toBe(true);
+      expect(rep.backlog).toBe(0);
+      expect(await rep.admitCreation(10)).toBe(true);
+    });
+  });
+});
+
 describe('Replicator with its shippers on a thread', () => {
   it('a crash of the shipper thread loses nothing: the tenant resumes from the bucket tip on a new thread, same generation, no gap', async () => {
     const shippers = new ThreadShippers();

@@ -94,6 +94,13 @@ export interface ReplicatorOptions {
   largeShardBytes?: number;
   /** How often a bucket known to be down is probed; default 500 ms. */
   probeIntervalMs?: number;
+  /**
+   * Tenants waiting for a shipping slot above which new tenants wait to be
+   * created (`admitCreation`): each new tenant starts a generation, and a
+   * creation storm faster than the bucket takes snapshots would otherwise
+   * pile up unprotected tenants (and their memory) without bound. Default 512.
+   */
+  maxBacklog?: number;
   now?: () => number;
   /**
    * Where the WAL shippers run (reading the `-wal`, hashing pages, encoding
@@ -179,11 +186,13 @@ export class Replicator {
   readonly #downStores = new Set<ObjectStore>();
   #active = 0;
   readonly #slots: Array<() => void> = [];
+  /** `admitCreation` callers waiting for the backlog to shrink. */
+  readonly #admissions: Array<() => void> = [];
   #closed = false;
 
   constructor(opts: ReplicatorOptions) {
     this.#o = {
-      checkpointBytes: 4 << 20, baseBackoffMs: 200, maxBackoffMs: 5_000, concurrency: 8, now: Date.now,
+      checkpointBytes: 4 << 20, baseBackoffMs: 200, maxBackoffMs: 5_000, concurrency: 8, maxBacklog: 512, now: Date.now,
       snapshotIntervalMs: 3_600_000, retentionMs: 7 * 86_400_000, shipIntervalMs: 200, idleForgetMs: 60_000, largeShardBytes: 64 << 20, probeIntervalMs: 500, ...opts,
     };
     this.#shippers = opts.shippers ?? new InProcessShippers();
@@ -683,6 +692,34 @@ export class Replicator {
     const next = this.#slots.shift();
     if (next) next();
     else this.#active--;
+    if (this.#admissions.length > 0 && this.#slots.length < this.#o.maxBacklog) for (const admit of this.#admissions.splice(0)) admit();
+  }
+
+  /** Tenants waiting for a shipping slot (generation starts and segments). */
+  get backlog(): number {
+    return this.#slots.length;
+  }
+
+  /**
+   * Creation backpressure (docs/replication-format.md, "Creation storms"):
+   * resolves true at once while fewer than `maxBacklog` tenants wait for a
+   * shipping slot, else once the backlog has shrunk below it, or false after
+   * `timeoutMs` (the caller answers 503 OVERLOADED).
+   */
+  async admitCreation(timeoutMs: number): Promise<boolean> {
+    if (this.#slots.length < this.#o.maxBacklog || this.#closed) return true;
+    return new Promise<boolean>((resolve) => {
+      const admit = () => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+      const timer = setTimeout(() => {
+        const i = this.#admissions.indexOf(admit);
+        if (i >= 0) this.#admissions.splice(i, 1);
+        resolve(false);
+      }, timeoutMs);
+      this.#admissions.push(admit);
+    });
   }
 }
 
