@@ -317,6 +317,21 @@ describe('ShardPool', () => {
     await expect(pool.query(a, { sql: 'SELECT 1' })).resolves.toMatchObject({ rows: [[1]] });
   });
 
+  it('keeps scheduler state only for tenants with an open handle or work: evicted tenants are forgotten', async () => {
+    const { pool, ref } = await setup({ workers: 1, maxOpenShards: 4 });
+    for (let i = 0; i < 30; i++) {
+      const t = ref(`many-${i}`);
+      await pool.create(t);
+      await pool.query(t, { sql: 'SELECT 1' });
+    }
+    const stats = pool.stats();
+    expect(stats.evictions).toBeGreaterThanOrEqual(26);
+    // Without forgetting on eviction, all 30 would still be tracked (memory growing with every tenant ever served).
+    expect(stats.trackedTenants).toBeLessThanOrEqual(stats.openShards + 1);
+    // A forgotten tenant is served again as usual.
+    await expect(pool.query(ref('many-0'), { sql: 'SELECT 7' })).resolves.toMatchObject({ rows: [[7]] });
+  });
+
   it('replaces a crashed worker and fails only its in-flight request', async () => {
     const logs: string[] = [];
     const logger = { info() {}, warn() {}, error: (_o: object, m?: string) => void logs.push(m ?? '') };

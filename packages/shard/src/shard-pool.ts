@@ -429,7 +429,7 @@ export class ShardPool {
       evictions += s.counters.evictions;
       interrupts += s.counters.interrupts;
     }
-    return { openShards: open, evictions, interrupts, opens, queued: this.#queued, workers: this.#slots.length };
+    return { openShards: open, evictions, interrupts, opens, queued: this.#queued, workers: this.#slots.length, trackedTenants: this.#tenants.size };
   }
 
   /** Group commit counters: transactions that committed several requests, and requests replayed alone after a whole-transaction rollback. */
@@ -738,6 +738,17 @@ export class ShardPool {
     }
   }
 
+  /**
+   * Drop a tenant's state once nothing refers to it: no work, no session, no
+   * open handle on any worker. Called when a request ends and when a worker
+   * reports the tenant's handle closed (an LRU eviction long after its last
+   * request: without this, every tenant ever served stayed in the map).
+   */
+  #forgetIfIdle(state: TenantState): void {
+    if (state.running || state.inReady || state.erasing || state.held || state.queue.length > 0 || state.openOn.size > 0) return;
+    if (this.#tenants.get(state.tenant) === state) this.#tenants.delete(state.tenant);
+  }
+
   #finish(state: TenantState, slot: WorkerSlot): void {
     slot.inFlight--;
     state.running = false;
@@ -745,7 +756,7 @@ export class ShardPool {
     if (state.queue.length > 0 && !state.erasing) this.#markReady(state);
     else {
       for (const w of state.idleWaiters.splice(0)) w();
-      if (!state.erasing && !state.held && state.queue.length === 0 && state.openOn.size === 0) this.#tenants.delete(state.tenant);
+      this.#forgetIfIdle(state);
     }
     if (this.#queued === 0 && this.#running === 0) for (const w of this.#drainWaiters.splice(0)) w();
     this.#schedulePump();
@@ -819,7 +830,12 @@ export class ShardPool {
     if (msg.kind === 'skipped') return; // taken back by #takeBackFromStuck, already settled
     slot.counters = msg.counters;
     slot.lastProgress = performance.now();
-    for (const t of msg.counters.closed) this.#tenants.get(t)?.openOn.delete(slot.index);
+    for (const t of msg.counters.closed) {
+      const state = this.#tenants.get(t);
+      if (!state) continue;
+      state.openOn.delete(slot.index);
+      this.#forgetIfIdle(state);
+    }
     const p = slot.pending.get(msg.id);
     if (!p) return;
     slot.pending.delete(msg.id);

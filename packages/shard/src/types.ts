@@ -75,4 +75,6 @@ export interface ShardPoolStats {
   opens: number;
   queued: number;
   workers: number;
+  /** Tenants the scheduler keeps state for (work, a session, or an open handle); bounded by the handle cache. */
+  trackedTenants: number;
 }
