@@ -1,10 +1,6 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ShardPool } from './shard-pool.ts';
-import { shardPath } from './shard-path.ts';
+import { poolWithOneTenant } from './test-pool.ts';
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
@@ -13,13 +9,7 @@ afterEach(async () => {
 
 describe('reserved names and renamed tenant tables', () => {
   it('a temp table renamed to _domicile_meta cannot capture the trusted txid bump (its trigger never runs trusted)', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'domicile-reserved-'));
-    const pool = new ShardPool({ workers: 1, maxOpenShards: 4, statementTimeoutMs: 5000, maxResultBytes: 1 << 20, maxDbBytes: 1 << 26 });
-    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-    cleanups.push(() => pool.close());
-    await pool.start();
-    const a = { tenant: 'acme', incarnation: 'inc', path: shardPath(dir, 'acme'), epoch: 1 };
-    await pool.create(a);
+    const { pool, a } = await poolWithOneTenant('domicile-reserved-', cleanups);
     await pool.query(a, { sql: 'CREATE TABLE side (x)' });
     await pool.query(a, { sql: 'CREATE TEMP TABLE foo (id INTEGER PRIMARY KEY, txid INT)' });
     await pool.query(a, { sql: 'INSERT INTO temp.foo VALUES (1, 0)' });
@@ -37,13 +27,7 @@ describe('reserved names and renamed tenant tables', () => {
   });
 
   it('a tenant table renamed to _domicile_migrations (with a trigger) is refused as impostor and never receives trusted writes', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'domicile-reserved-'));
-    const pool = new ShardPool({ workers: 1, maxOpenShards: 4, statementTimeoutMs: 5000, maxResultBytes: 1 << 20, maxDbBytes: 1 << 26 });
-    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-    cleanups.push(() => pool.close());
-    await pool.start();
-    const a = { tenant: 'acme', incarnation: 'inc', path: shardPath(dir, 'acme'), epoch: 1 };
-    await pool.create(a);
+    const { pool, a } = await poolWithOneTenant('domicile-reserved-', cleanups);
     await pool.query(a, { sql: 'CREATE TABLE side (x)' });
     await pool.query(a, { sql: 'CREATE TABLE mig (name TEXT PRIMARY KEY, checksum TEXT, applied_at TEXT, txid INTEGER)' });
     await pool.query(a, { sql: "CREATE TRIGGER grab AFTER INSERT ON mig BEGIN INSERT INTO side VALUES ('ran'); END" });

@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { isDomicileError } from '@domicile/errors';
 import { STATEMENT_CACHE_MAX_SQL, STATEMENT_CACHE_SIZE, cachedStatementCount, executeBatch, executeOne } from './execute.ts';
 import { createShard, type ShardHandle } from './open-shard.ts';
-import { ShardPool } from './shard-pool.ts';
+import { poolWithOneTenant } from './test-pool.ts';
 import { shardPath } from './shard-path.ts';
 
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -79,13 +79,7 @@ describe('per-handle statement cache', () => {
   });
 
   it('a transaction statement prepared inside a session is not cached: the same text is refused outside it afterwards', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'domicile-stmt-cache-'));
-    const pool = new ShardPool({ workers: 1, maxOpenShards: 4, statementTimeoutMs: 5000, maxResultBytes: 1 << 20, maxDbBytes: 1 << 26 });
-    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-    cleanups.push(() => pool.close());
-    await pool.start();
-    const a = { tenant: 'acme', incarnation: 'inc', path: shardPath(dir, 'acme'), epoch: 1 };
-    await pool.create(a);
+    const { pool, a } = await poolWithOneTenant('domicile-stmt-cache-', cleanups);
     await pool.query(a, { sql: 'CREATE TABLE t (v)' });
     const s = await pool.openSession(a);
     // Autocommit statements of a session take the /query path (executeOne) with transaction control allowed.
