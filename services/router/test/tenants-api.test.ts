@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ADMIN, OPS, testApp, type TestApp } from './harness.ts';
 
 let t: TestApp;
@@ -86,6 +86,25 @@ describe('tenant placement follows the policy', () => {
     expect(audit.body.events.map((e: { action: string }) => e.action)).toEqual(['tenant.erase', 'tenant.create']);
     expect(audit.body.events[0].actor).toBe('ops');
     expect(audit.body.events[1].actor).toBe('alice');
+  });
+});
+
+describe('creation backpressure (docs/http-api.md, "Creation storms")', () => {
+  it('answers 503 OVERLOADED with Retry-After and the backlog, and creates nothing, while replication cannot take another tenant', async () => {
+    const rep = t.rt.replicator!;
+    const admit = vi.spyOn(rep, 'admitCreation').mockResolvedValue(false);
+    try {
+      const r = await t.req('POST', '/v1/tenants', { id: 'held-back', residency: 'mars' });
+      expect(r.status).toBe(503);
+      expect(r.body.error).toMatchObject({ code: 'OVERLOADED', replicationBacklog: expect.any(Number) });
+      expect(r.headers['retry-after']).toBe('1');
+      expect(admit).toHaveBeenCalledOnce();
+      expect((await t.req('GET', '/v1/tenants/held-back')).status).toBe(404);
+    } finally {
+      admit.mockRestore();
+    }
+    // Admitted again: the same id is free.
+    expect((await t.req('POST', '/v1/tenants', { id: 'held-back', residency: 'mars' })).status).toBe(201);
   });
 });
 
