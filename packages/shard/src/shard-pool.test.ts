@@ -406,6 +406,26 @@ describe('ShardPool with the statement guard', () => {
     for (const t of others) await expect(pool.query(t, { sql: 'SELECT count(*) FROM t' })).resolves.toMatchObject({ rows: [[1]] });
   });
 
+  it('fails a request taken back from a stuck worker while its tenant is being erased, instead of leaving it waiting forever', async () => {
+    const { pool, ref } = await setup({ workers: 1, statementTimeoutMs: 1500 });
+    const a = ref('runaway');
+    const b = ref('erased-meanwhile');
+    await pool.create(a);
+    await pool.create(b);
+    // One turn: both travel in one message to the only worker, b's request behind the runaway.
+    const runaway = pool.query(a, { sql: RUNAWAY }).catch((e) => e);
+    const behind = pool.query(b, { sql: 'SELECT 1' }).then(() => 'answered', (e: { code?: string }) => e.code);
+    // Erase once both are posted (after the dispatching turn) and before the take-back (10 ms of silence).
+    await new Promise((r) => setImmediate(r));
+    await new Promise((r) => setTimeout(r, 2));
+    const erased = pool.erase(b);
+    // Taken back after ~10 ms of silence; the tenant is being erased, so it is failed at once.
+    const within = await Promise.race([behind, new Promise((r) => setTimeout(() => r('pending'), 1000))]);
+    expect(within).toBe('TENANT_NOT_FOUND');
+    await erased;
+    expect(await runaway).toMatchObject({ code: 'QUERY_TIMEOUT' });
+  });
+
   it('keeps earlier commits after an interrupt inside a batch', async () => {
     const { pool, ref } = await setup({ workers: 1, statementTimeoutMs: 300 });
     const a = ref('acme');
