@@ -11,7 +11,8 @@
  */
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { appendResults, formatReport, runBench } from './bench/harness.ts';
+import { formatReport, runBench } from './bench/harness.ts';
+import { publishResults } from './bench/report.ts';
 import { loadScenarioFile } from './bench/scenarios.ts';
 
 const { values } = parseArgs({
@@ -53,9 +54,5 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => proces
 const command = ['pnpm bench', ...process.argv.slice(2)].join(' ');
 const report = await runBench({ scenarios: names, ...(duration === undefined ? {} : { durationSeconds: duration }), tiny: values.tiny, sync: values.sync });
 const markdown = formatReport(report, command);
-process.stdout.write(`${markdown}\n`);
 if (values.json) writeFileSync(values.json, JSON.stringify(report, null, 2));
-if (!values.tiny && !values['no-append'] && process.env.DOMICILE_BENCH_NO_APPEND !== '1') {
-  appendResults(markdown);
-  process.stderr.write('appended to loadtest/RESULTS.md\n');
-}
+publishResults(markdown, !values.tiny && !values['no-append'] && process.env.DOMICILE_BENCH_NO_APPEND !== '1');

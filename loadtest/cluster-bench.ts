@@ -21,7 +21,7 @@ import path from 'node:path';
 import {
   startDomicile, startRedisServer, startS3Server, S3RVER_CREDENTIALS, type DomicileServer, type RedisServer, type S3Server,
 } from '@domicile/testkit';
-import { appendResults, machineLine, pct } from './bench/report.ts';
+import { machineLine, pct, publishResults } from './bench/report.ts';
 
 const args = process.argv.slice(2);
 const QUICK = args.includes('--quick');
@@ -160,11 +160,7 @@ async function main(): Promise<void> {
       `Goal detection to serving ≤ 10 s: **${Math.max(...failovers) <= 10_000 ? 'met' : 'not met'}** (worst ${ms(Math.max(...failovers))}; the lease TTL alone is ${TTL} ms of it).`,
       '',
     ].join('\n');
-    console.log(md);
-    if (APPEND) {
-      appendResults(md);
-      process.stderr.write('added to loadtest/RESULTS.md (newest first)\n');
-    }
+    publishResults(md, APPEND);
   } finally {
     for (const n of nodes.values()) await n.dispose().catch(() => undefined);
     for (const s of s3.values()) await s.stop().catch(() => undefined);

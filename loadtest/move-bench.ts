@@ -26,7 +26,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { startDomicile } from '@domicile/testkit';
-import { appendResults, machineLine, pct } from './bench/report.ts';
+import { machineLine, pct, publishResults } from './bench/report.ts';
 
 const args = process.argv.slice(2);
 const QUICK = args.includes('--quick');
@@ -164,11 +164,7 @@ async function main(): Promise<void> {
       `Goal p99 ≤ 100 ms with zero failed requests: **${pct(pauses, 99) <= 100 && failed === 0 ? 'met' : 'not met'}** (node p99 ${ms(pct(pauses, 99))}, client-side p99 ${ms(pct(clientMax, 99))}, ${failed} failed).`,
       '',
     ].join('\n');
-    console.log(md);
-    if (APPEND) {
-      appendResults(md);
-      process.stderr.write('added to loadtest/RESULTS.md (newest first)\n');
-    }
+    publishResults(md, APPEND);
   } finally {
     // MOVE_BENCH_LOG=info: the node's per-move log line, with where the fence's time went.
     if (process.env.MOVE_BENCH_LOG) for (const l of server.output().split('\n')) if (l.includes('tenant moved')) process.stderr.write(`${l}\n`);

@@ -23,7 +23,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { freePort } from '@domicile/testkit';
-import { appendResults } from './bench/harness.ts';
+import { publishResults } from './bench/report.ts';
 
 const { values } = parseArgs({
   options: {
@@ -232,9 +232,5 @@ const md = [
   ...slices.map((s) => `| ${n0(s.from)}–${n0(s.to)} | ${n0(s.perSec)} | ${ms(s.createP50)} | ${ms(s.createP99)} | ${mib(s.rssKiB)} | ${s.fds} |`),
   '',
 ].join('\n');
-process.stdout.write(`${md}\n`);
-if (!values['no-append'] && TENANTS >= 10_000) {
-  appendResults(md);
-  log('appended to loadtest/RESULTS.md');
-}
+publishResults(md, !values['no-append'] && TENANTS >= 10_000);
 process.exit(0);

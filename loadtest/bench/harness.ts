@@ -21,7 +21,7 @@ import { loadScenarioFile, tenantIds, type Scenario, type ScenarioFile } from '.
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const BASELINE_SERVER = fileURLToPath(new URL('./baseline-server.ts', import.meta.url));
 /** The results file a full run appends to. */
-export { appendResults, RESULTS_FILE } from './report.ts';
+export { RESULTS_FILE } from './report.ts';
 
 /** The four things measured, in the order they run within a scenario. */
 export const TARGETS = ['fastify-ceiling', 'raw-sqlite', 'domicile', 'postgres-peer'] as const;

@@ -7,11 +7,19 @@ import { fileURLToPath } from 'node:url';
 export const RESULTS_FILE = path.join(fileURLToPath(new URL('../../', import.meta.url)), 'loadtest/RESULTS.md');
 
 /** Inserts a report block into RESULTS.md as its newest entry (the file is newest first). */
-export function appendResults(markdown: string, file = RESULTS_FILE): void {
+function appendResults(markdown: string, file = RESULTS_FILE): void {
   const text = readFileSync(file, 'utf8');
   const at = text.indexOf('\n## ');
   const next = at < 0 ? `${text.trimEnd()}\n\n${markdown.trimEnd()}\n` : `${text.slice(0, at + 1)}${markdown.trimEnd()}\n\n${text.slice(at + 1)}`;
   writeFileSync(file, next);
+}
+
+/** Prints a benchmark's Markdown report and, when `append`, makes it RESULTS.md's newest entry (saying so on stderr). */
+export function publishResults(markdown: string, append: boolean, file = RESULTS_FILE): void {
+  process.stdout.write(`${markdown.trimEnd()}\n`);
+  if (!append) return;
+  appendResults(markdown, file);
+  process.stderr.write(`appended to ${path.relative(process.cwd(), file) || file} (newest first)\n`);
 }
 
 /** One line on the machine a benchmark ran on (CPU, memory, Node, OS, load average at the time of the call). */
