@@ -262,8 +262,6 @@ export class ShardPool {
   async start(): Promise<void> {
     if (this.#started) return;
     this.#started = true;
-    this.#stuckTimer = setInterval(() => this.#takeBackFromStuck(), STUCK_MS);
-    this.#stuckTimer.unref();
     const readies: Promise<void>[] = [];
     for (let i = 0; i < this.#opts.workers; i++) readies.push(this.#spawn(i));
     await Promise.all(readies);
@@ -602,6 +600,11 @@ export class ShardPool {
       slot.worker.postMessage(parts.length === 1 ? parts[0]! : ({ id: 0, type: 'multi', parts } satisfies WorkerRequest));
     }
     this.#outbox.clear();
+    // Watch for stuck workers only while some part can be taken back: an idle node does not wake every STUCK_MS.
+    if (!this.#stuckTimer && this.#slots.some((sl) => sl.claimOf.size > 0)) {
+      this.#stuckTimer = setInterval(() => this.#takeBackFromStuck(), STUCK_MS);
+      this.#stuckTimer.unref();
+    }
   }
 
   /**
@@ -724,6 +727,11 @@ export class ShardPool {
    * claim first has the part: the worker runs it, or skips it and says so.
    */
   #takeBackFromStuck(): void {
+    if (!this.#slots.some((sl) => sl?.claimOf.size > 0)) {
+      clearInterval(this.#stuckTimer);
+      this.#stuckTimer = undefined;
+      return;
+    }
     const stuckBefore = performance.now() - STUCK_MS;
     for (const slot of this.#slots) {
       // A worker still loading (a replacement) is slow, not stuck: its parts wait for it.
