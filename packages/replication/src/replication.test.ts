@@ -95,6 +95,36 @@ describe('shipper + restore', () => {
     }
   });
 
+  it('two shippers on one thread share the WAL read buffer: a capture still encoding is not changed by the next one', async () => {
+    const a = await setup();
+    const b = await setup();
+    const sa = await beginGeneration(a.shard, a.store, a.ref, a.path);
+    const sb = await beginGeneration(b.shard, b.store, b.ref, b.path);
+    const insA = a.shard.db.prepare('INSERT INTO items (name, payload) VALUES (?, ?)');
+    const insB = b.shard.db.prepare('INSERT INTO items (name, payload) VALUES (?, ?)');
+    for (let round = 0; round < 6; round++) {
+      for (let i = 0; i < 10; i++) {
+        a.shard.write(() => insA.run(`a ${round}/${i}`, randomBytes(200 + i * 300)));
+        b.shard.write(() => insB.run(`b ${round}/${i}`, randomBytes(900)));
+      }
+      // A's page images are compressed on the thread pool while B reads its WAL through the same buffer.
+      const pending = sa.captureAsync();
+      const cb = sb.capture();
+      const ca = await pending;
+      for (const [c, st, sh] of [[ca, a.store, sa], [cb, b.store, sb]] as const) {
+        if (c.kind !== 'segment') throw new Error(c.kind);
+        await st.put(c.key, c.bytes, { ifNoneMatch: true });
+        sh.acknowledge(c.maxTxid);
+      }
+    }
+    for (const x of [a, b]) {
+      const out = join(x.dir, 'restored.db');
+      const r = await restore({ store: x.store, ref: x.ref, outPath: out });
+      expect(r.txid).toBe(x.shard.txid());
+      expect(dumpDatabase(out)).toEqual(dumpDatabase(x.path));
+    }
+  });
+
   it('attributes a VACUUM (autocommit, txid bumped in its own transaction) to the next txid', async () => {
     const { dir, path, shard, store, ref } = await setup();
     const shipper = await beginGeneration(shard, store, ref, path);

@@ -79,7 +79,12 @@ export function encodeSegment(header: SegmentHeader, txs: readonly SegmentTransa
   return assembleSegment(header, txs, raws, compress(compression, concat(raws)), compression);
 }
 
-/** {@link encodeSegment} with the page data compressed on the libuv thread pool (a node's event loop stays free). */
+/**
+ * {@link encodeSegment} with the page data compressed on the libuv thread pool
+ * (a node's event loop stays free). The page images are copied before it
+ * returns its promise: the caller may reuse their buffers at once (the shipper
+ * reads every WAL through one buffer).
+ */
 export async function encodeSegmentAsync(header: SegmentHeader, txs: readonly SegmentTransaction[], opts: EncodeOptions = {}): Promise<Uint8Array> {
   const compression = opts.compression ?? Compression.brotli;
   const raws = rawBodies(header, txs);
@@ -97,26 +102,43 @@ export function encodeSegmentV1(header: SegmentHeader, txs: readonly SegmentTran
   return new Uint8Array(Buffer.concat([body, hash('sha256', body, 'buffer')]));
 }
 
-const concat = (raws: readonly Uint8Array[]): Uint8Array => (raws.length === 1 ? raws[0]! : Buffer.concat(raws));
+/** The bodies as one buffer: no copy when they are consecutive views of one (as `rawBodies` makes them). */
+const concat = (raws: readonly Uint8Array[]): Uint8Array => {
+  if (raws.length === 1) return raws[0]!;
+  const first = raws[0]!;
+  let end = first.byteOffset;
+  for (const r of raws) {
+    if (r.buffer !== first.buffer || r.byteOffset !== end) return Buffer.concat(raws);
+    end += r.byteLength;
+  }
+  return new Uint8Array(first.buffer, first.byteOffset, end - first.byteOffset);
+};
 
-/** Each transaction's page data before compression: (u32 pgno, page) in ascending page order. */
+/**
+ * Each transaction's page data before compression: (u32 pgno, page) in
+ * ascending page order; views into one buffer, in order, so the format 2 body
+ * needs no second copy. Copies the page images: the caller may reuse theirs.
+ */
 function rawBodies(header: SegmentHeader, txs: readonly SegmentTransaction[]): Buffer[] {
   if (txs.length === 0) throw new RangeError('a segment holds at least one transaction');
-  for (let i = 1; i < txs.length; i++) {
-    if (txs[i]!.txid !== txs[i - 1]!.txid + 1) throw new RangeError('segment transactions must have consecutive txids');
+  let total = 0;
+  for (let i = 0; i < txs.length; i++) {
+    if (i > 0 && txs[i]!.txid !== txs[i - 1]!.txid + 1) throw new RangeError('segment transactions must have consecutive txids');
+    total += txs[i]!.pages.length * (4 + header.pageSize);
   }
+  const all = Buffer.allocUnsafe(total);
+  let at = 0;
   return txs.map((tx) => {
-    const raw = Buffer.allocUnsafe(tx.pages.length * (4 + header.pageSize));
-    let at = 0;
+    const from = at;
     let prev = 0;
     for (const p of tx.pages) {
       if (p.pgno <= prev || p.data.byteLength !== header.pageSize) throw new RangeError('pages must be ascending, unique and page-sized');
       prev = p.pgno;
-      raw.writeUInt32BE(p.pgno, at);
-      raw.set(p.data, at + 4);
+      all.writeUInt32BE(p.pgno, at);
+      all.set(p.data, at + 4);
       at += 4 + header.pageSize;
     }
-    return raw;
+    return all.subarray(from, at);
   });
 }
 

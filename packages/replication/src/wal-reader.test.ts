@@ -1,9 +1,9 @@
-import { copyFileSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
+import { closeSync, copyFileSync, openSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createTestShard, tempDir } from './test-support.ts';
-import { parseWalHeader, readWal, WAL_FRAME_HEADER_SIZE, WAL_HEADER_SIZE, WAL_MAGIC_BE, walChecksum } from './wal-reader.ts';
+import { parseWalHeader, ReadBuffer, readWal, WAL_FRAME_HEADER_SIZE, WAL_HEADER_SIZE, WAL_MAGIC_BE, walChecksum } from './wal-reader.ts';
 
 let cleanups: Array<() => void> = [];
 afterEach(() => { for (const c of cleanups) c(); cleanups = []; });
@@ -36,6 +36,51 @@ function toBigEndianWal(le: Buffer): Buffer {
 }
 
 describe('readWal', () => {
+  it('reads the same frames from a file through a reused ReadBuffer as from memory; the next read reuses the bytes', () => {
+    const { path, s } = shardWithWal();
+    for (let i = 0; i < 30; i++) s.write((db) => db.prepare('INSERT INTO t (v) VALUES (?)').run(`row ${i} ${'y'.repeat(i * 40)}`));
+    const mem = readWal(readFileSync(`${path}-wal`));
+    const into = new ReadBuffer(64 * 1024);
+    const fd = openSync(`${path}-wal`, 'r');
+    try {
+      const viaFile = readWal(fd, undefined, into);
+      if (mem.kind !== 'frames' || viaFile.kind !== 'frames') throw new Error('no frames');
+      expect(viaFile.frames.length).toBe(mem.frames.length);
+      expect(viaFile.commits).toBe(mem.commits);
+      expect(viaFile.position).toEqual(mem.position);
+      viaFile.frames.forEach((f, i) => {
+        const m = mem.frames[i]!;
+        expect([f.pgno, f.commitSize, f.offset, f.checksum1, f.checksum2]).toEqual([m.pgno, m.commitSize, m.offset, m.checksum1, m.checksum2]);
+        expect(Buffer.from(f.data).equals(Buffer.from(m.data))).toBe(true);
+      });
+      // The frames are views into the ReadBuffer: the next read through it reuses the same bytes.
+      const again = readWal(fd, undefined, into);
+      if (again.kind !== 'frames') throw new Error(again.kind);
+      expect(again.frames[0]!.data.buffer).toBe(viaFile.frames[0]!.data.buffer);
+      // Without one, every read has a buffer of its own.
+      const own = readWal(fd);
+      if (own.kind !== 'frames') throw new Error(own.kind);
+      expect(own.frames[0]!.data.buffer).not.toBe(viaFile.frames[0]!.data.buffer);
+    } finally {
+      closeSync(fd);
+    }
+  });
+
+  it('ReadBuffer: grows to the largest read, keeps up to its limit, lets go of more on trim', () => {
+    const rb = new ReadBuffer(1024);
+    const a = rb.take(100);
+    expect(a.byteLength).toBe(100);
+    expect(rb.take(50).buffer).toBe(a.buffer);
+    const big = rb.take(4096);
+    expect(big.byteLength).toBe(4096);
+    expect(big.byteOffset % 4).toBe(0);
+    rb.trim();
+    expect(rb.take(10).buffer).not.toBe(big.buffer);
+    const small = rb.take(512);
+    rb.trim();
+    expect(rb.take(512).buffer).toBe(small.buffer);
+  });
+
   it('parses a WAL SQLite wrote: header, frames up to the last commit, native checksum order', () => {
     const { path, s } = shardWithWal();
     s.write((db) => db.prepare('INSERT INTO t (v) VALUES (?)').run('x'.repeat(5000)));

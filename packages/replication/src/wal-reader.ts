@@ -165,10 +165,10 @@ function sourceSize(src: WalSource): number {
   return typeof src === 'number' ? fstatSync(src).size : src.byteLength;
 }
 
-function readRange(src: WalSource, offset: number, length: number): Uint8Array {
+function readRange(src: WalSource, offset: number, length: number, into?: ReadBuffer): Uint8Array {
   if (typeof src !== 'number') return src.subarray(offset, offset + length);
   // An ArrayBuffer of its own keeps the page views 4-byte aligned (fast checksum path).
-  const out = new Uint8Array(new ArrayBuffer(length));
+  const out = into ? into.take(length) : new Uint8Array(new ArrayBuffer(length));
   let done = 0;
   while (done < length) {
     const n = readSync(src, out, done, length - done, offset + done);
@@ -179,18 +179,46 @@ function readRange(src: WalSource, offset: number, length: number): Uint8Array {
 }
 
 /**
+ * A buffer reused by successive reads of one thread's WALs (see
+ * {@link readWal}): a fresh multi-megabyte buffer per read costs more than
+ * the read itself (zero-filling and page faults, then garbage collection).
+ * It grows to the largest read and is dropped when that was more than
+ * `keepBytes`, so one huge transaction does not pin its size for good.
+ */
+export class ReadBuffer {
+  #buf = new Uint8Array(0);
+  readonly #keepBytes: number;
+
+  constructor(keepBytes = 8 << 20) {
+    this.#keepBytes = keepBytes;
+  }
+
+  /** A 4-byte-aligned view of `length` bytes, valid until the next `take`. */
+  take(length: number): Uint8Array {
+    if (this.#buf.byteLength < length) this.#buf = new Uint8Array(new ArrayBuffer(Math.max(length, Math.min(this.#keepBytes, this.#buf.byteLength * 2))));
+    return this.#buf.subarray(0, length);
+  }
+
+  /** Let go of a buffer grown past `keepBytes` (call when its views are no longer used). */
+  trim(): void {
+    if (this.#buf.byteLength > this.#keepBytes) this.#buf = new Uint8Array(0);
+  }
+}
+
+/**
  * Read the committed frames of a WAL, from its start or from `from` (a position
  * returned by an earlier read of the same log). With `from`, a log whose salts,
  * page size or checksum order differ, or that is now shorter than `from.offset`,
  * is reported as `restart`: the frames after `from` are not the ones that
- * followed it.
+ * followed it. With `into`, the frames' page images are views into that
+ * reused buffer: they are valid until its next read.
  */
-export function readWal(src: WalSource, from?: WalPosition): WalReadResult {
+export function readWal(src: WalSource, from?: WalPosition, into?: ReadBuffer): WalReadResult {
   const size = sourceSize(src);
   const header = parseWalHeader(readRange(src, 0, Math.min(size, WAL_HEADER_SIZE)));
   if (!from) {
     if (!header) return { kind: 'empty' };
-    return readFrames(src, size, header, walStartPosition(header));
+    return readFrames(src, size, header, walStartPosition(header), into);
   }
   if (!header) return { kind: 'restart', reason: 'header-invalid', header: null };
   if (header.salt1 !== from.salt1 || header.salt2 !== from.salt2) return { kind: 'restart', reason: 'salt-changed', header };
@@ -198,14 +226,19 @@ export function readWal(src: WalSource, from?: WalPosition): WalReadResult {
     return { kind: 'restart', reason: 'format-changed', header };
   }
   if (size < from.offset) return { kind: 'restart', reason: 'shrunk', header };
-  return readFrames(src, size, header, from);
+  return readFrames(src, size, header, from, into);
 }
 
-function readFrames(src: WalSource, size: number, header: WalHeader, from: WalPosition): WalReadResult & { kind: 'frames' } {
+function readFrames(src: WalSource, size: number, header: WalHeader, from: WalPosition, into: ReadBuffer | undefined): WalReadResult & { kind: 'frames' } {
   const frameSize = WAL_FRAME_HEADER_SIZE + header.pageSize;
   const whole = Math.floor((size - from.offset) / frameSize);
-  const buf = whole > 0 ? readRange(src, from.offset, whole * frameSize) : new Uint8Array(0);
+  const buf = whole > 0 ? readRange(src, from.offset, whole * frameSize, into) : new Uint8Array(0);
   const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  // Fast path: little-endian checksums over an aligned buffer are summed over one word view,
+  // without a view or a result array per frame (frame size is a multiple of 8).
+  const words = !header.bigEndianChecksums && nativeLittleEndian && (buf.byteOffset & 3) === 0
+    ? new Uint32Array(buf.buffer, buf.byteOffset, buf.byteLength >>> 2)
+    : null;
   const frames: WalFrame[] = [];
   let s1 = from.checksum1;
   let s2 = from.checksum2;
@@ -220,19 +253,38 @@ function readFrames(src: WalSource, size: number, header: WalHeader, from: WalPo
     const commitSize = view.getUint32(at + 4);
     if (pgno === 0) break;
     if (view.getUint32(at + 8) !== header.salt1 || view.getUint32(at + 12) !== header.salt2) break;
-    [s1, s2] = walChecksum(buf.subarray(at, at + 8), header.bigEndianChecksums, s1, s2);
-    [s1, s2] = walChecksum(buf.subarray(at + WAL_FRAME_HEADER_SIZE, at + frameSize), header.bigEndianChecksums, s1, s2);
+    if (words) {
+      // The frame header's first 8 bytes, then the page.
+      const w0 = at >>> 2;
+      s1 = (s1 + words[w0]! + s2) >>> 0;
+      s2 = (s2 + words[w0 + 1]! + s1) >>> 0;
+      const end = (at + frameSize) >>> 2;
+      for (let w = (at + WAL_FRAME_HEADER_SIZE) >>> 2; w < end; w += 2) {
+        s1 = (s1 + words[w]! + s2) >>> 0;
+        s2 = (s2 + words[w + 1]! + s1) >>> 0;
+      }
+    } else {
+      [s1, s2] = walChecksum(buf.subarray(at, at + 8), header.bigEndianChecksums, s1, s2);
+      [s1, s2] = walChecksum(buf.subarray(at + WAL_FRAME_HEADER_SIZE, at + frameSize), header.bigEndianChecksums, s1, s2);
+    }
     if (view.getUint32(at + 16) !== s1 || view.getUint32(at + 20) !== s2) break;
-    frames.push({ pgno, commitSize, data: buf.subarray(at + WAL_FRAME_HEADER_SIZE, at + frameSize), offset: from.offset + at, checksum1: s1, checksum2: s2 });
     count++;
     if (commitSize !== 0) {
+      // Frames are made only up to the last commit: SQLite overwrites the rest.
+      for (let j = lastCommit + 1; j <= i; j++) {
+        const fa = j * frameSize;
+        frames.push({
+          pgno: j === i ? pgno : view.getUint32(fa), commitSize: j === i ? commitSize : 0,
+          data: buf.subarray(fa + WAL_FRAME_HEADER_SIZE, fa + frameSize), offset: from.offset + fa,
+          checksum1: j === i ? s1 : view.getUint32(fa + 16), checksum2: j === i ? s2 : view.getUint32(fa + 20),
+        });
+      }
       lastCommit = i;
       commitS1 = s1;
       commitS2 = s2;
       commits++;
     }
   }
-  frames.length = lastCommit + 1;
   const lastCommitOffset = from.offset + (lastCommit + 1) * frameSize;
   return {
     kind: 'frames',

@@ -19,7 +19,14 @@ import { DbFile } from './db-file.ts';
 import { readDomicileMeta, type DomicileMeta } from './domicile-meta.ts';
 import { segmentKey } from './keys.ts';
 import { encodeSegment, encodeSegmentAsync, type EncodeOptions, type ObjectIdentity, type PageImage, type SegmentHeader, type SegmentTransaction } from './segment.ts';
-import { positionAfter, readWal, WAL_FRAME_HEADER_SIZE, walStartPosition, type WalFrame, type WalPosition } from './wal-reader.ts';
+import { positionAfter, ReadBuffer, readWal, WAL_FRAME_HEADER_SIZE, walStartPosition, type WalFrame, type WalPosition } from './wal-reader.ts';
+
+/**
+ * The WAL reads of every shipper on this thread go through one buffer: a
+ * capture's frames are views into it until its segment is encoded (which
+ * copies them), and captures run one at a time per thread.
+ */
+const walReads = new ReadBuffer();
 
 /** Options of a shipper. */
 export interface ShipperOptions extends ObjectIdentity {
@@ -314,10 +321,14 @@ export class WalShipper {
    * segments in order and {@link acknowledge} each.
    */
   capture(): CaptureResult {
-    const c = this.#capture();
-    if (c.kind !== 'unencoded') return c;
-    const { header, txs, ...rest } = c;
-    return { ...rest, kind: 'segment', bytes: encodeSegment(header, txs, this.#encodeOptions()) };
+    try {
+      const c = this.#capture();
+      if (c.kind !== 'unencoded') return c;
+      const { header, txs, ...rest } = c;
+      return { ...rest, kind: 'segment', bytes: encodeSegment(header, txs, this.#encodeOptions()) };
+    } finally {
+      walReads.trim();
+    }
   }
 
   /**
@@ -327,10 +338,19 @@ export class WalShipper {
    * before it settles.
    */
   async captureAsync(): Promise<CaptureResult> {
-    const c = this.#capture();
-    if (c.kind !== 'unencoded') return c;
-    const { header, txs, ...rest } = c;
-    return { ...rest, kind: 'segment', bytes: await encodeSegmentAsync(header, txs, this.#encodeOptions()) };
+    let encoding: Promise<Uint8Array>;
+    let rest: Omit<UnencodedSegment, 'kind' | 'header' | 'txs'>;
+    try {
+      const c = this.#capture();
+      if (c.kind !== 'unencoded') return c;
+      const { header, txs, kind: _kind, ...others } = c;
+      rest = others;
+      // Copies the page images (views into the shared read buffer) before it returns.
+      encoding = encodeSegmentAsync(header, txs, this.#encodeOptions());
+    } finally {
+      walReads.trim();
+    }
+    return { ...rest, kind: 'segment', bytes: await encoding };
   }
 
   #encodeOptions(): EncodeOptions {
@@ -361,7 +381,7 @@ export class WalShipper {
       try { again = fileIdentity(statSync(this.#opts.dbPath)); } catch { /* gone: below */ }
       if (again !== this.#fileId) return { kind: 'restart', reason: again === undefined ? 'db-missing' : 'db-replaced' };
       let from = this.#position;
-      let res = from ? readWal(wal, from) : readWal(wal);
+      let res = from ? readWal(wal, from, walReads) : readWal(wal, undefined, walReads);
       if (res.kind === 'restart') {
         if (!this.#expectRestart) return { kind: 'restart', reason: `wal-${res.reason}` };
         // Our own checkpoint folded every shipped frame into the file and SQLite began a new log.
@@ -369,7 +389,7 @@ export class WalShipper {
         this.#walIndex.clear();
         this.#position = null;
         from = null;
-        res = readWal(wal);
+        res = readWal(wal, undefined, walReads);
       }
       if (res.kind === 'empty') return { kind: 'none', pendingCommits: 0 };
       if (res.kind === 'restart') return { kind: 'restart', reason: `wal-${res.reason}` };
@@ -428,13 +448,19 @@ export class WalShipper {
       if (pgno < 1 || pgno > size) return undefined;
       const o = overlay.get(pgno);
       if (o) return o;
+      // Pages read from before this capture's frames stay as read until a frame replaces them in the
+      // overlay: keep them there, so that the meta row's path (page 1 and the table's root) is read
+      // once per capture, not once per commit.
+      let read: Uint8Array | undefined;
       const at = this.#walIndex.get(pgno);
       if (at !== undefined) {
         const out = new Uint8Array(this.#pageSize);
-        if (readSync(wal, out, 0, out.byteLength, at) === out.byteLength) return out;
-        return undefined;
+        if (readSync(wal, out, 0, out.byteLength, at) === out.byteLength) read = out;
+      } else {
+        read = this.#file().page(pgno);
       }
-      return this.#file().page(pgno);
+      if (read) overlay.set(pgno, read);
+      return read;
     };
     for (const f of frames) {
       overlay.set(f.pgno, f.data);
