@@ -96,4 +96,27 @@ describe('FsObjectStore', () => {
   it('rejects a relative root', () => {
     expect(() => new FsObjectStore('relative/dir')).toThrow(/absolute/);
   });
+
+  it('puts again after its directories were removed behind its back (the dirs it remembers are checked by the put itself)', async () => {
+    const dir = await tempDir();
+    try {
+      const root = path.join(dir, 'bucket');
+      const store = new FsObjectStore(root);
+      const other = new FsObjectStore(root);
+      await store.put('t/a/1', Buffer.from('one'));
+      // Another store (another process) deletes the only object: the directories t/a and t are pruned.
+      await other.delete('t/a/1');
+      await store.put('t/a/2', Buffer.from('two'), { ifNoneMatch: true });
+      expect(Buffer.from(await store.get('t/a/2')).toString()).toBe('two');
+      // The whole bucket wiped by hand, temp directory included, after a store made its directories.
+      const third = new FsObjectStore(root);
+      await third.put('t/b/1', Buffer.from('one'));
+      await rm(root, { recursive: true, force: true });
+      await third.put('t/b/2', Buffer.from('two'));
+      expect(Buffer.from(await third.get('t/b/2')).toString()).toBe('two');
+      expect(await readdir(path.join(root, '.domicile-tmp'))).toEqual([]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 });

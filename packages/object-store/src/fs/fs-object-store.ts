@@ -32,6 +32,9 @@ const MISSING = new Set(['ENOENT', 'ENOTDIR', 'EISDIR']);
 /** How many times a put retries after a concurrent delete pruned its target directory. */
 const PRUNE_RACE_RETRIES = 5;
 
+/** Directories a store remembers as existing (a put into one skips its mkdir); forgotten all at once past this. */
+const KNOWN_DIRS_MAX = 4096;
+
 /** Concurrency of {@link FsObjectStore.deleteMany}. */
 const DELETE_CONCURRENCY = 16;
 
@@ -46,6 +49,12 @@ export class FsObjectStore implements ObjectStore {
   readonly supportsConditionalCreate = true;
   readonly #root: string;
   readonly #url: string;
+  /**
+   * Directories this store made or found (a put's mkdir is two of its ~11
+   * filesystem calls). A directory pruned by another process is noticed by
+   * the link or rename failing with ENOENT, which forgets it and makes it again.
+   */
+  readonly #knownDirs = new Set<string>();
 
   /** `root` must be absolute; it is created on the first put. */
   constructor(root: string) {
@@ -74,13 +83,13 @@ export class FsObjectStore implements ObjectStore {
     const target = this.#path(key);
     const tmpDir = path.join(this.#root, TMP_DIR);
     const tmp = path.join(tmpDir, `${randomUUID()}.partial`);
-    await this.#io('put', () => mkdir(tmpDir, { recursive: true }));
+    await this.#io('put', () => this.#mkdirs(tmpDir));
     let placed = false;
     try {
       await this.#writeDurably(tmp, body);
       for (let attempt = 0; ; attempt++) {
         try {
-          await mkdir(path.dirname(target), { recursive: true });
+          await this.#mkdirs(path.dirname(target));
           // link() fails with EEXIST if the target exists, atomically: the
           // write-once check and the create are one step. rename() replaces.
           if (opts.ifNoneMatch) await link(tmp, target);
@@ -90,7 +99,8 @@ export class FsObjectStore implements ObjectStore {
         } catch (err) {
           const code = errno(err);
           // A concurrent delete may prune the directory between mkdir and the
-          // link/rename; make it again.
+          // link/rename (or since this store last made it); make it again.
+          if (code === 'ENOENT') this.#forgetDirs();
           if (code === 'ENOENT' && attempt < PRUNE_RACE_RETRIES) continue;
           if (code === 'EEXIST' && opts.ifNoneMatch) {
             if ((await stat(target).catch(() => null))?.isDirectory()) throw keyConflict(this.#url, key, err);
@@ -200,7 +210,17 @@ export class FsObjectStore implements ObjectStore {
   }
 
   async #writeDurably(file: string, body: ObjectBody): Promise<void> {
-    const fh = await this.#io('put', () => open(file, 'wx', 0o644));
+    const fh = await this.#io('put', async () => {
+      try {
+        return await open(file, 'wx', 0o644);
+      } catch (err) {
+        if (errno(err) !== 'ENOENT') throw err;
+        // The temp directory was removed since this store made it (the bucket wiped by hand?).
+        this.#forgetDirs();
+        await this.#mkdirs(path.dirname(file));
+        return open(file, 'wx', 0o644);
+      }
+    });
     try {
       if (body instanceof Uint8Array) {
         await this.#io('put', () => fh.writeFile(body));
@@ -254,10 +274,23 @@ export class FsObjectStore implements ObjectStore {
     }
   }
 
+  /** `mkdir -p dir`, skipped for a directory this store made or found before. */
+  async #mkdirs(dir: string): Promise<void> {
+    if (this.#knownDirs.has(dir)) return;
+    await mkdir(dir, { recursive: true });
+    if (this.#knownDirs.size >= KNOWN_DIRS_MAX) this.#knownDirs.clear();
+    this.#knownDirs.add(dir);
+  }
+
+  #forgetDirs(): void {
+    this.#knownDirs.clear();
+  }
+
   /** Remove directories left empty by a delete, up to (not including) the root; stops at the first non-empty one. */
   async #pruneEmptyParents(dir: string): Promise<void> {
     while (dir.startsWith(this.#root + path.sep)) {
       try {
+        this.#knownDirs.delete(dir);
         await rmdir(dir);
       } catch {
         return;
