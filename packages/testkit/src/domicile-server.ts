@@ -32,6 +32,8 @@ export interface DomicileServer {
   readonly adminToken: string;
   /** Everything the process printed (pino JSON lines and stderr). */
   output(): string;
+  /** Process id of the running process (undefined once it exited): benchmarks read its CPU time from /proc. */
+  pid(): number | undefined;
   /** SIGTERM and wait for exit (graceful). Returns the exit code. */
   stop(): Promise<number | null>;
   /** Sends a signal (e.g. SIGHUP) to the running process. */
@@ -94,8 +96,11 @@ export async function testRequest(url: string, opts: { method?: string; headers?
   });
 }
 
-/** Starts `domicile serve` on a free port with a fresh temp data dir; resolves once /readyz answers 200. */
-export async function startDomicile(opts: { env?: Record<string, string>; dataDir?: string; tls?: TestTls } = {}): Promise<DomicileServer> {
+/**
+ * Starts `domicile serve` on a free port with a fresh temp data dir; resolves once /readyz answers 200.
+ * `nodeArgs` go to node before the CLI (benchmarks: `--cpu-prof`; a profile is written on a graceful `stop()`).
+ */
+export async function startDomicile(opts: { env?: Record<string, string>; dataDir?: string; tls?: TestTls; nodeArgs?: string[] } = {}): Promise<DomicileServer> {
   const port = await freePort();
   const dataDir = opts.dataDir ?? mkdtempSync(path.join(tmpdir(), 'domicile-e2e-'));
   const url = `${opts.tls ? 'https' : 'http'}://127.0.0.1:${port}`;
@@ -109,7 +114,7 @@ export async function startDomicile(opts: { env?: Record<string, string>; dataDi
 
   const start = async () => {
     out = '';
-    child = spawn(process.execPath, [BIN, 'serve'], {
+    child = spawn(process.execPath, [...(opts.nodeArgs ?? []), BIN, 'serve'], {
       cwd: REPO,
       env: { ...process.env, DOMICILE_HOST: '127.0.0.1', DOMICILE_PORT: String(port), DOMICILE_DATA_DIR: dataDir, DOMICILE_WORKERS: '2', ...tlsEnv, ...opts.env },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -136,6 +141,7 @@ export async function startDomicile(opts: { env?: Record<string, string>; dataDi
   const server: DomicileServer = {
     url, port, dataDir, adminToken,
     output: () => out,
+    pid: () => (child && child.exitCode === null ? child.pid : undefined),
     async stop() {
       if (!child || child.exitCode !== null) return child?.exitCode ?? null;
       child.kill('SIGTERM');
