@@ -125,6 +125,10 @@ export class S3ObjectStore implements ObjectStore {
       // framing inside the object. Only checksum what S3 demands.
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
+      // Resolve each command's middleware stack once per client instead of per request: a node
+      // ships a segment per busy tenant every few hundred ms, and the resolution was ~8 % of a
+      // PutObject's CPU. (Per-call options, which we never pass, bypass the cache.)
+      cacheMiddleware: true,
     });
   }
 
