@@ -133,7 +133,7 @@ describe('shipper + restore', () => {
     await ship(shipper, store);
     shard.db.exec('VACUUM');
     const c1 = shipper.capture();
-    expect(c1).toEqual({ kind: 'none', pendingCommits: 1 });
+    expect(c1).toMatchObject({ kind: 'none', pendingCommits: 1 });
     expect(shipper.checkpointAllowed()).toBe(false);
     shard.write(() => {});
     expect(await ship(shipper, store)).toBe(1);

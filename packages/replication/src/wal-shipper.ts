@@ -57,8 +57,10 @@ export type CaptureResult =
       pageCount: number;
       /** WAL commits after `maxTxid` that did not move the txid yet (held back). */
       pendingCommits: number;
+      /** Bytes of the current log read so far (through its last shipped commit): what a checkpoint would fold. */
+      walBytes: number;
     }
-  | { kind: 'none'; pendingCommits: number }
+  | { kind: 'none'; pendingCommits: number; walBytes: number }
   /**
    * The WAL is not the continuation of what was shipped (it changed behind the
    * shipper's back, or a commit's txid is not the next one): stop this
@@ -89,7 +91,7 @@ interface Unit {
 export class WalShipper {
   readonly #opts: ShipperOptions;
   readonly #walPath: string;
-  /** The live database file; closed by {@link releaseFile} between passes and reopened on use. */
+  /** The live database file: opened by a capture when it needs a page, closed when the capture ends (and by {@link releaseFile}). */
   #db: DbFile | null;
   readonly #pageSize: number;
   /** Device and inode of the database file this shipper's state describes. */
@@ -125,6 +127,10 @@ export class WalShipper {
    * {@link checksum} (pass it to `createSnapshot`).
    */
   static beginGeneration(opts: ShipperOptions): WalShipper {
+    return idle(WalShipper.#beginGeneration(opts));
+  }
+
+  static #beginGeneration(opts: ShipperOptions): WalShipper {
     const { shipper, meta: raw } = WalShipper.#fromDbFile(opts);
     try {
       shipper.#checkMeta(raw);
@@ -157,6 +163,10 @@ export class WalShipper {
    * commits it gained since the copy. The snapshot is made from the copy.
    */
   static beginGenerationFromCopy(opts: ShipperOptions, copyPath: string): WalShipper {
+    return idle(WalShipper.#beginGenerationFromCopy(opts, copyPath));
+  }
+
+  static #beginGenerationFromCopy(opts: ShipperOptions, copyPath: string): WalShipper {
     const { shipper, meta } = WalShipper.#fromDbFile(opts, copyPath);
     return WalShipper.#checked(shipper, meta);
   }
@@ -178,6 +188,10 @@ export class WalShipper {
    * them, so a large database delays other work by one slice at a time.
    */
   static async beginGenerationFromCopyAsync(opts: ShipperOptions, copyPath: string, slicePages = 512): Promise<WalShipper> {
+    return idle(await WalShipper.#beginGenerationFromCopyAsync(opts, copyPath, slicePages));
+  }
+
+  static async #beginGenerationFromCopyAsync(opts: ShipperOptions, copyPath: string, slicePages: number): Promise<WalShipper> {
     const fd = openSync(copyPath, 'r');
     let state: DbHashState;
     let meta: DomicileMeta | null;
@@ -214,6 +228,10 @@ export class WalShipper {
    * files do not continue the tip (begin a new generation then).
    */
   static resume(opts: ShipperOptions, tip: GenerationTip): WalShipper | null {
+    return idle(WalShipper.#resume(opts, tip));
+  }
+
+  static #resume(opts: ShipperOptions, tip: GenerationTip): WalShipper | null {
     const { shipper, meta: raw } = WalShipper.#fromDbFile(opts);
     try {
       const meta = shipper.#checkMeta(raw);
@@ -328,6 +346,7 @@ export class WalShipper {
       return { ...rest, kind: 'segment', bytes: encodeSegment(header, txs, this.#encodeOptions()) };
     } finally {
       walReads.trim();
+      this.releaseFile();
     }
   }
 
@@ -349,6 +368,7 @@ export class WalShipper {
       encoding = encodeSegmentAsync(header, txs, this.#encodeOptions());
     } finally {
       walReads.trim();
+      this.releaseFile();
     }
     return { ...rest, kind: 'segment', bytes: await encoding };
   }
@@ -370,7 +390,7 @@ export class WalShipper {
     if (id !== this.#fileId) return { kind: 'restart', reason: 'db-replaced' };
     const wal = this.#openWal();
     if (wal === null) {
-      if (this.#position === null || this.#expectRestart) return { kind: 'none', pendingCommits: 0 };
+      if (this.#position === null || this.#expectRestart) return { kind: 'none', pendingCommits: 0, walBytes: 0 };
       return { kind: 'restart', reason: 'wal-missing' };
     }
     try {
@@ -391,7 +411,7 @@ export class WalShipper {
         from = null;
         res = readWal(wal, undefined, walReads);
       }
-      if (res.kind === 'empty') return { kind: 'none', pendingCommits: 0 };
+      if (res.kind === 'empty') return { kind: 'none', pendingCommits: 0, walBytes: 0 };
       if (res.kind === 'restart') return { kind: 'restart', reason: `wal-${res.reason}` };
       const start = from ?? walStartPosition(res.header);
       if (res.commits > 0) this.#expectRestart = false;
@@ -404,7 +424,7 @@ export class WalShipper {
       }
       const { units, pending } = grouped;
       this.#position = start;
-      if (units.length === 0) return { kind: 'none', pendingCommits: pending };
+      if (units.length === 0) return { kind: 'none', pendingCommits: pending, walBytes: this.#position.offset };
       const preChecksum = this.#state.checksum;
       const prePageCount = this.#state.pageCount;
       const now = this.#opts.now ?? Date.now;
@@ -420,6 +440,7 @@ export class WalShipper {
         kind: 'unencoded', header: { ...this.#identity(), pageSize: this.#pageSize, preChecksum, prePageCount }, txs,
         key: segmentKey(this.#identity(), minTxid, maxTxid), minTxid, maxTxid,
         postChecksum: this.#state.checksum, pageCount: this.#state.pageCount, pendingCommits: pending,
+        walBytes: this.#position!.offset,
       };
     } finally {
       closeSync(wal);
@@ -573,7 +594,8 @@ export class WalShipper {
    * Close the database file until the next capture needs it: a node ships
    * for many more tenants than it keeps open, and an idle shipper must not
    * hold a file descriptor (the handle cache bounds those). The shipper's
-   * state (position, page hashes) stays.
+   * state (position, page hashes) stays. Captures and the constructors do
+   * this themselves when they end; calling it again is harmless.
    */
   releaseFile(): void {
     if (!this.#db) return;
@@ -593,6 +615,12 @@ export class WalShipper {
   toString(): string {
     return `WalShipper(${this.#opts.tenant} txid ${this.#txid} checksum ${formatChecksum(this.#state.checksum)})`;
   }
+}
+
+/** A new shipper without its database file open: it holds it only while it captures. */
+function idle<T extends WalShipper | null>(shipper: T): T {
+  shipper?.releaseFile();
+  return shipper;
 }
 
 function noNewCommits(wal: number): boolean {

@@ -134,6 +134,8 @@ interface TenantRep {
   shipper: ShipperHandle | null;
   /** A segment captured but not yet stored (retried with the same bytes). */
   inflight: Extract<CaptureResult, { kind: 'segment' }> | null;
+  /** Bytes of the current log the latest capture read (a checkpoint is considered past `checkpointBytes`). */
+  walBytes: number;
   dirty: boolean;
   running: Promise<void> | null;
   stopped: boolean;
@@ -240,7 +242,7 @@ export class Replicator {
         return;
       }
       st = {
-        ref, store, gen: null, genStartedAt: 0, shipper: null, inflight: null, dirty: false, running: null, stopped: false,
+        ref, store, gen: null, genStartedAt: 0, shipper: null, inflight: null, walBytes: 0, dirty: false, running: null, stopped: false,
         oldest: undefined, newer: undefined, failures: 0, lastError: undefined, wake: undefined, idle: [], walSig: undefined,
         startedSeq: 0, doneSeq: 0, needSeq: 0, durable: [], lastPassAt: undefined,
       };
@@ -381,12 +383,8 @@ export class Replicator {
         st.lastPassAt = performance.now();
         const sig = walSignature(st.ref.path);
         try {
-          try {
-            await this.#pass(st, seq);
-          } finally {
-            // No file descriptor per idle tenant: the shipper reopens its database at the next capture.
-            await st.shipper?.releaseFile().catch(() => undefined);
-          }
+          // (No file descriptor per idle tenant: a shipper holds its database file only while it captures.)
+          await this.#pass(st, seq);
           st.walSig = sig;
           st.failures = 0;
           st.lastError = undefined;
@@ -496,6 +494,7 @@ export class Replicator {
         if (captured) break;
         const c = await st.shipper!.capture();
         captured = true;
+        if (c.kind !== 'restart') st.walBytes = c.walBytes;
         if (c.kind === 'none') break;
         if (c.kind === 'restart') {
           if (st.stopped) return; // a stopped shipper (restore, move, erase) starts nothing
@@ -640,6 +639,8 @@ export class Replicator {
   async #maybeCheckpoint(st: TenantRep): Promise<void> {
     const shipper = st.shipper;
     if (!shipper || st.stopped) return;
+    // What the pass read of the log, without a stat per pass: the file is at least that large.
+    if (st.walBytes < this.#o.checkpointBytes) return;
     let bytes: number;
     try {
       bytes = (await stat(`${st.ref.path}-wal`)).size;
@@ -668,6 +669,7 @@ export class Replicator {
       });
       if (res === null || res.skipped) return;
       shipper.noteCheckpoint(res);
+      st.walBytes = 0;
       return;
     }
     // Size first, then the check: a commit in between fails the check or changes the size the job verifies.
@@ -678,6 +680,7 @@ export class Replicator {
       return;
     }
     shipper.noteCheckpoint(res);
+    st.walBytes = 0;
   }
 
   async #acquire(): Promise<void> {
