@@ -3,8 +3,10 @@
  * one run (loadtest/bench/harness.ts), printed as Markdown and appended to
  * loadtest/RESULTS.md.
  *
- *   pnpm bench [--scenario NAME]... [--duration S] [--tiny] [--sync] [--no-append] [--json FILE]
+ *   pnpm bench [--scenario NAME]... [--duration S] [--tiny] [--sync] [--node-env KEY=VALUE]... [--no-append] [--json FILE]
  *
+ * --node-env: extra environment for the Domicile node (repeatable), to compare
+ * a setting against the defaults; the report names it.
  * --sync: also measure a second node with sync durability (the cost of sync).
  * --tiny: a few seconds and few tenants (CI smoke). --no-append (or
  * DOMICILE_BENCH_NO_APPEND=1): print only. --tiny never appends.
@@ -23,6 +25,7 @@ const { values } = parseArgs({
     sync: { type: 'boolean', default: false },
     'no-append': { type: 'boolean', default: false },
     json: { type: 'string' },
+    'node-env': { type: 'string', multiple: true },
   },
   strict: true,
   allowPositionals: false,
@@ -32,6 +35,15 @@ const duration = values.duration === undefined ? undefined : Number(values.durat
 if (duration !== undefined && !(duration > 0 && duration <= 600)) {
   console.error(`--duration must be seconds in (0, 600], got ${JSON.stringify(values.duration)}`);
   process.exit(2);
+}
+const nodeEnv: Record<string, string> = {};
+for (const kv of values['node-env'] ?? []) {
+  const at = kv.indexOf('=');
+  if (at <= 0) {
+    console.error(`--node-env must be KEY=VALUE, got ${JSON.stringify(kv)}`);
+    process.exit(2);
+  }
+  nodeEnv[kv.slice(0, at)] = kv.slice(at + 1);
 }
 const file = loadScenarioFile();
 const names = values.scenario ?? Object.keys(file.scenarios);
@@ -52,7 +64,7 @@ setTimeout(() => {
 for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => process.exit(130));
 
 const command = ['pnpm bench', ...process.argv.slice(2)].join(' ');
-const report = await runBench({ scenarios: names, ...(duration === undefined ? {} : { durationSeconds: duration }), tiny: values.tiny, sync: values.sync });
+const report = await runBench({ scenarios: names, ...(duration === undefined ? {} : { durationSeconds: duration }), tiny: values.tiny, sync: values.sync, nodeEnv });
 const markdown = formatReport(report, command);
 if (values.json) writeFileSync(values.json, JSON.stringify(report, null, 2));
 publishResults(markdown, !values.tiny && !values['no-append'] && process.env.DOMICILE_BENCH_NO_APPEND !== '1');

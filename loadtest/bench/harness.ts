@@ -57,6 +57,8 @@ export interface BenchOptions {
    * same data shape) right after the async one, to state what sync costs.
    */
   sync?: boolean;
+  /** Extra environment for the Domicile node(s), e.g. `{DOMICILE_SHIP_INTERVAL: '1s'}` to compare a setting; named in the report. */
+  nodeEnv?: Record<string, string>;
 }
 
 /** One scenario as run, with every target's result. */
@@ -205,7 +207,7 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchReport> {
   try {
     log(`starting: domicile serve, Postgres, baseline servers (${all.length} tenants)`);
     [domicile, postgres] = await Promise.all([
-      startDomicile({ env: { DOMICILE_LOG_LEVEL: 'warn', DOMICILE_WORKERS: String(DOMICILE_WORKERS) }, dataDir: path.join(scratch, 'domicile') }),
+      startDomicile({ env: { DOMICILE_LOG_LEVEL: 'warn', DOMICILE_WORKERS: String(DOMICILE_WORKERS), ...opts.nodeEnv }, dataDir: path.join(scratch, 'domicile') }),
       startPostgresCluster(PG_SETTINGS),
     ]);
     const ceiling = await startBaseline('ceiling');
@@ -215,7 +217,7 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchReport> {
     const domicileTenantsPerSec = await setupDomicile(domicile, file, all);
     if (opts.sync) {
       domicileSync = await startDomicile({
-        env: { DOMICILE_LOG_LEVEL: 'warn', DOMICILE_WORKERS: String(DOMICILE_WORKERS), DOMICILE_DURABILITY: 'sync' },
+        env: { DOMICILE_LOG_LEVEL: 'warn', DOMICILE_WORKERS: String(DOMICILE_WORKERS), ...opts.nodeEnv, DOMICILE_DURABILITY: 'sync' },
         dataDir: path.join(scratch, 'domicile-sync'),
       });
       await setupDomicile(domicileSync, file, all);
@@ -272,7 +274,8 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchReport> {
         (opts.tiny ? 'no warm-up (--tiny).' : 'each measured window follows a warm-up of the same load (≤ 2 s).'),
       'Requests: POST /v1/tenants/:id/query with the scenario statement and params (loadtest/scenarios.json), tenant uniformly at random, writes spread evenly by a counter; ops/s counts 2xx answers only.',
       `Domicile: \`domicile serve\` child process, ${DOMICILE_WORKERS} SQLite workers, statement guard on, admin token, DOMICILE_LOG_LEVEL=warn, replication on with durability async (the defaults) to the region's default filesystem bucket under the data dir; measured after the setup's generation uploads went quiet.` +
-        (opts.sync ? ' Sync: a second node with DOMICILE_DURABILITY=sync (same setup), measured right after the async one.' : ''),
+        (opts.sync ? ' Sync: a second node with DOMICILE_DURABILITY=sync (same setup), measured right after the async one.' : '') +
+        (opts.nodeEnv && Object.keys(opts.nodeEnv).length > 0 ? ` Node environment for this run: ${Object.entries(opts.nodeEnv).map(([k, v]) => `\`${k}=${v}\``).join(', ')} (not the defaults).` : ''),
       'fastify ceiling: a child process with the same route and body schema that parses the JSON and answers a /query-shaped result without storage.',
       `Postgres peer: a child process, fastify + pg (pool of 16, named prepared statements) on one table keyed by (tenant, id), Postgres ${postgres.version} started by the harness (${Object.entries(PG_SETTINGS).map(([k, v]) => `${k}=${v}`).join(', ')}, fsync=on).`,
       'raw better-sqlite3: the harness process, one thread, one file per tenant, WAL, synchronous=NORMAL and the shard cache/checkpoint pragmas, statements prepared once; no HTTP.',
