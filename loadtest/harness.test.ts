@@ -20,11 +20,17 @@ describe('pnpm bench --tiny', () => {
       expect(s.results['postgres-peer'].errors, `${s.scenario.name} postgres errors`).toBe(0);
       expect(s.ratios.domicileOverCeiling).toBeGreaterThan(0);
       expect(s.ratios.domicileOverPostgres).toBeGreaterThan(0);
+      // Replication is on (async, the default): the writes of the window were shipped as segments.
+      expect(s.replication, `${s.scenario.name} replication`).toBeDefined();
+      expect(s.replication!.segmentsPerSec, `${s.scenario.name} segments/s`).toBeGreaterThan(0);
+      expect(s.replication!.writesPerSegment).toBeGreaterThan(0);
+      expect(Number.isFinite(s.replication!.maxLagSecondsAtEnd)).toBe(true);
     }
     expect(report.method.join('\n')).toMatch(/Postgres \d+ started by the harness \(synchronous_commit=off/);
     expect(report.machine.cores).toBeGreaterThan(0);
     const md = formatReport(report, 'pnpm bench --tiny');
     expect(md).toContain('Domicile / Postgres peer');
+    expect(md).toMatch(/segments uploaded\/s, [\d.]+ writes per segment/);
     expect(readFileSync(RESULTS_FILE, 'utf8')).toBe(before);
   }, 90_000);
 });

@@ -72,6 +72,8 @@ export interface ScenarioReport {
   /** Domicile with sync durability (`sync: true` runs only). */
   readonly domicileSync?: TargetResult;
   readonly ratios: { readonly domicileOverCeiling: number; readonly domicileOverPostgres: number; readonly domicileOverRaw: number };
+  /** Domicile's replication during its measured window (from /metrics): what shipping cost and whether it kept up. */
+  readonly replication?: { readonly segmentsPerSec: number; readonly writesPerSegment: number; readonly maxLagSecondsAtEnd: number };
   /** Domicile against the scenario's thresholds. */
   readonly thresholds: { readonly errorRate: number; readonly passed: boolean };
 }
@@ -124,6 +126,14 @@ async function startBaseline(mode: 'ceiling' | 'postgres', pgUrl?: string): Prom
  * tenant starts a generation: checkpoint, snapshot, upload), so the measured
  * window is the steady state: the upload counter stops moving for 1.5 s.
  */
+/** Segments uploaded so far and the largest replication lag of any region (seconds), from /metrics. */
+async function replicationCounters(server: DomicileServer): Promise<{ segments: number; maxLagSeconds: number }> {
+  const metrics = await (await fetch(`${server.url}/metrics`)).text();
+  const segments = [...metrics.matchAll(/^domicile_replication_uploaded_objects_total\{[^}]*kind="segment"[^}]*\} (\d+)/gm)].reduce((a, m) => a + Number(m[1]), 0);
+  const maxLagSeconds = [...metrics.matchAll(/^domicile_replication_lag_seconds(?:\{[^}]*\})? ([\d.e+-]+)/gm)].reduce((a, m) => Math.max(a, Number(m[1])), 0);
+  return { segments, maxLagSeconds };
+}
+
 async function replicationQuiet(server: DomicileServer, limitMs = 120_000): Promise<void> {
   const deadline = Date.now() + limitMs;
   let last = -1;
@@ -232,17 +242,26 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchReport> {
     const scenarios: ScenarioReport[] = [];
     for (const plan of plans) {
       const tenants = all.slice(0, plan.tenants);
-      const http = async (baseUrl: string, token: string) => {
+      let replication: ScenarioReport['replication'];
+      const http = async (baseUrl: string, token: string, node?: DomicileServer) => {
         const load = { baseUrl, token, file, mix: plan.scenario.mix, tenants, connections: plan.connections };
         if (plan.warmupSeconds > 0) await drive({ ...load, durationSeconds: plan.warmupSeconds });
-        return drive({ ...load, durationSeconds: plan.durationSeconds });
+        const before = node ? await replicationCounters(node) : undefined;
+        const result = await drive({ ...load, durationSeconds: plan.durationSeconds });
+        if (node && before) {
+          const after = await replicationCounters(node);
+          const segments = after.segments - before.segments;
+          const writes = result.ok * plan.scenario.mix.write;
+          replication = { segmentsPerSec: segments / result.durationSeconds, writesPerSegment: segments > 0 ? writes / segments : NaN, maxLagSecondsAtEnd: after.maxLagSeconds };
+        }
+        return result;
       };
       const results = {} as Record<Target, TargetResult>;
       for (const target of TARGETS) {
         log(`${plan.scenario.name}: ${target} (${plan.durationSeconds} s)`);
         switch (target) {
           case 'fastify-ceiling': results[target] = await http(ceiling.url, 'bench-token'); break;
-          case 'domicile': results[target] = await http(domicile.url, domicile.adminToken); break;
+          case 'domicile': results[target] = await http(domicile.url, domicile.adminToken, domicile); break;
           case 'postgres-peer': results[target] = await http(peer.url, 'bench-token'); break;
           case 'raw-sqlite':
             if (plan.warmupSeconds > 0) raw.run(plan.scenario.mix, tenants, plan.warmupSeconds);
@@ -261,6 +280,7 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchReport> {
         ...plan,
         results,
         ...(syncResult ? { domicileSync: syncResult } : {}),
+        ...(replication ? { replication } : {}),
         ratios: {
           domicileOverCeiling: d.opsPerSec / results['fastify-ceiling'].opsPerSec,
           domicileOverPostgres: d.opsPerSec / results['postgres-peer'].opsPerSec,
@@ -325,6 +345,9 @@ export function formatReport(r: BenchReport, command: string): string {
       `Ratios: Domicile / fastify ceiling **${ratio(s.ratios.domicileOverCeiling)}** · Domicile / Postgres peer **${ratio(s.ratios.domicileOverPostgres)}** · Domicile / raw better-sqlite3 ${ratio(s.ratios.domicileOverRaw)}. ` +
         (s.domicileSync ? `Sync / async durability ${ratio(s.domicileSync.opsPerSec / s.results.domicile.opsPerSec)}. ` : '') +
         `Thresholds (Domicile: error rate ≤ ${s.scenario.thresholds.maxErrorRate}, p99 < ${s.scenario.thresholds.p99Ms} ms): ${s.thresholds.passed ? 'pass' : '**missed**'}.`,
+      ...(s.replication && s.replication.segmentsPerSec > 0
+        ? ['', `Domicile's replication in its window: ${n0(s.replication.segmentsPerSec)} segments uploaded/s, ${s.replication.writesPerSegment.toFixed(1)} writes per segment, largest lag at the end ${s.replication.maxLagSecondsAtEnd.toFixed(2)} s.`]
+        : []),
       '',
     );
   }
