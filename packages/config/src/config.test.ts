@@ -10,7 +10,7 @@ describe('configuration', () => {
     const c = parseConfig({});
     expect(c).toMatchObject({
       host: '127.0.0.1', port: 8080, statementTimeoutMs: 5000, maxResultBytes: 16 * 1024 ** 2, maxBodyBytes: 10 * 1024 ** 2,
-      maxDbBytes: 1024 ** 3, durability: 'async', snapshotIntervalMs: 3_600_000, shipIntervalMs: 200, checkpointBytes: 4 * 1024 ** 2, retentionMs: 7 * 86_400_000, leaseTtlMs: 5000, replication: 'on',
+      maxDbBytes: 1024 ** 3, durability: 'async', snapshotIntervalMs: 3_600_000, shipIntervalMs: 200, checkpointBytes: 4 * 1024 ** 2, shipConcurrency: 8, retentionMs: 7 * 86_400_000, leaseTtlMs: 5000, replication: 'on',
       region: undefined, redisUrl: undefined,
     });
     expect(c.dataDir).toBe(path.resolve('data'));
@@ -39,6 +39,11 @@ describe('configuration', () => {
     expect(err.message).toContain('DOMICILE_MAX_BODY_BYTES');
     expect(err.message).toContain('DOMICILE_ADMIN_TOKENS');
     expect(err.message).not.toContain('short');
+  });
+
+  it('reads the shipping concurrency and refuses one out of range', () => {
+    expect(parseConfig({ DOMICILE_SHIP_CONCURRENCY: '32' }).shipConcurrency).toBe(32);
+    expect(() => parseConfig({ DOMICILE_SHIP_CONCURRENCY: '0' })).toThrow(/DOMICILE_SHIP_CONCURRENCY/);
   });
 
   it('refuses a cluster without a region or its secrets', () => {

@@ -40,6 +40,8 @@ export interface Config {
   shipIntervalMs: number;
   /** DOMICILE_CHECKPOINT_BYTES: a tenant's WAL is checkpointed (after shipping) once this large. */
   checkpointBytes: number;
+  /** DOMICILE_SHIP_CONCURRENCY: tenants whose WAL is being shipped at once (their uploads overlap). */
+  shipConcurrency: number;
   retentionMs: number;
   leaseTtlMs: number;
   /** DOMICILE_FAILOVER_SWEEP_MS: how often a cluster node re-checks its region for tenants of dead nodes. */
@@ -182,6 +184,7 @@ const VARIABLES: ReadonlyArray<Variable<keyof Config>> = [
   { key: 'snapshotIntervalMs', env: 'DOMICILE_SNAPSHOT_INTERVAL', parse: parseDuration, default: () => 3_600_000 },
   { key: 'shipIntervalMs', env: 'DOMICILE_SHIP_INTERVAL', parse: parseDuration, default: () => 200 },
   { key: 'checkpointBytes', env: 'DOMICILE_CHECKPOINT_BYTES', parse: parseBytes, default: () => 4 * MIB },
+  { key: 'shipConcurrency', env: 'DOMICILE_SHIP_CONCURRENCY', parse: parseInteger(1, 1024), default: () => 8 },
   { key: 'retentionMs', env: 'DOMICILE_RETENTION', parse: parseDuration, default: () => 7 * 86_400_000 },
   { key: 'leaseTtlMs', env: 'DOMICILE_LEASE_TTL_MS', parse: parseInteger(500, 600_000), default: () => 5000 },
   { key: 'failoverSweepMs', env: 'DOMICILE_FAILOVER_SWEEP_MS', parse: parseInteger(1000, 3_600_000), default: () => 30_000 },

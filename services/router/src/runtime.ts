@@ -198,6 +198,7 @@ export class Runtime {
         shippers: new ThreadShippers(),
         snapshotIntervalMs: config.snapshotIntervalMs,
         shipIntervalMs: config.shipIntervalMs,
+        concurrency: config.shipConcurrency,
         checkpointBytes: config.checkpointBytes,
         retentionMs: config.retentionMs,
       });

@@ -217,6 +217,20 @@ describe('async replication to an S3 bucket (s3rver), through an outage', () => 
   }, 60_000);
 });
 
+describe('configuration', () => {
+  it('ships as many tenants at once as DOMICILE_SHIP_CONCURRENCY says (default 8)', async () => {
+    const a = await testApp({});
+    const b = await testApp({ DOMICILE_SHIP_CONCURRENCY: '32' });
+    try {
+      expect(a.rt.replicator!.concurrency).toBe(8);
+      expect(b.rt.replicator!.concurrency).toBe(32);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+});
+
 describe('file descriptors of idle tenants', () => {
   it('holds no file descriptor per replicated tenant once its shipping is done (the handle cache bounds open files)', async () => {
     const { readdirSync } = await import('node:fs');

@@ -105,6 +105,50 @@ describe('Replicator concurrency', () => {
   });
 });
 
+describe('Replicator slots for sync writers', () => {
+  it('ships a tenant whose sync writer waits before the async tenants queued ahead of it', async () => {
+    const inner = new FsObjectStore(path.join(dir, 'bucket-urgent'));
+    let gate: Promise<void> | undefined;
+    let open!: () => void;
+    const order: string[] = [];
+    // The bucket as the replicator sees it: uploads wait while the gate is shut; the order of uploads is kept.
+    const gated: ObjectStore = {
+      put: async (key, ...rest) => {
+        if (gate) await gate;
+        order.push(key.split('/')[1]!);
+        return inner.put(key, ...rest);
+      },
+      get: (k) => inner.get(k), getStream: (k) => inner.getStream(k), head: (k) => inner.head(k),
+      list: (p, o) => inner.list(p, o), delete: (k) => inner.delete(k), deleteMany: (k) => inner.deleteMany(k),
+      close: () => inner.close(), describe: () => inner.describe(), supportsConditionalCreate: inner.supportsConditionalCreate,
+    };
+    await withReplicator('urgent-0', { concurrency: 1, storeFor: () => gated }, async ({ rep, pool, ref: first }) => {
+      const make = async (tenant: string) => {
+        const ref: ShardRef = { tenant, incarnation: 'inc1', epoch: 1, path: shardPath(dir, tenant) };
+        await pool.create(ref);
+        return ref;
+      };
+      gate = new Promise((r) => (open = r));
+      // urgent-0 takes the only slot (its upload is held); four async tenants queue behind it, then the sync one.
+      await pool.query(first, { sql: 'INSERT INTO kv VALUES (2)' });
+      for (let i = 1; i <= 4; i++) await make(`urgent-${i}`);
+      const sync = await make('urgent-sync');
+      for (let i = 0; i < 100 && rep.backlog < 5; i++) await new Promise((r) => setTimeout(r, 10));
+      expect(rep.backlog).toBe(5);
+      const durable = rep.waitDurable(sync);
+      order.length = 0;
+      gate = undefined;
+      open();
+      await durable;
+      expect(await rep.flush()).toBe(true);
+      // After the held upload, the sync tenant's first; without the priority it would come last.
+      const firstOfEach = [...new Set(order)];
+      expect(firstOfEach.indexOf('urgent-sync')).toBeLessThanOrEqual(1);
+      expect(firstOfEach).toHaveLength(6);
+    });
+  });
+});
+
 describe('Replicator creation backpressure', () => {
   it('admits creations at once below maxBacklog, holds them while more tenants wait for a slot, and lets them go as the backlog drains', async () => {
     const inner = new FsObjectStore(path.join(dir, 'bucket-backlog'));

@@ -157,6 +157,8 @@ interface TenantRep {
   lastError: string | undefined;
   wake: (() => void) | undefined;
   idle: Array<() => void>;
+  /** Set while waiting for a shipping slot: starts the pass (see `#acquire`). */
+  queued: (() => void) | undefined;
   /** `-wal` size and mtime before the latest completed pass: a notification with the same is a read (nothing to ship). */
   walSig: string | undefined;
 }
@@ -188,6 +190,8 @@ export class Replicator {
   readonly #downStores = new Set<ObjectStore>();
   #active = 0;
   readonly #slots: Array<() => void> = [];
+  /** Waiting for a slot too, served first: tenants with sync writers waiting. */
+  readonly #urgent: Array<() => void> = [];
   /** `admitCreation` callers waiting for the backlog to shrink. */
   readonly #admissions: Array<() => void> = [];
   #closed = false;
@@ -218,6 +222,11 @@ export class Replicator {
     }
   }
 
+  /** Tenants shipped at once at most (DOMICILE_SHIP_CONCURRENCY). */
+  get concurrency(): number {
+    return this.#o.concurrency;
+  }
+
   /** Tenants this replicator holds state for (tests, metrics). */
   get trackedTenants(): number {
     return this.#tenants.size;
@@ -243,7 +252,7 @@ export class Replicator {
       }
       st = {
         ref, store, gen: null, genStartedAt: 0, shipper: null, inflight: null, walBytes: 0, dirty: false, running: null, stopped: false,
-        oldest: undefined, newer: undefined, failures: 0, lastError: undefined, wake: undefined, idle: [], walSig: undefined,
+        oldest: undefined, newer: undefined, failures: 0, lastError: undefined, wake: undefined, queued: undefined, idle: [], walSig: undefined,
         startedSeq: 0, doneSeq: 0, needSeq: 0, durable: [], lastPassAt: undefined,
       };
       this.#tenants.set(ref.tenant, st);
@@ -278,6 +287,7 @@ export class Replicator {
     return new Promise<void>((resolve, reject) => {
       st.durable.push({ need: st.needSeq, resolve, reject });
       st.wake?.(); // cut short the async shipping interval
+      this.#promote(st); // and the queue for a slot
     });
   }
 
@@ -372,7 +382,7 @@ export class Replicator {
   }
 
   async #loop(st: TenantRep): Promise<void> {
-    await this.#acquire();
+    await this.#acquire(st);
     try {
       while (st.dirty && !st.stopped) {
         await this.#spaceOut(st);
@@ -472,7 +482,7 @@ export class Replicator {
       });
     } finally {
       st.wake = undefined;
-      await this.#acquire();
+      await this.#acquire(st);
     }
   }
 
@@ -683,24 +693,45 @@ export class Replicator {
     st.walBytes = 0;
   }
 
-  async #acquire(): Promise<void> {
+  /**
+   * A shipping slot for `st`. Tenants whose sync writers wait go ahead of the
+   * others: with many busy async tenants a round of the queue takes seconds
+   * (docs/replication.md, "Lag and cost under load"), which a sync write
+   * must not wait for.
+   */
+  async #acquire(st: TenantRep): Promise<void> {
     if (this.#active < this.#o.concurrency) {
       this.#active++;
       return;
     }
-    await new Promise<void>((r) => this.#slots.push(r));
+    await new Promise<void>((r) => {
+      const go = () => {
+        st.queued = undefined;
+        r();
+      };
+      st.queued = go;
+      (st.durable.length > 0 ? this.#urgent : this.#slots).push(go);
+    });
+  }
+
+  /** A sync writer now waits on `st`: if it is queued for a slot, it moves ahead. */
+  #promote(st: TenantRep): void {
+    const at = st.queued ? this.#slots.indexOf(st.queued) : -1;
+    if (at < 0) return;
+    this.#slots.splice(at, 1);
+    this.#urgent.push(st.queued!);
   }
 
   #release(): void {
-    const next = this.#slots.shift();
+    const next = this.#urgent.shift() ?? this.#slots.shift();
     if (next) next();
     else this.#active--;
-    if (this.#admissions.length > 0 && this.#slots.length < this.#o.maxBacklog) for (const admit of this.#admissions.splice(0)) admit();
+    if (this.#admissions.length > 0 && this.backlog < this.#o.maxBacklog) for (const admit of this.#admissions.splice(0)) admit();
   }
 
   /** Tenants waiting for a shipping slot (generation starts and segments). */
   get backlog(): number {
-    return this.#slots.length;
+    return this.#slots.length + this.#urgent.length;
   }
 
   /**
