@@ -5,7 +5,12 @@
  *    diagnostic, async to a file:// bucket): a `domicile serve`
  *    child process per mode, the same tenants, connections and statement
  *    (autocannon, closed loop, POST /v1/tenants/:id/query INSERT of ~100 bytes,
- *    tenants in rotation); ratios against off, measured in this run;
+ *    tenants in rotation); ratios against off, measured in this run. These
+ *    machines are noisy (the same mode varies by ±15 % from one window to the
+ *    next), so off, async and async-fs run in interleaved rounds (`--rounds`,
+ *    default 3) and the ratio reported is the median of the rounds' ratios;
+ *    the node's CPU time per write (all its threads, from /proc) shows where
+ *    a ratio comes from;
  * 2. replication lag under that load: `GET /v1/tenants/:id` `replication.lagMs`
  *    (age of the oldest commit not yet in the bucket) sampled for every tenant
  *    every 50 ms, and a direct probe: a write's answer → the node reports its
@@ -15,8 +20,9 @@
  *    page hash verified, integrity_check), against a plain download of the
  *    same objects measured in the same run; then the CLI as a child process.
  *
- * Not a test. Run: pnpm bench:replication [--quick] [--only load|restore] [--mb N] [--profile FILE]
- * (`--profile` writes a V8 CPU profile of the library restore runs only.)
+ * Not a test. Run: pnpm bench:replication [--quick] [--only load|restore] [--rounds N] [--modes async,async-fs,sync] [--node-env KEY=VALUE]… [--mb N] [--profile FILE] [--profile-node DIR]
+ * (`--profile` writes a V8 CPU profile of the library restore runs only;
+ * `--profile-node` one per thread of every load node, into DIR/<mode>-<round>.)
  */
 import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -35,6 +41,12 @@ const ONLY = args.includes('--only') ? args[args.indexOf('--only') + 1] : undefi
 const RESTORE_MB = args.includes('--mb') ? Number(args[args.indexOf('--mb') + 1]) : 100;
 const RESTORE_RUNS = 3;
 const PROFILE = args.includes('--profile') ? args[args.indexOf('--profile') + 1] : undefined;
+const PROFILE_NODE = args.includes('--profile-node') ? args[args.indexOf('--profile-node') + 1] : undefined;
+/** `--node-env KEY=VALUE` (repeatable): extra environment for every node, e.g. to compare settings. */
+const NODE_ENV: Record<string, string> = Object.fromEntries(args.flatMap((a, i) => (a === '--node-env' && args[i + 1]?.includes('=') ? [[args[i + 1]!.slice(0, args[i + 1]!.indexOf('=')), args[i + 1]!.slice(args[i + 1]!.indexOf('=') + 1)]] : [])));
+/** `--modes off,async-fs` runs only those (off is always run: the ratios need it). */
+const MODES = new Set<string>(args.includes('--modes') ? ['off', ...args[args.indexOf('--modes') + 1]!.split(',')] : ['off', 'async', 'async-fs', 'sync']);
+const ROUNDS = args.includes('--rounds') ? Number(args[args.indexOf('--rounds') + 1]) : QUICK ? 1 : 3;
 const TENANTS = 8;
 const CONNECTIONS = 32;
 const WARMUP_S = QUICK ? 1 : 2;
@@ -53,7 +65,7 @@ process.env.AWS_ACCESS_KEY_ID = AWS_ENV.AWS_ACCESS_KEY_ID;
 process.env.AWS_SECRET_ACCESS_KEY = AWS_ENV.AWS_SECRET_ACCESS_KEY;
 
 type Mode = 'off' | 'async' | 'sync' | 'async-fs';
-interface LoadResult { mode: Mode; s3rverCpuS: number; opsPerSec: number; p50Ms: number; p99Ms: number; ok: number; errors: number; lagSamples: number[]; probeLags: number[] }
+interface LoadResult { mode: Mode; s3rverCpuS: number; nodeCpuS: number; opsPerSec: number; p50Ms: number; p99Ms: number; ok: number; errors: number; lagSamples: number[]; probeLags: number[] }
 
 const pct = (xs: number[], p: number): number => {
   if (xs.length === 0) return NaN;
@@ -67,8 +79,9 @@ const dir = mkdtempSync(join(tmpdir(), 'domicile-repl-bench-'));
 const policyPath = join(dir, 'placement.yaml');
 writeFileSync(policyPath, POLICY);
 
-async function startNode(s3: S3Server, mode: Mode, prefix: string): Promise<DomicileServer> {
+async function startNode(s3: S3Server, mode: Mode, prefix: string, nodeArgs: string[] = []): Promise<DomicileServer> {
   return startDomicile({
+    nodeArgs,
     env: {
       ...AWS_ENV,
       DOMICILE_POLICY: policyPath,
@@ -77,6 +90,7 @@ async function startNode(s3: S3Server, mode: Mode, prefix: string): Promise<Domi
       DOMICILE_BUCKETS: `bench-region=${mode === 'async-fs' ? `file://${join(dir, 'fs-bucket', prefix)}` : s3.bucketUrl('bench', prefix)}`,
       DOMICILE_REPLICATION: mode === 'off' ? 'off' : 'on',
       DOMICILE_DURABILITY: mode === 'sync' ? 'sync' : 'async',
+      ...NODE_ENV,
     },
   });
 }
@@ -98,7 +112,7 @@ function cpuSeconds(pid: number | undefined): number {
 }
 
 /** One autocannon window over `tenants`; lag sampled alongside. */
-async function drive(node: DomicileServer, tenants: string[], durationS: number, sampleLag: boolean): Promise<Omit<LoadResult, 'mode' | 's3rverCpuS'>> {
+async function drive(node: DomicileServer, tenants: string[], durationS: number, sampleLag: boolean): Promise<Omit<LoadResult, 'mode' | 's3rverCpuS' | 'nodeCpuS'>> {
   let i = 0;
   const lat: number[] = [];
   const lagSamples: number[] = [];
@@ -158,8 +172,9 @@ async function drive(node: DomicileServer, tenants: string[], durationS: number,
   };
 }
 
-async function loadPhase(s3: S3Server, mode: Mode): Promise<LoadResult> {
-  const node = await startNode(s3, mode, `load-${mode}`);
+async function loadPhase(s3: S3Server, mode: Mode, round: number): Promise<LoadResult> {
+  const profile = PROFILE_NODE ? ['--cpu-prof', `--cpu-prof-dir=${join(PROFILE_NODE, `${mode}-${round}`)}`] : [];
+  const node = await startNode(s3, mode, `load-${mode}-${round}`, profile);
   try {
     const tenants = Array.from({ length: TENANTS }, (_, k) => `bench-${mode}-${k}`);
     for (const t of tenants) {
@@ -168,11 +183,29 @@ async function loadPhase(s3: S3Server, mode: Mode): Promise<LoadResult> {
     }
     await drive(node, tenants, WARMUP_S, false);
     const cpu0 = cpuSeconds(s3.pid);
+    const nodeCpu0 = cpuSeconds(node.pid());
     const r = await drive(node, tenants, DURATION_S, true);
-    return { mode, s3rverCpuS: cpuSeconds(s3.pid) - cpu0, ...r };
+    return { mode, s3rverCpuS: cpuSeconds(s3.pid) - cpu0, nodeCpuS: cpuSeconds(node.pid()) - nodeCpu0, ...r };
   } finally {
+    if (PROFILE_NODE) await node.stop(); // the profiles are written on a graceful exit
     await node.dispose();
   }
+}
+
+const median = (xs: number[]): number => pct(xs, 50);
+
+/** Several rounds of one mode as one row: median throughput, pooled latencies and lags. */
+interface ModeSummary { mode: Mode; runs: LoadResult[]; opsPerSec: number; ratio: number; ratios: number[]; cpuUsPerWrite: number }
+
+function summarize(mode: Mode, runs: LoadResult[], offRuns: LoadResult[]): ModeSummary {
+  // Each round's ratio is against the off run of the same round (sync runs once, against the median off).
+  const ratios = runs.map((r, i) => r.opsPerSec / (runs.length === offRuns.length ? offRuns[i]!.opsPerSec : median(offRuns.map((o) => o.opsPerSec))));
+  return {
+    mode, runs, ratios,
+    opsPerSec: median(runs.map((r) => r.opsPerSec)),
+    ratio: median(ratios),
+    cpuUsPerWrite: median(runs.map((r) => (r.nodeCpuS * 1e6) / Math.max(1, r.ok))),
+  };
 }
 
 /** Fill a tenant to `mb` MB through the node (1 MB batches of table + index rows), let it replicate, stop the node gracefully. */
@@ -295,30 +328,45 @@ async function main(): Promise<void> {
   const machine = `${cpus()[0]?.model} × ${cpus().length}, ${fmt(totalmem() / 2 ** 30, 1)} GiB, Node ${process.version}, ${process.platform}; load average at start ${loadavg().map((x) => x.toFixed(2)).join(' ')}`;
   console.log(`machine: ${machine}`);
   const s3 = await startS3Server({ buckets: ['bench'] });
-  const report: string[] = [`Machine: ${machine}. s3rver 3.7.1 child process on loopback (one bucket), \`domicile serve\` child process with 2 SQLite workers, log level warn.`, ''];
+  const envNote = Object.keys(NODE_ENV).length > 0 ? ` Node environment: ${Object.entries(NODE_ENV).map(([k, v]) => `\`${k}=${v}\``).join(', ')}.` : '';
+  const report: string[] = [`Machine: ${machine}. s3rver 3.7.1 child process on loopback (one bucket), \`domicile serve\` child process with 2 SQLite workers, log level warn.${envNote}`, ''];
   try {
     if (!ONLY || ONLY === 'load') {
-      const results: LoadResult[] = [];
-      for (const mode of ['off', 'async', 'sync', 'async-fs'] as const) {
-        const r = await loadPhase(s3, mode);
-        results.push(r);
-        console.log(`${mode.padEnd(5)} ${fmt(r.opsPerSec)} writes/s  p50 ${fmt(r.p50Ms, 1)} ms  p99 ${fmt(r.p99Ms, 1)} ms  errors ${r.errors}  lag p50/p99 ${fmt(pct(r.lagSamples, 50))}/${fmt(pct(r.lagSamples, 99))} ms  probe ack→bucket p50/p99 ${fmt(pct(r.probeLags, 50), 1)}/${fmt(pct(r.probeLags, 99), 1)} ms  s3rver CPU ${fmt(r.s3rverCpuS, 1)} s`);
+      const runs = new Map<Mode, LoadResult[]>([['off', []], ['async', []], ['sync', []], ['async-fs', []]]);
+      const schedule: Array<[Mode, number]> = [];
+      for (let round = 0; round < ROUNDS; round++) for (const mode of ['off', 'async', 'async-fs'] as const) if (MODES.has(mode)) schedule.push([mode, round]);
+      if (MODES.has('sync')) schedule.push(['sync', 0]); // slow and without a goal: once
+      for (const [mode, round] of schedule) {
+        const r = await loadPhase(s3, mode, round);
+        runs.get(mode)!.push(r);
+        console.log(`${`${mode} #${round + 1}`.padEnd(11)} ${fmt(r.opsPerSec)} writes/s  p50 ${fmt(r.p50Ms, 1)} ms  p99 ${fmt(r.p99Ms, 1)} ms  errors ${r.errors}  node CPU ${fmt((r.nodeCpuS * 1e6) / Math.max(1, r.ok))} µs/write  lag p50/p99 ${fmt(pct(r.lagSamples, 50))}/${fmt(pct(r.lagSamples, 99))} ms  probe ack→bucket p50/p99 ${fmt(pct(r.probeLags, 50), 1)}/${fmt(pct(r.probeLags, 99), 1)} ms  s3rver CPU ${fmt(r.s3rverCpuS, 1)} s`);
       }
-      const off = results[0]!.opsPerSec;
+      const off = runs.get('off')!;
+      const rows = (['off', 'async', 'sync', 'async-fs'] as const).filter((m) => runs.get(m)!.length > 0).map((m) => summarize(m, runs.get(m)!, off));
+      const row = (m: Mode) => rows.find((r) => r.mode === m);
+      const pooled = (xs: LoadResult[], f: (r: LoadResult) => number[]) => xs.flatMap(f);
       report.push(
-        `Load: ${TENANTS} tenants, ${CONNECTIONS} connections, autocannon closed loop in the bench process, ${DURATION_S} s measured after ${WARMUP_S} s warm-up, one INSERT of ~100 bytes per request, tenants in rotation; a fresh node per mode. Lag: \`replication.lagMs\` of every tenant sampled every 50 ms; probe: one write at a time to the first tenant, from its answer until \`replicatedTxid\` reaches the txid seen right after (polled every 5 ms).`,
+        `Load: ${TENANTS} tenants, ${CONNECTIONS} connections, autocannon closed loop in the bench process, ${DURATION_S} s measured after ${WARMUP_S} s warm-up, one INSERT of ~100 bytes per request, tenants in rotation; a fresh node per run. ${ROUNDS} interleaved round(s) of off → async → async-fs, then sync once; writes/s is the median of a mode's runs, the ratio the median of each round's ratio to that round's off run (sync: to the median off). Node CPU: user + system time of the node process (every thread) during the window, per acknowledged write (median of runs). Lag: \`replication.lagMs\` of every tenant sampled every 50 ms; probe: one write at a time to the first tenant, from its answer until \`replicatedTxid\` reaches the txid seen right after (polled every 5 ms); both pooled over the runs.`,
         '',
-        '| replication | writes/s | ratio vs off | p50 | p99 | errors | lagMs p50 / p99 (samples) | probe answer→bucket p50 / p99 | s3rver CPU |',
-        '|---|---|---|---|---|---|---|---|---|',
-        ...results.map((r) => `| ${r.mode} | ${fmt(r.opsPerSec)} | **${fmt(r.opsPerSec / off, 2)}×** | ${fmt(r.p50Ms, 1)} ms | ${fmt(r.p99Ms, 1)} ms | ${r.errors} | ${r.mode === 'off' ? 'n/a' : `${fmt(pct(r.lagSamples, 50))} / ${fmt(pct(r.lagSamples, 99))} ms (${r.lagSamples.length})`} | ${r.mode === 'off' ? 'n/a' : `${fmt(pct(r.probeLags, 50), 1)} / ${fmt(pct(r.probeLags, 99), 1)} ms (${r.probeLags.length})`} | ${fmt(r.s3rverCpuS, 1)} s |`),
+        '| replication | writes/s (runs) | ratio vs off (rounds) | node CPU per write | p50 | p99 | errors | lagMs p50 / p99 (samples) | probe answer→bucket p50 / p99 | s3rver CPU |',
+        '|---|---|---|---|---|---|---|---|---|---|',
+        ...rows.map((r) => {
+          const lags = pooled(r.runs, (x) => x.lagSamples);
+          const probes = pooled(r.runs, (x) => x.probeLags);
+          return `| ${r.mode} | ${fmt(r.opsPerSec)} (${r.runs.map((x) => fmt(x.opsPerSec)).join(', ')}) | **${fmt(r.ratio, 2)}×** (${r.ratios.map((x) => fmt(x, 2)).join(', ')}) | ${fmt(r.cpuUsPerWrite)} µs | ${fmt(median(r.runs.map((x) => x.p50Ms)), 1)} ms | ${fmt(median(r.runs.map((x) => x.p99Ms)), 1)} ms | ${r.runs.reduce((a, x) => a + x.errors, 0)} | ${r.mode === 'off' ? 'n/a' : `${fmt(pct(lags, 50))} / ${fmt(pct(lags, 99))} ms (${lags.length})`} | ${r.mode === 'off' ? 'n/a' : `${fmt(pct(probes, 50), 1)} / ${fmt(pct(probes, 99), 1)} ms (${probes.length})`} | ${fmt(median(r.runs.map((x) => x.s3rverCpuS)), 1)} s |`;
+        }),
         '',
       );
-      const a = results[1]!;
-      const lagP99 = Math.max(pct(a.lagSamples, 99), pct(a.probeLags, 99));
-      report.push(
-        `Goals: async ≥ 0.9× off: **${a.opsPerSec / off >= 0.9 ? 'met' : 'not met'}** (${fmt(a.opsPerSec / off, 2)}×) · async lag p99 ≤ 1 s: **${lagP99 <= 1000 ? 'met' : 'not met'}** (${fmt(lagP99)} ms, the larger of the two measures) · sync: ${fmt(results[2]!.opsPerSec / off, 2)}× off (no goal) · async to a file:// bucket instead of s3rver (diagnostic row): ${fmt(results[3]!.opsPerSec / off, 2)}× off.`,
-        '',
-      );
+      const a = row('async');
+      const [sync, fs, offRow] = [row('sync'), row('async-fs'), row('off')!];
+      const aLag = a ? Math.max(pct(pooled(a.runs, (x) => x.lagSamples), 99), pct(pooled(a.runs, (x) => x.probeLags), 99)) : NaN;
+      const goals = [
+        ...(a ? [`async ≥ 0.9× off: **${a.ratio >= 0.9 ? 'met' : 'not met'}** (${fmt(a.ratio, 2)}×) · async lag p99 ≤ 1 s: **${aLag <= 1000 ? 'met' : 'not met'}** (${fmt(aLag)} ms, the larger of the two measures)`] : []),
+        ...(sync ? [`sync: ${fmt(sync.ratio, 2)}× off (no goal)`] : []),
+        ...(fs ? [`async to a file:// bucket instead of s3rver (diagnostic row): ${fmt(fs.ratio, 2)}× off`] : []),
+      ];
+      const cpu = [a, fs].filter((r): r is ModeSummary => r !== undefined).map((r) => `${r.mode} +${fmt(r.cpuUsPerWrite - offRow.cpuUsPerWrite)} µs`);
+      report.push(`Goals: ${goals.join(' · ')}.${cpu.length > 0 ? ` Replication's node CPU per write over off: ${cpu.join(', ')}.` : ''}`, '');
     }
     if (!ONLY || ONLY === 'restore') {
       report.push(`Restore: one tenant filled through the node to ≥ ${RESTORE_MB} MB (users table + email index, ~10k rows per statement) with async replication, node stopped gracefully, then restored from the bucket in the bench process.`, '',
