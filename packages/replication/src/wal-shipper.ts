@@ -358,11 +358,11 @@ export class WalShipper {
    */
   async captureAsync(): Promise<CaptureResult> {
     let encoding: Promise<Uint8Array>;
-    let rest: Omit<UnencodedSegment, 'kind' | 'header' | 'txs'>;
+    let rest: Omit<UnencodedSegment, 'header' | 'txs'>;
     try {
       const c = this.#capture();
       if (c.kind !== 'unencoded') return c;
-      const { header, txs, kind: _kind, ...others } = c;
+      const { header, txs, ...others } = c;
       rest = others;
       // Copies the page images (views into the shared read buffer) before it returns.
       encoding = encodeSegmentAsync(header, txs, this.#encodeOptions());
