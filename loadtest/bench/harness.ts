@@ -16,6 +16,7 @@ import { freePort, startDomicile, type DomicileServer } from '@domicile/testkit'
 import { drive, type TargetResult } from './load.ts';
 import { RawShards } from './raw-sqlite.ts';
 import { startPostgresCluster, type PostgresCluster } from './postgres-cluster.ts';
+import { describeNodeEnv } from './node-env.ts';
 import { loadScenarioFile, tenantIds, type Scenario, type ScenarioFile } from './scenarios.ts';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
@@ -121,25 +122,29 @@ async function startBaseline(mode: 'ceiling' | 'postgres', pgUrl?: string): Prom
   };
 }
 
+/** Objects uploaded so far (all kinds, and segments alone) and the largest replication lag of any region (seconds), from /metrics. */
+async function replicationCounters(server: DomicileServer): Promise<{ objects: number; segments: number; maxLagSeconds: number }> {
+  const metrics = await (await fetch(`${server.url}/metrics`)).text();
+  let objects = 0;
+  let segments = 0;
+  for (const m of metrics.matchAll(/^domicile_replication_uploaded_objects_total(?:\{([^}]*)\})? (\d+)/gm)) {
+    objects += Number(m[2]);
+    if (m[1]?.includes('kind="segment"')) segments += Number(m[2]);
+  }
+  const maxLagSeconds = [...metrics.matchAll(/^domicile_replication_lag_seconds(?:\{[^}]*\})? ([\d.e+-]+)/gm)].reduce((a, m) => Math.max(a, Number(m[1])), 0);
+  return { objects, segments, maxLagSeconds };
+}
+
 /**
  * Waits until the node's replication has caught up after setup (every new
  * tenant starts a generation: checkpoint, snapshot, upload), so the measured
  * window is the steady state: the upload counter stops moving for 1.5 s.
  */
-/** Segments uploaded so far and the largest replication lag of any region (seconds), from /metrics. */
-async function replicationCounters(server: DomicileServer): Promise<{ segments: number; maxLagSeconds: number }> {
-  const metrics = await (await fetch(`${server.url}/metrics`)).text();
-  const segments = [...metrics.matchAll(/^domicile_replication_uploaded_objects_total\{[^}]*kind="segment"[^}]*\} (\d+)/gm)].reduce((a, m) => a + Number(m[1]), 0);
-  const maxLagSeconds = [...metrics.matchAll(/^domicile_replication_lag_seconds(?:\{[^}]*\})? ([\d.e+-]+)/gm)].reduce((a, m) => Math.max(a, Number(m[1])), 0);
-  return { segments, maxLagSeconds };
-}
-
 async function replicationQuiet(server: DomicileServer, limitMs = 120_000): Promise<void> {
   const deadline = Date.now() + limitMs;
   let last = -1;
   for (;;) {
-    const metrics = await (await fetch(`${server.url}/metrics`)).text();
-    const n = [...metrics.matchAll(/^domicile_replication_uploaded_objects_total(?:\{[^}]*\})? (\d+)/gm)].reduce((a, m) => a + Number(m[1]), 0);
+    const n = (await replicationCounters(server)).objects;
     if (n === last || Date.now() > deadline) return;
     last = n;
     await new Promise((r) => setTimeout(r, 1500));
@@ -295,7 +300,7 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchReport> {
       'Requests: POST /v1/tenants/:id/query with the scenario statement and params (loadtest/scenarios.json), tenant uniformly at random, writes spread evenly by a counter; ops/s counts 2xx answers only.',
       `Domicile: \`domicile serve\` child process, ${DOMICILE_WORKERS} SQLite workers, statement guard on, admin token, DOMICILE_LOG_LEVEL=warn, replication on with durability async (the defaults) to the region's default filesystem bucket under the data dir; measured after the setup's generation uploads went quiet.` +
         (opts.sync ? ' Sync: a second node with DOMICILE_DURABILITY=sync (same setup), measured right after the async one.' : '') +
-        (opts.nodeEnv && Object.keys(opts.nodeEnv).length > 0 ? ` Node environment for this run: ${Object.entries(opts.nodeEnv).map(([k, v]) => `\`${k}=${v}\``).join(', ')} (not the defaults).` : ''),
+        (opts.nodeEnv && Object.keys(opts.nodeEnv).length > 0 ? ` Node environment for this run: ${describeNodeEnv(opts.nodeEnv)} (not the defaults).` : ''),
       'fastify ceiling: a child process with the same route and body schema that parses the JSON and answers a /query-shaped result without storage.',
       `Postgres peer: a child process, fastify + pg (pool of 16, named prepared statements) on one table keyed by (tenant, id), Postgres ${postgres.version} started by the harness (${Object.entries(PG_SETTINGS).map(([k, v]) => `${k}=${v}`).join(', ')}, fsync=on).`,
       'raw better-sqlite3: the harness process, one thread, one file per tenant, WAL, synchronous=NORMAL and the shard cache/checkpoint pragmas, statements prepared once; no HTTP.',
