@@ -15,6 +15,7 @@ import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { formatReport, runBench } from './bench/harness.ts';
 import { publishResults } from './bench/report.ts';
+import { parseNodeEnv } from './bench/node-env.ts';
 import { loadScenarioFile } from './bench/scenarios.ts';
 
 const { values } = parseArgs({
@@ -36,14 +37,12 @@ if (duration !== undefined && !(duration > 0 && duration <= 600)) {
   console.error(`--duration must be seconds in (0, 600], got ${JSON.stringify(values.duration)}`);
   process.exit(2);
 }
-const nodeEnv: Record<string, string> = {};
-for (const kv of values['node-env'] ?? []) {
-  const at = kv.indexOf('=');
-  if (at <= 0) {
-    console.error(`--node-env must be KEY=VALUE, got ${JSON.stringify(kv)}`);
-    process.exit(2);
-  }
-  nodeEnv[kv.slice(0, at)] = kv.slice(at + 1);
+let nodeEnv: Record<string, string>;
+try {
+  nodeEnv = parseNodeEnv(values['node-env'] ?? []);
+} catch (err) {
+  console.error((err as Error).message);
+  process.exit(2);
 }
 const file = loadScenarioFile();
 const names = values.scenario ?? Object.keys(file.scenarios);

@@ -34,6 +34,7 @@ import autocannon from 'autocannon';
 import { startDomicile, startS3Server, S3RVER_CREDENTIALS, type DomicileServer, type S3Server } from '@domicile/testkit';
 import { FsObjectStore, openObjectStore, type ObjectStore } from '../packages/object-store/src/index.ts';
 import { listGenerations, restore } from '../packages/replication/src/index.ts';
+import { describeNodeEnv, parseNodeEnv } from './bench/node-env.ts';
 
 const args = process.argv.slice(2);
 const QUICK = args.includes('--quick');
@@ -42,11 +43,25 @@ const RESTORE_MB = args.includes('--mb') ? Number(args[args.indexOf('--mb') + 1]
 const RESTORE_RUNS = 3;
 const PROFILE = args.includes('--profile') ? args[args.indexOf('--profile') + 1] : undefined;
 const PROFILE_NODE = args.includes('--profile-node') ? args[args.indexOf('--profile-node') + 1] : undefined;
+/** Exit 2 with `message` (a bad command line). */
+function usage(message: string): never {
+  console.error(`pnpm bench:replication: ${message}`);
+  process.exit(2);
+}
 /** `--node-env KEY=VALUE` (repeatable): extra environment for every node, e.g. to compare settings. */
-const NODE_ENV: Record<string, string> = Object.fromEntries(args.flatMap((a, i) => (a === '--node-env' && args[i + 1]?.includes('=') ? [[args[i + 1]!.slice(0, args[i + 1]!.indexOf('=')), args[i + 1]!.slice(args[i + 1]!.indexOf('=') + 1)]] : [])));
-/** `--modes off,async-fs` runs only those (off is always run: the ratios need it). */
-const MODES = new Set<string>(args.includes('--modes') ? ['off', ...args[args.indexOf('--modes') + 1]!.split(',')] : ['off', 'async', 'async-fs', 'sync']);
+const NODE_ENV: Record<string, string> = (() => {
+  try {
+    return parseNodeEnv(args.flatMap((a, i) => (a === '--node-env' ? [args[i + 1] ?? ''] : [])));
+  } catch (err) {
+    return usage((err as Error).message);
+  }
+})();
+const ALL_MODES = ['off', 'async', 'async-fs', 'sync'] as const;
+/** `--modes async-fs,sync` runs only those (off is always run: the ratios need it). */
+const MODES = new Set<string>(args.includes('--modes') ? ['off', ...(args[args.indexOf('--modes') + 1] ?? '').split(',')] : ALL_MODES);
+for (const m of MODES) if (!(ALL_MODES as readonly string[]).includes(m)) usage(`unknown mode ${JSON.stringify(m)} in --modes (known: ${ALL_MODES.join(', ')})`);
 const ROUNDS = args.includes('--rounds') ? Number(args[args.indexOf('--rounds') + 1]) : QUICK ? 1 : 3;
+if (!Number.isInteger(ROUNDS) || ROUNDS < 1 || ROUNDS > 20) usage(`--rounds must be a whole number from 1 to 20, got ${JSON.stringify(args[args.indexOf('--rounds') + 1])}`);
 const TENANTS = 8;
 const CONNECTIONS = 32;
 const WARMUP_S = QUICK ? 1 : 2;
@@ -328,7 +343,7 @@ async function main(): Promise<void> {
   const machine = `${cpus()[0]?.model} × ${cpus().length}, ${fmt(totalmem() / 2 ** 30, 1)} GiB, Node ${process.version}, ${process.platform}; load average at start ${loadavg().map((x) => x.toFixed(2)).join(' ')}`;
   console.log(`machine: ${machine}`);
   const s3 = await startS3Server({ buckets: ['bench'] });
-  const envNote = Object.keys(NODE_ENV).length > 0 ? ` Node environment: ${Object.entries(NODE_ENV).map(([k, v]) => `\`${k}=${v}\``).join(', ')}.` : '';
+  const envNote = Object.keys(NODE_ENV).length > 0 ? ` Node environment: ${describeNodeEnv(NODE_ENV)}.` : '';
   const report: string[] = [`Machine: ${machine}. s3rver 3.7.1 child process on loopback (one bucket), \`domicile serve\` child process with 2 SQLite workers, log level warn.${envNote}`, ''];
   try {
     if (!ONLY || ONLY === 'load') {
