@@ -75,8 +75,8 @@ export interface EncodeOptions {
 /** Encode a segment. Throws RangeError on inputs the format cannot hold (a programming error, not corruption). */
 export function encodeSegment(header: SegmentHeader, txs: readonly SegmentTransaction[], opts: EncodeOptions = {}): Uint8Array {
   const compression = opts.compression ?? Compression.brotli;
-  const raws = rawBodies(header, txs);
-  return assembleSegment(header, txs, raws, compress(compression, concat(raws)), compression);
+  const { all, raws } = rawBodies(header, txs);
+  return assembleSegment(header, txs, raws, compress(compression, all), compression);
 }
 
 /**
@@ -87,39 +87,28 @@ export function encodeSegment(header: SegmentHeader, txs: readonly SegmentTransa
  */
 export async function encodeSegmentAsync(header: SegmentHeader, txs: readonly SegmentTransaction[], opts: EncodeOptions = {}): Promise<Uint8Array> {
   const compression = opts.compression ?? Compression.brotli;
-  const raws = rawBodies(header, txs);
-  return assembleSegment(header, txs, raws, await compressAsync(compression, concat(raws)), compression);
+  const { all, raws } = rawBodies(header, txs);
+  return assembleSegment(header, txs, raws, await compressAsync(compression, all), compression);
 }
 
 /** A format 1 segment (one compressed body per transaction), as builds before format 2 wrote them: for compatibility tests. */
 export function encodeSegmentV1(header: SegmentHeader, txs: readonly SegmentTransaction[], opts: EncodeOptions = {}): Uint8Array {
   const compression = opts.compression ?? Compression.brotli;
-  const bodies = rawBodies(header, txs).map((raw) => compress(compression, raw));
-  const bytes = assembleSegment(header, txs, bodies, concat(bodies), compression);
+  const bodies = rawBodies(header, txs).raws.map((raw) => compress(compression, raw));
+  const bytes = assembleSegment(header, txs, bodies, Buffer.concat(bodies), compression);
   // Same layout but the major version and each entry's length (the compressed one); re-sealed.
   const body = Buffer.from(bytes.subarray(0, bytes.byteLength - TRAILER_SIZE));
   body.writeUInt16BE(SEGMENT_MAJOR_V1, 4);
   return new Uint8Array(Buffer.concat([body, hash('sha256', body, 'buffer')]));
 }
 
-/** The bodies as one buffer: no copy when they are consecutive views of one (as `rawBodies` makes them). */
-const concat = (raws: readonly Uint8Array[]): Uint8Array => {
-  if (raws.length === 1) return raws[0]!;
-  const first = raws[0]!;
-  let end = first.byteOffset;
-  for (const r of raws) {
-    if (r.buffer !== first.buffer || r.byteOffset !== end) return Buffer.concat(raws);
-    end += r.byteLength;
-  }
-  return new Uint8Array(first.buffer, first.byteOffset, end - first.byteOffset);
-};
-
 /**
- * Each transaction's page data before compression: (u32 pgno, page) in
- * ascending page order; views into one buffer, in order, so the format 2 body
- * needs no second copy. Copies the page images: the caller may reuse theirs.
+ * The page data of all transactions before compression, in order (`all`, the
+ * format 2 body), and each transaction's part of it (`raws`): (u32 pgno,
+ * page) in ascending page order. Copies the page images: the caller may
+ * reuse theirs.
  */
-function rawBodies(header: SegmentHeader, txs: readonly SegmentTransaction[]): Buffer[] {
+function rawBodies(header: SegmentHeader, txs: readonly SegmentTransaction[]): { all: Buffer; raws: Buffer[] } {
   if (txs.length === 0) throw new RangeError('a segment holds at least one transaction');
   let total = 0;
   for (let i = 0; i < txs.length; i++) {
@@ -128,7 +117,7 @@ function rawBodies(header: SegmentHeader, txs: readonly SegmentTransaction[]): B
   }
   const all = Buffer.allocUnsafe(total);
   let at = 0;
-  return txs.map((tx) => {
+  const raws = txs.map((tx) => {
     const from = at;
     let prev = 0;
     for (const p of tx.pages) {
@@ -140,6 +129,7 @@ function rawBodies(header: SegmentHeader, txs: readonly SegmentTransaction[]): B
     }
     return all.subarray(from, at);
   });
+  return { all, raws };
 }
 
 /** Format 2: the transaction table gives each transaction's uncompressed length; one compressed body follows. */
