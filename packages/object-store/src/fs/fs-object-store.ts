@@ -100,7 +100,7 @@ export class FsObjectStore implements ObjectStore {
           const code = errno(err);
           // A concurrent delete may prune the directory between mkdir and the
           // link/rename (or since this store last made it); make it again.
-          if (code === 'ENOENT') this.#forgetDirs();
+          if (code === 'ENOENT') this.#knownDirs.clear();
           if (code === 'ENOENT' && attempt < PRUNE_RACE_RETRIES) continue;
           if (code === 'EEXIST' && opts.ifNoneMatch) {
             if ((await stat(target).catch(() => null))?.isDirectory()) throw keyConflict(this.#url, key, err);
@@ -216,7 +216,7 @@ export class FsObjectStore implements ObjectStore {
       } catch (err) {
         if (errno(err) !== 'ENOENT') throw err;
         // The temp directory was removed since this store made it (the bucket wiped by hand?).
-        this.#forgetDirs();
+        this.#knownDirs.clear();
         await this.#mkdirs(path.dirname(file));
         return open(file, 'wx', 0o644);
       }
@@ -280,10 +280,6 @@ export class FsObjectStore implements ObjectStore {
     await mkdir(dir, { recursive: true });
     if (this.#knownDirs.size >= KNOWN_DIRS_MAX) this.#knownDirs.clear();
     this.#knownDirs.add(dir);
-  }
-
-  #forgetDirs(): void {
-    this.#knownDirs.clear();
   }
 
   /** Remove directories left empty by a delete, up to (not including) the root; stops at the first non-empty one. */
