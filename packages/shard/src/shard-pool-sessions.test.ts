@@ -157,7 +157,9 @@ describe('ShardPool sessions', () => {
     await pool.sessionExecute(s, { sql: 'BEGIN' });
     await pool.sessionExecute(s, { sql: "INSERT INTO t VALUES ('x', 1)" });
     pool._crashWorker(0, 'terminate');
-    await sleep(50);
+    // Wait for the pool to see the exit (a fixed 50 ms was too short on a loaded machine: the COMMIT
+    // then reached the dying worker and failed as a crashed request instead of an ended session).
+    for (let i = 0; i < 200 && pool.sessionInfo(s) !== undefined; i++) await sleep(10);
     await expect(pool.sessionExecute(s, { sql: 'COMMIT' })).rejects.toMatchObject({ code: 'BAD_REQUEST', message: expect.stringMatching(/worker-crash/) });
     for (let i = 0; i < 100; i++) {
       try {
