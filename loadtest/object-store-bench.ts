@@ -1,0 +1,72 @@
+/**
+ * What one upload costs the node: CPU time (user + system, every thread of
+ * this process, so the thread pool's fsyncs count) and wall time per put of a
+ * 15 KB object — a busy tenant's segment — through each ObjectStore, against
+ * a baseline measured in the same run: one durable file write
+ * (`writeFile` with `flush`) of the same bytes.
+ *
+ *   pnpm bench:object-store [--puts N] [--no-append]
+ *
+ * S3 is a local s3rver child process: its own CPU is not counted (a real
+ * bucket runs elsewhere); the client's is, which is what a node pays.
+ * Appends its result to RESULTS.md (newest first) unless --no-append.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { FsObjectStore, openObjectStore, type ObjectStore } from '../packages/object-store/src/index.ts';
+import { S3RVER_CREDENTIALS, startS3Server } from '@domicile/testkit';
+import { machineLine, publishResults } from './bench/report.ts';
+
+const { values } = parseArgs({ options: { puts: { type: 'string' }, 'no-append': { type: 'boolean', default: false } }, strict: true });
+const PUTS = values.puts === undefined ? 400 : Number(values.puts);
+if (!Number.isInteger(PUTS) || PUTS < 10 || PUTS > 100_000) {
+  console.error(`--puts must be a whole number from 10 to 100000, got ${JSON.stringify(values.puts)}`);
+  process.exit(2);
+}
+const WARMUP = 50;
+const body = Buffer.alloc(15_000, 7);
+
+/** CPU µs and wall ms per call of `put(i)`, after a warm-up, calls one at a time (as one tenant's passes are). */
+async function measure(put: (i: number) => Promise<unknown>): Promise<{ cpuUs: number; wallMs: number }> {
+  for (let i = 0; i < WARMUP; i++) await put(-1 - i);
+  const c0 = process.cpuUsage();
+  const t0 = performance.now();
+  for (let i = 0; i < PUTS; i++) await put(i);
+  const c = process.cpuUsage(c0);
+  return { cpuUs: (c.user + c.system) / PUTS, wallMs: (performance.now() - t0) / PUTS };
+}
+
+const key = (i: number) => `tenants/bench/inc/generations/0000000000000001-g/segments/${String(i + 1000).padStart(16, '0')}.seg`;
+const dir = mkdtempSync(path.join(tmpdir(), 'domicile-store-bench-'));
+const s3 = await startS3Server({ buckets: ['bench'] });
+try {
+  console.error(`machine: ${machineLine()}`);
+  const rows: Array<[string, { cpuUs: number; wallMs: number }]> = [];
+  rows.push(['baseline: `writeFile(tmp, body, {flush: true})`', await measure((i) => writeFile(path.join(dir, `plain-${i}`), body, { flush: true }))]);
+  const fs: ObjectStore = new FsObjectStore(path.join(dir, 'bucket'));
+  rows.push(['`FsObjectStore.put` (write-once: temp file, fsync, link, fsync folder)', await measure((i) => fs.put(key(i), body, { ifNoneMatch: true }))]);
+  const s3store = openObjectStore(s3.bucketUrl('bench', 'p'), { s3: { credentials: S3RVER_CREDENTIALS } });
+  rows.push(['`S3ObjectStore.put` to s3rver (PutObject via the AWS SDK; client side only)', await measure((i) => s3store.put(key(i), body, { ifNoneMatch: true }))]);
+  s3store.close();
+  const base = rows[0]![1].cpuUs;
+  const md = [
+    `## Object store: CPU per upload (\`pnpm bench:object-store\`), ${new Date().toISOString().slice(0, 10)}`,
+    '',
+    `Command: \`${['pnpm bench:object-store', ...process.argv.slice(2)].join(' ')}\`, ${new Date().toISOString()}.`,
+    `Machine: ${machineLine()}.`,
+    '',
+    `Method: ${PUTS} puts of a 15 KB object one after another (after ${WARMUP} of warm-up) per row, in this process; CPU = user + system time of the process (every thread, so the thread pool's fsyncs count) per put. s3rver 3.7.1 is a child process on loopback; its own CPU is not counted.`,
+    '',
+    '| put | CPU per put | ratio to baseline | wall per put |',
+    '|---|---|---|---|',
+    ...rows.map(([name, r]) => `| ${name} | ${Math.round(r.cpuUs).toLocaleString('en-US')} µs | ${(r.cpuUs / base).toFixed(1)}× | ${r.wallMs.toFixed(2)} ms |`),
+    '',
+  ].join('\n');
+  publishResults(md, !values['no-append']);
+} finally {
+  await s3.stop();
+  rmSync(dir, { recursive: true, force: true });
+}
