@@ -8,7 +8,6 @@ export type ToShipperWorker =
   | { id: number; op: 'begin'; sid: number; opts: ShipperOptions; copyPath: string }
   | { id: number; op: 'capture'; sid: number }
   | { id: number; op: 'checkpointAllowed'; sid: number }
-  | { id: number; op: 'releaseFile'; sid: number }
   | { op: 'acknowledge'; sid: number; maxTxid: number }
   | { op: 'noteCheckpoint'; sid: number; result: { busy: number; log?: number; checkpointed?: number } }
   | { op: 'close'; sid: number };

@@ -140,10 +140,6 @@ export class ThreadShippers implements Shippers {
         return (await this.#call(t, { op: 'checkpointAllowed', sid })).value as boolean;
       },
       noteCheckpoint: (result) => send({ op: 'noteCheckpoint', sid, result }),
-      releaseFile: async () => {
-        if (closed || t.lost) return;
-        await this.#call(t, { op: 'releaseFile', sid });
-      },
       close: () => {
         if (closed) return;
         closed = true;

@@ -39,9 +39,6 @@ async function answer(m: Extract<ToShipperWorker, { id: number }>): Promise<From
     }
     case 'checkpointAllowed':
       return { id: m.id, ok: true, value: shippers.get(m.sid)?.checkpointAllowed() ?? false };
-    case 'releaseFile':
-      shippers.get(m.sid)?.releaseFile();
-      return { id: m.id, ok: true, value: true };
   }
 }
 

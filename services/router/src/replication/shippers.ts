@@ -32,8 +32,6 @@ export interface ShipperHandle {
   checkpointAllowed(): Promise<boolean>;
   /** `WalShipper.noteCheckpoint`. */
   noteCheckpoint(result: { busy: number; log?: number; checkpointed?: number }): void;
-  /** `WalShipper.releaseFile`; resolves once the descriptor is closed. */
-  releaseFile(): Promise<void>;
   /** `WalShipper.close`. Idempotent. */
   close(): void;
 }
@@ -91,7 +89,6 @@ export class InProcessShippers implements Shippers {
       acknowledge: (maxTxid) => s.acknowledge(maxTxid),
       checkpointAllowed: async () => s.checkpointAllowed(),
       noteCheckpoint: (res) => s.noteCheckpoint(res),
-      releaseFile: async () => s.releaseFile(),
       close: () => { open.delete(s); s.close(); },
     };
   }
