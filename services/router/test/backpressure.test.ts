@@ -14,6 +14,10 @@ describe('backpressure', () => {
     t = await testApp({ DOMICILE_STATEMENT_TIMEOUT_MS: '4000' });
     for (const id of ['slow-a', 'slow-b', 'busy']) expect((await t.req('POST', '/v1/tenants', { id, residency: 'anywhere' })).status).toBe(201);
     expect((await t.req('POST', '/v1/tenants/busy/query', { sql: 'CREATE TABLE t (x INTEGER)' })).status).toBe(200);
+    // Each new tenant's generation start (a snapshot-copy job in its queue) must be done before the
+    // runaways hold both workers: still queued, it would take one of the queue's places (a loaded
+    // machine answered 51 requests OVERLOADED instead of at most 50).
+    expect(await t.rt.replicator!.flush()).toBe(true);
   }, 30_000);
   afterAll(async () => {
     await t?.close();
