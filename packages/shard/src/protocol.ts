@@ -22,6 +22,8 @@ export interface WorkerInit {
   idempotencyTtlMs: number;
   /** Replication on (DESIGN §8): no auto-checkpoint, no checkpoint on close (open-shard.ts). */
   replication: boolean;
+  /** Test hook (ShardPoolOptions.testSkipDelayMs): wait this long before answering a skipped part. */
+  testSkipDelayMs: number;
   /**
    * Claims of the parts the main thread may take back (shard-pool.ts rule 2b):
    * an Int32Array; a request with `claim: c` runs only if the worker swaps

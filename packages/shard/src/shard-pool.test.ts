@@ -426,6 +426,22 @@ describe('ShardPool with the statement guard', () => {
     expect(await runaway).toMatchObject({ code: 'QUERY_TIMEOUT' });
   });
 
+  it('runs a request taken back from a stuck worker once that worker frees up, even when its skip arrives last (no lost wake-up)', async () => {
+    // One worker, one message in flight: the taken-back request can only run on the same worker, once the
+    // runaway's answer AND the skip of the taken-back part have both arrived. The skip is delayed so that it
+    // arrives after the pump that followed the runaway's answer (on a loaded machine the worker is just slow).
+    const { pool, ref } = await setup({ workers: 1, messagesPerWorker: 1, statementTimeoutMs: 300, testSkipDelayMs: 100 });
+    const a = ref('runaway');
+    const b = ref('behind');
+    await pool.create(a);
+    await pool.create(b);
+    const runaway = pool.query(a, { sql: RUNAWAY }).catch((e) => e);
+    const behind = pool.query(b, { sql: 'SELECT 2' }).then((r) => r.rows, (e: { code?: string }) => e.code);
+    const within = await Promise.race([behind, new Promise((r) => setTimeout(() => r('pending'), 3000))]);
+    expect(within).toEqual([[2]]);
+    expect(await runaway).toMatchObject({ code: 'QUERY_TIMEOUT' });
+  });
+
   it('keeps earlier commits after an interrupt inside a batch', async () => {
     const { pool, ref } = await setup({ workers: 1, statementTimeoutMs: 300 });
     const a = ref('acme');

@@ -95,6 +95,12 @@ export interface ShardPoolOptions {
    * commits. The replicator captures from it.
    */
   onCommit?: (ref: ShardRef) => void;
+  /**
+   * @internal Test hook: a worker waits this long before it answers a part
+   * it skipped (one the main thread took back), so tests can make that
+   * answer arrive after everything else.
+   */
+  testSkipDelayMs?: number;
 }
 
 /**
@@ -206,7 +212,8 @@ const noopLogger: ShardPoolLogger = { info() {}, warn() {}, error() {} };
 
 /** Runs tenant SQL on a pool of worker threads; see the file comment for the scheduling rules. */
 export class ShardPool {
-  readonly #opts: Readonly<Required<Omit<ShardPoolOptions, 'logger' | 'onCommit'>>>;
+  readonly #opts: Readonly<Required<Omit<ShardPoolOptions, 'logger' | 'onCommit' | 'testSkipDelayMs'>>>;
+  readonly #testSkipDelayMs: number;
   readonly #onCommit: ((ref: ShardRef) => void) | undefined;
   readonly #log: ShardPoolLogger;
   readonly #slots: WorkerSlot[] = [];
@@ -249,6 +256,7 @@ export class ShardPool {
       replication: opts.replication === true,
     });
     this.#onCommit = opts.onCommit;
+    this.#testSkipDelayMs = opts.testSkipDelayMs ?? 0;
     this.#log = opts.logger ?? noopLogger;
     this.#sessions = new SessionManager({
       enqueueHolding: (ref, build, hold) => this.#enqueue(ref, build, hold),
@@ -835,7 +843,12 @@ export class ShardPool {
   /** One answer from a worker: settle its call, note the worker's counters and progress. */
   #onReply(slot: WorkerSlot, msg: RequestReply): void {
     slot.answered(msg.id);
-    if (msg.kind === 'skipped') return; // taken back by #takeBackFromStuck, already settled
+    if (msg.kind === 'skipped') {
+      // Taken back by #takeBackFromStuck, already settled. Its message may now be fully answered, which frees the
+      // worker for a tenant still waiting: pump, or that tenant waits forever when this was the worker's last answer.
+      this.#schedulePump();
+      return;
+    }
     slot.counters = msg.counters;
     slot.lastProgress = performance.now();
     for (const t of msg.counters.closed) {
@@ -886,6 +899,7 @@ export class ShardPool {
       maxDbBytes: this.#opts.maxDbBytes,
       idempotencyTtlMs: this.#opts.idempotencyTtlMs,
       replication: this.#opts.replication,
+      testSkipDelayMs: this.#testSkipDelayMs,
       claims: new SharedArrayBuffer(CLAIM_SLOTS * Int32Array.BYTES_PER_ELEMENT),
     };
     const slot = new WorkerSlot(index, spawnShardWorker(init), init.claims);

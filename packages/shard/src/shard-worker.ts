@@ -177,9 +177,15 @@ function claimed(msg: WorkerRequest): boolean {
   return msg.claim === undefined || Atomics.compareExchange(claims, msg.claim, msg.id, 0) === msg.id;
 }
 
+/** The answer to a part the main thread took back (after the test hook's delay, if any). */
+function skipped(msg: WorkerRequest): RequestReply {
+  if (init.testSkipDelayMs > 0) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, init.testSkipDelayMs);
+  return { kind: 'skipped', id: msg.id };
+}
+
 port.on('message', (msg: WorkerRequest) => {
   if (msg.type !== 'multi') {
-    port!.postMessage(claimed(msg) ? answer(msg) : ({ kind: 'skipped', id: msg.id } satisfies RequestReply));
+    port!.postMessage(claimed(msg) ? answer(msg) : skipped(msg));
     return;
   }
   let replies: RequestReply[] = [];
@@ -191,7 +197,11 @@ port.on('message', (msg: WorkerRequest) => {
     since = performance.now();
   };
   for (const part of msg.parts) {
-    replies.push(claimed(part) ? answer(part) : { kind: 'skipped', id: part.id });
+    if (claimed(part)) replies.push(answer(part));
+    else {
+      if (init.testSkipDelayMs > 0) post();
+      replies.push(skipped(part));
+    }
     if (performance.now() - since >= REPLY_BATCH_MS) post();
   }
   post();
