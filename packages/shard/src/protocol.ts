@@ -22,7 +22,7 @@ export interface WorkerInit {
   idempotencyTtlMs: number;
   /** Replication on (DESIGN §8): no auto-checkpoint, no checkpoint on close (open-shard.ts). */
   replication: boolean;
-  /** Test hook (ShardPoolOptions.testSkipDelayMs): wait this long before answering a skipped part. */
+  /** Test hook (ShardPoolOptions.testSkipDelayMs): post the answer to a skipped part this much later. */
   testSkipDelayMs: number;
   /**
    * Claims of the parts the main thread may take back (shard-pool.ts rule 2b):

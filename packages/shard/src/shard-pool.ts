@@ -96,8 +96,8 @@ export interface ShardPoolOptions {
    */
   onCommit?: (ref: ShardRef) => void;
   /**
-   * @internal Test hook: a worker waits this long before it answers a part
-   * it skipped (one the main thread took back), so tests can make that
+   * @internal Test hook: a worker posts its answer to a part it skipped (one
+   * the main thread took back) this much later, so tests can make that
    * answer arrive after everything else.
    */
   testSkipDelayMs?: number;

@@ -177,15 +177,22 @@ function claimed(msg: WorkerRequest): boolean {
   return msg.claim === undefined || Atomics.compareExchange(claims, msg.claim, msg.id, 0) === msg.id;
 }
 
-/** The answer to a part the main thread took back (after the test hook's delay, if any). */
-function skipped(msg: WorkerRequest): RequestReply {
-  if (init.testSkipDelayMs > 0) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, init.testSkipDelayMs);
-  return { kind: 'skipped', id: msg.id };
+/**
+ * The answer to a part the main thread took back; with the test hook set,
+ * none: it is posted on its own once the delay has passed (the thread goes
+ * on meanwhile, so only the answer is late).
+ */
+function skip(msg: WorkerRequest): RequestReply | undefined {
+  const reply: RequestReply = { kind: 'skipped', id: msg.id };
+  if (init.testSkipDelayMs <= 0) return reply;
+  setTimeout(() => port!.postMessage(reply), init.testSkipDelayMs);
+  return undefined;
 }
 
 port.on('message', (msg: WorkerRequest) => {
   if (msg.type !== 'multi') {
-    port!.postMessage(claimed(msg) ? answer(msg) : skipped(msg));
+    const reply = claimed(msg) ? answer(msg) : skip(msg);
+    if (reply) port!.postMessage(reply);
     return;
   }
   let replies: RequestReply[] = [];
@@ -197,11 +204,8 @@ port.on('message', (msg: WorkerRequest) => {
     since = performance.now();
   };
   for (const part of msg.parts) {
-    if (claimed(part)) replies.push(answer(part));
-    else {
-      if (init.testSkipDelayMs > 0) post();
-      replies.push(skipped(part));
-    }
+    const reply = claimed(part) ? answer(part) : skip(part);
+    if (reply) replies.push(reply);
     if (performance.now() - since >= REPLY_BATCH_MS) post();
   }
   post();
