@@ -60,6 +60,8 @@ export interface BenchOptions {
   sync?: boolean;
   /** Extra environment for the Domicile node(s), e.g. `{DOMICILE_SHIP_INTERVAL: '1s'}` to compare a setting; named in the report. */
   nodeEnv?: Record<string, string>;
+  /** Write a V8 CPU profile of every thread of the (async) Domicile node into this directory, on its graceful stop. */
+  profileNodeDir?: string;
 }
 
 /** One scenario as run, with every target's result. */
@@ -222,7 +224,11 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchReport> {
   try {
     log(`starting: domicile serve, Postgres, baseline servers (${all.length} tenants)`);
     [domicile, postgres] = await Promise.all([
-      startDomicile({ env: { DOMICILE_LOG_LEVEL: 'warn', DOMICILE_WORKERS: String(DOMICILE_WORKERS), ...opts.nodeEnv }, dataDir: path.join(scratch, 'domicile') }),
+      startDomicile({
+        env: { DOMICILE_LOG_LEVEL: 'warn', DOMICILE_WORKERS: String(DOMICILE_WORKERS), ...opts.nodeEnv },
+        dataDir: path.join(scratch, 'domicile'),
+        ...(opts.profileNodeDir ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${opts.profileNodeDir}`] } : {}),
+      }),
       startPostgresCluster(PG_SETTINGS),
     ]);
     const ceiling = await startBaseline('ceiling');
