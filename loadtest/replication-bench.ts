@@ -30,38 +30,60 @@ import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { Session } from 'node:inspector/promises';
 import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import { startDomicile, startS3Server, S3RVER_CREDENTIALS, type DomicileServer, type S3Server } from '@domicile/testkit';
 import { FsObjectStore, openObjectStore, type ObjectStore } from '../packages/object-store/src/index.ts';
 import { listGenerations, restore } from '../packages/replication/src/index.ts';
 import { describeNodeEnv, parseNodeEnv } from './bench/node-env.ts';
 
-const args = process.argv.slice(2);
-const QUICK = args.includes('--quick');
-const ONLY = args.includes('--only') ? args[args.indexOf('--only') + 1] : undefined;
-const RESTORE_MB = args.includes('--mb') ? Number(args[args.indexOf('--mb') + 1]) : 100;
-const RESTORE_RUNS = 3;
-const PROFILE = args.includes('--profile') ? args[args.indexOf('--profile') + 1] : undefined;
-const PROFILE_NODE = args.includes('--profile-node') ? args[args.indexOf('--profile-node') + 1] : undefined;
 /** Exit 2 with `message` (a bad command line). */
 function usage(message: string): never {
   console.error(`pnpm bench:replication: ${message}`);
   process.exit(2);
 }
+const { values: opts } = (() => {
+  try {
+    return parseArgs({
+      options: {
+        quick: { type: 'boolean', default: false },
+        only: { type: 'string' },
+        mb: { type: 'string' },
+        rounds: { type: 'string' },
+        modes: { type: 'string' },
+        'node-env': { type: 'string', multiple: true },
+        profile: { type: 'string' },
+        'profile-node': { type: 'string' },
+      },
+      strict: true,
+      allowPositionals: false,
+    });
+  } catch (err) {
+    return usage((err as Error).message);
+  }
+})();
+const QUICK = opts.quick;
+const ONLY = opts.only;
+if (ONLY !== undefined && ONLY !== 'load' && ONLY !== 'restore') usage(`--only must be load or restore, got ${JSON.stringify(ONLY)}`);
+const RESTORE_MB = opts.mb === undefined ? 100 : Number(opts.mb);
+if (!(RESTORE_MB > 0 && RESTORE_MB <= 10_000)) usage(`--mb must be a size in MB from 1 to 10000, got ${JSON.stringify(opts.mb)}`);
+const RESTORE_RUNS = 3;
+const PROFILE = opts.profile;
+const PROFILE_NODE = opts['profile-node'];
 /** `--node-env KEY=VALUE` (repeatable): extra environment for every node, e.g. to compare settings. */
 const NODE_ENV: Record<string, string> = (() => {
   try {
-    return parseNodeEnv(args.flatMap((a, i) => (a === '--node-env' ? [args[i + 1] ?? ''] : [])));
+    return parseNodeEnv(opts['node-env'] ?? []);
   } catch (err) {
     return usage((err as Error).message);
   }
 })();
 const ALL_MODES = ['off', 'async', 'async-fs', 'sync'] as const;
 /** `--modes async-fs,sync` runs only those (off is always run: the ratios need it). */
-const MODES = new Set<string>(args.includes('--modes') ? ['off', ...(args[args.indexOf('--modes') + 1] ?? '').split(',')] : ALL_MODES);
+const MODES = new Set<string>(opts.modes !== undefined ? ['off', ...opts.modes.split(',')] : ALL_MODES);
 for (const m of MODES) if (!(ALL_MODES as readonly string[]).includes(m)) usage(`unknown mode ${JSON.stringify(m)} in --modes (known: ${ALL_MODES.join(', ')})`);
-const ROUNDS = args.includes('--rounds') ? Number(args[args.indexOf('--rounds') + 1]) : QUICK ? 1 : 3;
-if (!Number.isInteger(ROUNDS) || ROUNDS < 1 || ROUNDS > 20) usage(`--rounds must be a whole number from 1 to 20, got ${JSON.stringify(args[args.indexOf('--rounds') + 1])}`);
+const ROUNDS = opts.rounds !== undefined ? Number(opts.rounds) : QUICK ? 1 : 3;
+if (!Number.isInteger(ROUNDS) || ROUNDS < 1 || ROUNDS > 20) usage(`--rounds must be a whole number from 1 to 20, got ${JSON.stringify(opts.rounds)}`);
 const TENANTS = 8;
 const CONNECTIONS = 32;
 const WARMUP_S = QUICK ? 1 : 2;
