@@ -15,33 +15,22 @@
  * DOMICILE_BENCH_NO_APPEND=1): print only. --tiny never appends.
  */
 import { writeFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
 import { formatReport, runBench } from './bench/harness.ts';
 import { publishResults } from './bench/report.ts';
 import { parseNodeEnv } from './bench/node-env.ts';
 import { loadScenarioFile } from './bench/scenarios.ts';
+import { parseCommandLine } from './bench/command-line.ts';
 
-const { values } = (() => {
-  try {
-    return parseArgs({
-      options: {
-        scenario: { type: 'string', multiple: true },
-        duration: { type: 'string' },
-        tiny: { type: 'boolean', default: false },
-        sync: { type: 'boolean', default: false },
-        'no-append': { type: 'boolean', default: false },
-        json: { type: 'string' },
-        'node-env': { type: 'string', multiple: true },
-        'profile-node': { type: 'string' },
-      },
-      strict: true,
-      allowPositionals: false,
-    });
-  } catch (err) {
-    console.error(`pnpm bench: ${(err as Error).message}`);
-    return process.exit(2);
-  }
-})();
+const values = parseCommandLine('pnpm bench', {
+  scenario: { type: 'string', multiple: true },
+  duration: { type: 'string' },
+  tiny: { type: 'boolean', default: false },
+  sync: { type: 'boolean', default: false },
+  'no-append': { type: 'boolean', default: false },
+  json: { type: 'string' },
+  'node-env': { type: 'string', multiple: true },
+  'profile-node': { type: 'string' },
+});
 
 const duration = values.duration === undefined ? undefined : Number(values.duration);
 if (duration !== undefined && !(duration > 0 && duration <= 600)) {

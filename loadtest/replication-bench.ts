@@ -30,38 +30,24 @@ import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { Session } from 'node:inspector/promises';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import { startDomicile, startS3Server, S3RVER_CREDENTIALS, type DomicileServer, type S3Server } from '@domicile/testkit';
 import { FsObjectStore, openObjectStore, type ObjectStore } from '../packages/object-store/src/index.ts';
 import { listGenerations, restore } from '../packages/replication/src/index.ts';
 import { describeNodeEnv, parseNodeEnv } from './bench/node-env.ts';
+import { parseCommandLine, usageError } from './bench/command-line.ts';
 
-/** Exit 2 with `message` (a bad command line). */
-function usage(message: string): never {
-  console.error(`pnpm bench:replication: ${message}`);
-  process.exit(2);
-}
-const { values: opts } = (() => {
-  try {
-    return parseArgs({
-      options: {
-        quick: { type: 'boolean', default: false },
-        only: { type: 'string' },
-        mb: { type: 'string' },
-        rounds: { type: 'string' },
-        modes: { type: 'string' },
-        'node-env': { type: 'string', multiple: true },
-        profile: { type: 'string' },
-        'profile-node': { type: 'string' },
-      },
-      strict: true,
-      allowPositionals: false,
-    });
-  } catch (err) {
-    return usage((err as Error).message);
-  }
-})();
+const usage = (message: string): never => usageError('pnpm bench:replication', message);
+const opts = parseCommandLine('pnpm bench:replication', {
+  quick: { type: 'boolean', default: false },
+  only: { type: 'string' },
+  mb: { type: 'string' },
+  rounds: { type: 'string' },
+  modes: { type: 'string' },
+  'node-env': { type: 'string', multiple: true },
+  profile: { type: 'string' },
+  'profile-node': { type: 'string' },
+});
 const QUICK = opts.quick;
 const ONLY = opts.only;
 if (ONLY !== undefined && ONLY !== 'load' && ONLY !== 'restore') usage(`--only must be load or restore, got ${JSON.stringify(ONLY)}`);

@@ -21,21 +21,17 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { cpus, loadavg, platform, release, tmpdir, totalmem } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { freePort } from '@domicile/testkit';
 import { publishResults } from './bench/report.ts';
+import { parseCommandLine } from './bench/command-line.ts';
 
-const { values } = parseArgs({
-  options: {
-    tenants: { type: 'string', default: '100000' },
-    'max-open': { type: 'string', default: '2000' },
-    concurrency: { type: 'string', default: '32' },
-    replication: { type: 'string', default: 'on' },
-    'cold-samples': { type: 'string', default: '1000' },
-    'no-append': { type: 'boolean', default: false },
-  },
-  strict: true,
-  allowPositionals: false,
+const values = parseCommandLine('pnpm bench:scale', {
+  tenants: { type: 'string', default: '100000' },
+  'max-open': { type: 'string', default: '2000' },
+  concurrency: { type: 'string', default: '32' },
+  replication: { type: 'string', default: 'on' },
+  'cold-samples': { type: 'string', default: '1000' },
+  'no-append': { type: 'boolean', default: false },
 });
 const int = (name: string, v: string | undefined): number => {
   const n = Number(v);

@@ -1,0 +1,27 @@
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { parseCommandLine } from './bench/command-line.ts';
+
+afterEach(() => vi.restoreAllMocks());
+
+describe('benchmark command lines', () => {
+  const options = { rounds: { type: 'string' }, quick: { type: 'boolean', default: false }, 'node-env': { type: 'string', multiple: true } } as const;
+
+  it('returns the values of a good command line', () => {
+    expect(parseCommandLine('pnpm bench:x', options, ['--rounds', '3', '--node-env', 'A=1', '--node-env', 'B=2']))
+      .toEqual({ rounds: '3', quick: false, 'node-env': ['A=1', 'B=2'] });
+  });
+
+  it('exits 2 with one line naming the command and the problem, no stack trace', () => {
+    const exit = vi.spyOn(process, 'exit').mockImplementation(((code: number) => { throw new Error(`exit ${code}`); }) as never);
+    const err = vi.spyOn(console, 'error').mockImplementation(() => {});
+    for (const argv of [['--rounds'], ['--bogus'], ['stray']]) {
+      expect(() => parseCommandLine('pnpm bench:x', options, argv)).toThrow('exit 2');
+    }
+    expect(exit).toHaveBeenCalledTimes(3);
+    expect(err.mock.calls.map((c) => String(c[0]))).toEqual([
+      expect.stringMatching(/^pnpm bench:x: .*--rounds.*missing/),
+      expect.stringMatching(/^pnpm bench:x: .*'--bogus'/),
+      expect.stringMatching(/^pnpm bench:x: .*stray/),
+    ]);
+  });
+});
