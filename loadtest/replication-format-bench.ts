@@ -3,7 +3,9 @@
  * throughput on a filesystem bucket, against a baseline measured in the same
  * run (a plain file copy of the same database); then the shipper's capture of
  * many small transactions (one-row inserts, 140 per segment, as a busy async
- * tenant ships them every 200 ms) against the cost of committing them.
+ * tenant ships them every 200 ms) against the cost of committing them; then
+ * the CPU of compressing a segment's page data on libuv's pool against in
+ * place.
  * Run: node --import tsx loadtest/replication-format-bench.ts
  */
 import { copyFileSync, readFileSync } from 'node:fs';
@@ -11,7 +13,7 @@ import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { FsObjectStore } from '../packages/object-store/src/index.ts';
 import {
-  applyTransactionHashes, Compression, DbHashState, decodeSegment, encodeSegment, createSnapshot, newGenerationId, restore, snapshotKey,
+  applyTransactionHashes, Compression, compressAsync, compressInlineBelow, DbHashState, decodeSegment, encodeSegment, createSnapshot, newGenerationId, restore, snapshotKey,
   type SegmentTransaction,
 } from '../packages/replication/src/index.ts';
 import { createTestShard, tempDir } from '../packages/replication/src/test-support.ts';
@@ -108,6 +110,31 @@ try {
   small.db.close();
   console.log(`baseline commit         ${((commitMs * 1000) / captured).toFixed(1)} µs per one-row transaction (SQLite, WAL, synchronous=NORMAL)`);
   console.log(`capture + encode        ${((captureMs * 1000) / captured).toFixed(1)} µs per transaction, ${PER_SEGMENT} per segment (${(captureMs / commitMs).toFixed(2)}× the commit), ${(stored / captured).toFixed(0)} bytes stored per transaction`);
+
+  // Compressing a segment's page data: on libuv's pool (compressAsync, as the main thread does) against in place
+  // (compressInlineBelow, as the shipper thread does). CPU of the whole process per call (the pool's threads
+  // count), runs interleaved, median of 5.
+  const cpuPerCall = async (fn: () => unknown, calls: number): Promise<number> => {
+    const c0 = process.cpuUsage();
+    for (let i = 0; i < calls; i++) await fn();
+    const c = process.cpuUsage(c0);
+    return (c.user + c.system) / calls / 1000;
+  };
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+  for (const n of [25, 100, 400]) {
+    const data = file.subarray(pageSize, (n + 1) * pageSize);
+    const calls = Math.max(10, Math.floor(4000 / n));
+    const runs: Record<'pool' | 'inPlace', number[]> = { pool: [], inPlace: [] };
+    for (let r = 0; r < 5; r++) {
+      compressInlineBelow(0);
+      runs.pool.push(await cpuPerCall(() => compressAsync(Compression.brotli, data), calls));
+      compressInlineBelow(1 << 20);
+      runs.inPlace.push(await cpuPerCall(() => compressAsync(Compression.brotli, data), calls));
+    }
+    compressInlineBelow(0);
+    const [pool, inPlace] = [median(runs.pool), median(runs.inPlace)];
+    console.log(`compress ${(data.byteLength / 1e6).toFixed(2)} MB        pool ${pool.toFixed(2)} ms, in place ${inPlace.toFixed(2)} ms CPU per call (pool / in place ${(pool / inPlace).toFixed(2)}×)`);
+  }
 } finally {
   cleanup();
 }

@@ -15,7 +15,7 @@ async function settlesBeforeImmediate(run: () => Promise<unknown>): Promise<bool
 }
 
 describe('compression', () => {
-  it('round-trips every codec at sizes around the brotli window steps, sync and async', async () => {
+  it('round-trips every codec at small and large sizes, sync and async', async () => {
     for (const size of [1, 4096, 65_519, 65_520, 65_536, 70_000, 300_000, 2_100_000]) {
       const data = randomBytes(size);
       for (const id of [Compression.brotli, Compression.deflateRaw, Compression.none]) {
@@ -23,14 +23,6 @@ describe('compression', () => {
         expect(Buffer.from(await decompressAsync(id, await compressAsync(id, data), size, 'x')).equals(data), `${id}/${size} async`).toBe(true);
       }
     }
-  });
-
-  it('fits the brotli window to the input without losing matches across it', () => {
-    // The second half repeats the first 100 KB back: found only with a window of at least 128 KB (17 bits).
-    const half = randomBytes(100_000);
-    const data = Buffer.concat([half, half]);
-    const packed = compress(Compression.brotli, data);
-    expect(packed.byteLength).toBeLessThan(0.6 * data.byteLength);
   });
 
   it('compresses in place below compressInlineBelow on this thread, on the libuv pool otherwise', async () => {

@@ -22,19 +22,9 @@ export function compress(id: CompressionId, data: Uint8Array): Uint8Array {
   }
 }
 
-/**
- * Brotli quality 1 with its window fitted to the input (never above the
- * default 22 bits): the encoder's buffers are sized to the window, and a
- * 100 KB segment compressed 2.8× faster with a 17-bit window than with the
- * default (same output size; a decoder reads any window). Measured on this
- * project's benchmark machine, 2026-12-06.
- */
+/** Brotli quality 1, the encoder told the input's size. */
 function brotliParams(size: number): Record<number, number> {
-  return {
-    [constants.BROTLI_PARAM_QUALITY]: 1,
-    [constants.BROTLI_PARAM_SIZE_HINT]: size,
-    [constants.BROTLI_PARAM_LGWIN]: Math.min(22, Math.max(16, Math.ceil(Math.log2(size + 16)))),
-  };
+  return { [constants.BROTLI_PARAM_QUALITY]: 1, [constants.BROTLI_PARAM_SIZE_HINT]: size };
 }
 
 /** Inputs below this many bytes are compressed in place by {@link compressAsync}; per thread. */
@@ -43,12 +33,14 @@ let inlineBelow = 0;
 /**
  * For a thread of its own (the shipper thread): {@link compressAsync}
  * compresses inputs smaller than `bytes` in place instead of on the libuv
- * pool. There, brotli costs 2–3× the CPU of compressing in place for inputs
- * up to ~1 MB (the encoder's memory is allocated and faulted in afresh on
- * the pool's threads each time; 0.1 MB: 3.0 ms against 1.3 ms, 0.4 MB: 4.8
- * against 1.6 ms) and about the same above. Blocking that thread for the
- * 1–2 ms this takes costs other tenants' captures less than the extra CPU
- * costs the node. Module state: it applies to the calling thread only.
+ * pool. On the pool, brotli costs about twice the CPU for segment-sized
+ * inputs (the encoder's memory is allocated and faulted in afresh on the
+ * pool's threads each time) and about the same from ~1.5 MB:
+ * `loadtest/replication-format-bench.ts`, "compress" lines (SQLite pages:
+ * 0.1 MB 0.61 ms on the pool against 0.28 ms in place, 0.4 MB 2.0 against
+ * 1.2 ms, 1.6 MB 6.4 against 6.9 ms). Blocking that thread for the
+ * millisecond this takes costs other tenants' captures less than the extra
+ * CPU costs the node. Module state: it applies to the calling thread only.
  * Default 0: always the pool (right for the main thread).
  */
 export function compressInlineBelow(bytes: number): void {

@@ -2,7 +2,7 @@
  * Entry of the shipper thread (shipper-thread.ts starts it): holds the node's
  * `WalShipper`s by id and runs what the main thread asks, in message order.
  * Segments under 1 MiB of page data are compressed in place on this thread
- * (a few milliseconds at most, 2–3× cheaper than on the libuv pool: see
+ * (a millisecond or so, about half the CPU of the libuv pool's: see
  * `compressInlineBelow`); larger ones, and snapshot slices, on the pool, so
  * one tenant's big capture does not hold up another's message for long.
  */
