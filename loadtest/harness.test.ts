@@ -20,6 +20,10 @@ describe('pnpm bench --tiny', () => {
       expect(s.results['postgres-peer'].errors, `${s.scenario.name} postgres errors`).toBe(0);
       expect(s.ratios.domicileOverCeiling).toBeGreaterThan(0);
       expect(s.ratios.domicileOverPostgres).toBeGreaterThan(0);
+      // CPU per answer of the serving processes (read from /proc around the window).
+      expect(s.results.domicile.cpuUsPerOp, `${s.scenario.name} domicile CPU`).toBeGreaterThan(0);
+      expect(s.results['fastify-ceiling'].cpuUsPerOp, `${s.scenario.name} ceiling CPU`).toBeGreaterThan(0);
+      expect(s.results['postgres-peer'].cpuUsPerOp).toBeUndefined();
       // Replication is on (async, the default): the writes of the window were shipped as segments.
       expect(s.replication, `${s.scenario.name} replication`).toBeDefined();
       expect(s.replication!.segmentsPerSec, `${s.scenario.name} segments/s`).toBeGreaterThan(0);
@@ -31,6 +35,7 @@ describe('pnpm bench --tiny', () => {
     const md = formatReport(report, 'pnpm bench --tiny');
     expect(md).toContain('Domicile / Postgres peer');
     expect(md).toMatch(/segments uploaded\/s, [\d.]+ writes per segment/);
+    expect(md).toMatch(/Server CPU per answer .*: Domicile [\d,]+ µs · fastify ceiling [\d,]+ µs \(Domicile [\d.]+× the ceiling's\)/);
     expect(readFileSync(RESULTS_FILE, 'utf8')).toBe(before);
   }, 90_000);
 });

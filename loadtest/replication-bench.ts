@@ -25,7 +25,7 @@
  * `--profile-node` one per thread of every load node, into DIR/<mode>-<round>.)
  */
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { Session } from 'node:inspector/promises';
@@ -36,6 +36,7 @@ import { FsObjectStore, openObjectStore, type ObjectStore } from '../packages/ob
 import { listGenerations, restore } from '../packages/replication/src/index.ts';
 import { describeNodeEnv, parseNodeEnv } from './bench/node-env.ts';
 import { parseCommandLine, usageError } from './bench/command-line.ts';
+import { processCpuSeconds } from './bench/process-cpu.ts';
 
 const usage = (message: string): never => usageError('pnpm bench:replication', message);
 const opts = parseCommandLine('pnpm bench:replication', {
@@ -124,15 +125,6 @@ async function must(res: Promise<{ status: number; body: any }>, what: string): 
   return r.body;
 }
 
-/** User + system CPU seconds of a process so far (Linux /proc), 0 elsewhere. */
-function cpuSeconds(pid: number | undefined): number {
-  try {
-    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    return (Number(f[11]) + Number(f[12])) / 100;
-  } catch {
-    return 0;
-  }
-}
 
 /** One autocannon window over `tenants`; lag sampled alongside. */
 async function drive(node: DomicileServer, tenants: string[], durationS: number, sampleLag: boolean): Promise<Omit<LoadResult, 'mode' | 's3rverCpuS' | 'nodeCpuS'>> {
@@ -205,10 +197,10 @@ async function loadPhase(s3: S3Server, mode: Mode, round: number): Promise<LoadR
       await must(node.api('POST', `/v1/tenants/${t}/query`, { sql: 'CREATE TABLE kv (id INTEGER PRIMARY KEY, v TEXT)' }), 'create table');
     }
     await drive(node, tenants, WARMUP_S, false);
-    const cpu0 = cpuSeconds(s3.pid);
-    const nodeCpu0 = cpuSeconds(node.pid());
+    const cpu0 = processCpuSeconds(s3.pid);
+    const nodeCpu0 = processCpuSeconds(node.pid());
     const r = await drive(node, tenants, DURATION_S, true);
-    return { mode, s3rverCpuS: cpuSeconds(s3.pid) - cpu0, nodeCpuS: cpuSeconds(node.pid()) - nodeCpu0, ...r };
+    return { mode, s3rverCpuS: processCpuSeconds(s3.pid) - cpu0, nodeCpuS: processCpuSeconds(node.pid()) - nodeCpu0, ...r };
   } finally {
     if (PROFILE_NODE) await node.stop(); // the profiles are written on a graceful exit
     await node.dispose();

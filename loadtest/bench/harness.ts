@@ -17,6 +17,7 @@ import { drive, type TargetResult } from './load.ts';
 import { RawShards } from './raw-sqlite.ts';
 import { startPostgresCluster, type PostgresCluster } from './postgres-cluster.ts';
 import { describeNodeEnv } from './node-env.ts';
+import { processCpuSeconds } from './process-cpu.ts';
 import { loadScenarioFile, tenantIds, type Scenario, type ScenarioFile } from './scenarios.ts';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
@@ -93,7 +94,7 @@ export interface BenchReport {
 interface Child { stop(): Promise<void> }
 
 /** Starts a baseline server process and waits for its `listening` line. */
-async function startBaseline(mode: 'ceiling' | 'postgres', pgUrl?: string): Promise<Child & { url: string }> {
+async function startBaseline(mode: 'ceiling' | 'postgres', pgUrl?: string): Promise<Child & { url: string; pid: number | undefined }> {
   const port = await freePort();
   const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', BASELINE_SERVER, mode, String(port), ...(pgUrl ? [pgUrl] : [])], {
     cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'],
@@ -113,6 +114,7 @@ async function startBaseline(mode: 'ceiling' | 'postgres', pgUrl?: string): Prom
   });
   return {
     url: `http://127.0.0.1:${port}`,
+    pid: child.pid,
     async stop() {
       process.off('exit', kill);
       if (child.exitCode !== null || child.signalCode !== null) return;
@@ -254,11 +256,15 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchReport> {
     for (const plan of plans) {
       const tenants = all.slice(0, plan.tenants);
       let replication: ScenarioReport['replication'];
-      const http = async (baseUrl: string, token: string, node?: DomicileServer) => {
+      /** One HTTP target; `pid`: the serving process, whose CPU per answer is measured. */
+      const http = async (baseUrl: string, token: string, pid: number | undefined, node?: DomicileServer): Promise<TargetResult> => {
         const load = { baseUrl, token, file, mix: plan.scenario.mix, tenants, connections: plan.connections };
         if (plan.warmupSeconds > 0) await drive({ ...load, durationSeconds: plan.warmupSeconds });
         const before = node ? await replicationCounters(node) : undefined;
-        const result = await drive({ ...load, durationSeconds: plan.durationSeconds });
+        const cpu0 = processCpuSeconds(pid);
+        const measured = await drive({ ...load, durationSeconds: plan.durationSeconds });
+        const cpu = processCpuSeconds(pid) - cpu0;
+        const result = pid !== undefined && cpu > 0 && measured.ok > 0 ? { ...measured, cpuUsPerOp: (cpu * 1e6) / measured.ok } : measured;
         if (node && before) {
           const after = await replicationCounters(node);
           const segments = after.segments - before.segments;
@@ -271,9 +277,10 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchReport> {
       for (const target of TARGETS) {
         log(`${plan.scenario.name}: ${target} (${plan.durationSeconds} s)`);
         switch (target) {
-          case 'fastify-ceiling': results[target] = await http(ceiling.url, 'bench-token'); break;
-          case 'domicile': results[target] = await http(domicile.url, domicile.adminToken, domicile); break;
-          case 'postgres-peer': results[target] = await http(peer.url, 'bench-token'); break;
+          case 'fastify-ceiling': results[target] = await http(ceiling.url, 'bench-token', ceiling.pid); break;
+          case 'domicile': results[target] = await http(domicile.url, domicile.adminToken, domicile.pid(), domicile); break;
+          // (Its CPU would leave out the Postgres server's: not measured.)
+          case 'postgres-peer': results[target] = await http(peer.url, 'bench-token', undefined); break;
           case 'raw-sqlite':
             if (plan.warmupSeconds > 0) raw.run(plan.scenario.mix, tenants, plan.warmupSeconds);
             results[target] = raw.run(plan.scenario.mix, tenants, plan.durationSeconds);
@@ -283,7 +290,7 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchReport> {
       let syncResult: TargetResult | undefined;
       if (domicileSync) {
         log(`${plan.scenario.name}: domicile with sync durability (${plan.durationSeconds} s)`);
-        syncResult = await http(domicileSync.url, domicileSync.adminToken);
+        syncResult = await http(domicileSync.url, domicileSync.adminToken, domicileSync.pid());
       }
       const d = results.domicile;
       const errorRate = d.errors / Math.max(1, d.ok + d.errors);
@@ -356,6 +363,7 @@ export function formatReport(r: BenchReport, command: string): string {
       `Ratios: Domicile / fastify ceiling **${ratio(s.ratios.domicileOverCeiling)}** · Domicile / Postgres peer **${ratio(s.ratios.domicileOverPostgres)}** · Domicile / raw better-sqlite3 ${ratio(s.ratios.domicileOverRaw)}. ` +
         (s.domicileSync ? `Sync / async durability ${ratio(s.domicileSync.opsPerSec / s.results.domicile.opsPerSec)}. ` : '') +
         `Thresholds (Domicile: error rate ≤ ${s.scenario.thresholds.maxErrorRate}, p99 < ${s.scenario.thresholds.p99Ms} ms): ${s.thresholds.passed ? 'pass' : '**missed**'}.`,
+      ...(cpuLine(s) ? ['', cpuLine(s)!] : []),
       ...(s.replication && s.replication.segmentsPerSec > 0
         ? ['', `Domicile's replication in its window: ${n0(s.replication.segmentsPerSec)} segments uploaded/s, ${s.replication.writesPerSegment.toFixed(1)} writes per segment, largest lag at the end ${s.replication.maxLagSecondsAtEnd.toFixed(2)} s.`]
         : []),
@@ -365,3 +373,15 @@ export function formatReport(r: BenchReport, command: string): string {
   return lines.join('\n');
 }
 
+
+/** The CPU-per-answer sentence of a scenario (steadier than ops/s on a noisy machine), or undefined when not measured. */
+function cpuLine(s: ScenarioReport): string | undefined {
+  const d = s.results.domicile.cpuUsPerOp;
+  const c = s.results['fastify-ceiling'].cpuUsPerOp;
+  if (d === undefined) return undefined;
+  const us = (x: number) => `${n0(x)} µs`;
+  return `Server CPU per answer (the serving process, every thread, user + system): Domicile ${us(d)}` +
+    (c === undefined ? '' : ` · fastify ceiling ${us(c)} (Domicile ${ratio(d / c)} the ceiling's)`) +
+    (s.domicileSync?.cpuUsPerOp === undefined ? '' : ` · Domicile, sync durability ${us(s.domicileSync.cpuUsPerOp)}`) +
+    '; the Postgres peer is not measured (its server\'s CPU is in other processes).';
+}

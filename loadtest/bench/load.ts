@@ -17,6 +17,8 @@ export interface TargetResult {
   /** Socket errors, timeouts and non-2xx answers. */
   readonly errors: number;
   readonly durationSeconds: number;
+  /** CPU of the serving process (every thread, user + system) per 2xx answer, in µs, where the harness measures it. */
+  readonly cpuUsPerOp?: number;
 }
 
 /** Per-request timeout: a request slower than this counts as an error. */
