@@ -12,3 +12,4 @@ export * from './wal-shipper.ts';
 export * from './retention.ts';
 export * from './restore-finish.ts';
 export * from './choose-generation.ts';
+export * from './segment-pass.ts';

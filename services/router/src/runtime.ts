@@ -195,7 +195,8 @@ export class Runtime {
           return region === undefined ? undefined : regionBuckets.get(region)?.store;
         },
         onUpload: (...args) => onUpload?.(...args),
-        shippers: new ThreadShippers(),
+        // The shipper thread uploads too: it opens each region's bucket from its configured URL.
+        shippers: new ThreadShippers({ sourceOf: (store) => regionBuckets.all().find((b) => b.store === store)?.source }),
         snapshotIntervalMs: config.snapshotIntervalMs,
         shipIntervalMs: config.shipIntervalMs,
         concurrency: config.shipConcurrency,

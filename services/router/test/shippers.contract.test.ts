@@ -4,7 +4,7 @@
  * a Domicile-shaped file into a filesystem bucket and restores them; the
  * thread additionally survives its own crash (SHIPPER_LOST, then a new thread).
  */
-import { copyFileSync } from 'node:fs';
+import { copyFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FsObjectStore } from '@domicile/object-store';
@@ -43,16 +43,14 @@ async function begin(s: Awaited<ReturnType<typeof setup>>): Promise<ShipperHandl
   return h;
 }
 
-/** Capture and store until nothing is left; returns the segments stored. */
+/** Passes until nothing is left; returns the segments stored. */
 async function ship(h: ShipperHandle, store: FsObjectStore): Promise<number> {
   let n = 0;
   for (;;) {
-    const c = await h.capture();
-    if (c.kind === 'none') return n;
-    if (c.kind !== 'segment') throw new Error(`unexpected capture ${c.kind}`);
-    await store.put(c.key, c.bytes, { ifNoneMatch: true });
-    h.acknowledge(c.maxTxid);
-    n++;
+    const r = await h.pass(store);
+    n += r.uploads.length;
+    if (r.kind === 'none') return n;
+    if (r.kind !== 'stored') throw new Error(`unexpected pass ${r.kind}`);
   }
 }
 
@@ -68,17 +66,33 @@ describe.each(implementations)('Shippers contract: %s', (_name, make) => {
     expect(h.txid).toBe(s.shard.txid());
     expect(h.shippedTxid).toBe(h.txid);
     for (let i = 0; i < 5; i++) s.shard.write((db) => db.prepare('INSERT INTO items (name) VALUES (?)').run(`row ${i}`));
-    const c = await h.capture();
-    expect(c.kind).toBe('segment');
-    if (c.kind !== 'segment') return;
-    expect([c.minTxid, c.maxTxid, h.txid]).toEqual([s.shard.txid() - 4, s.shard.txid(), s.shard.txid()]);
-    expect(h.shippedTxid).toBe(s.shard.txid() - 5);
+    const r = await h.pass(s.store);
+    expect(r).toMatchObject({ kind: 'stored', uploads: [{ maxTxid: s.shard.txid() }] });
+    expect(r.uploads[0]!.bytes).toBeGreaterThan(0);
+    expect([h.txid, h.shippedTxid]).toEqual([s.shard.txid(), s.shard.txid()]);
+    expect(await h.checkpointAllowed()).toBe(true);
+    expect(await h.pass(s.store)).toMatchObject({ kind: 'none', uploads: [] });
+    const out = join(s.dir, 'restored.db');
+    expect((await restore({ store: s.store, ref: s.ref, outPath: out })).txid).toBe(s.shard.txid());
+    expect(dumpDatabase(out)).toEqual(dumpDatabase(s.path));
+    h.close();
+  });
+
+  it('a failed upload acknowledges nothing and keeps its segment: the next pass stores those bytes first', async () => {
+    const s = await setup(make);
+    const h = await begin(s);
+    const before = h.shippedTxid;
+    for (let i = 0; i < 3; i++) s.shard.write((db) => db.prepare('INSERT INTO items (name) VALUES (?)').run(`row ${i}`));
+    // A bucket whose root lies under a regular file: every put fails (ENOTDIR).
+    writeFileSync(join(s.dir, 'not-a-dir'), '');
+    const down = new FsObjectStore(join(s.dir, 'not-a-dir', 'bucket'));
+    await expect(h.pass(down)).rejects.toThrow();
+    expect([h.txid, h.shippedTxid]).toEqual([s.shard.txid(), before]);
     expect(await h.checkpointAllowed()).toBe(false); // captured, not acknowledged
-    expect(() => h.acknowledge(h.txid + 1)).toThrow(/outside/);
-    await s.store.put(c.key, c.bytes, { ifNoneMatch: true });
-    h.acknowledge(c.maxTxid);
-    expect(h.shippedTxid).toBe(c.maxTxid);
-    expect((await h.capture()).kind).toBe('none');
+    s.shard.write((db) => db.prepare('INSERT INTO items (name) VALUES (?)').run('after the failure'));
+    const r = await h.pass(s.store);
+    expect(r).toMatchObject({ kind: 'stored', uploads: [{ maxTxid: s.shard.txid() - 1 }, { maxTxid: s.shard.txid() }] });
+    expect(h.shippedTxid).toBe(s.shard.txid());
     expect(await h.checkpointAllowed()).toBe(true);
     const out = join(s.dir, 'restored.db');
     expect((await restore({ store: s.store, ref: s.ref, outPath: out })).txid).toBe(s.shard.txid());
@@ -128,7 +142,7 @@ describe('ThreadShippers', () => {
     await ship(h, s.store);
     await threads.crashForTest();
     s.shard.write((db) => db.prepare('INSERT INTO items (name) VALUES (?)').run('after crash'));
-    const lost = await h.capture().catch((err: unknown) => err);
+    const lost = await h.pass(s.store).catch((err: unknown) => err);
     expect(isShipperLost(lost)).toBe(true);
     const tip = (await readGenerationTip(s.store, s.ref))!;
     const resumed = (await threads.resume({ dbPath: s.path, ...s.ref }, tip))!;
@@ -145,5 +159,16 @@ describe('ThreadShippers', () => {
     const other = createTestShard(join(s.dir, 'other.db'), 'other', 'inc-9');
     other.db.close();
     await expect(threads.beginFromCopy({ dbPath: s.path, ...s.ref }, join(s.dir, 'other.db'))).rejects.toThrow(/another tenant/);
+  });
+
+  it('a pass into a bucket it has no URL for fails with INTERNAL; the thread opens the URL sourceOf gives', async () => {
+    const opened: string[] = [];
+    const threads = new ThreadShippers({ sourceOf: (store) => (store instanceof FsObjectStore && store.root.endsWith('bucket') ? (opened.push(store.root), store.describe()) : undefined) });
+    const s = await setup(() => threads);
+    const h = await begin(s);
+    s.shard.write((db) => db.prepare('INSERT INTO items (name) VALUES (?)').run('x'));
+    await expect(h.pass(new FsObjectStore(join(s.dir, 'elsewhere')))).rejects.toMatchObject({ code: 'INTERNAL' });
+    expect(await ship(h, s.store)).toBe(1);
+    expect(opened).toEqual([s.store.root, s.store.root]);
   });
 });

@@ -3,10 +3,11 @@
  * architecture"): one object on the main thread that drives every tenant's
  * `WalShipper` (through `Shippers`, shippers.ts: on the node they live on a
  * thread of their own). The pool reports each successful tenant request
- * (`onCommit`); the replicator then has the tenant's `-wal` read
- * (`capture()`: plain file reads, no SQLite), uploads the segment to the
- * region's bucket (in order, write-once, retried with capped exponential
- * backoff), and acknowledges it. Re-homing a tenant between SQLite workers
+ * (`onCommit`); the replicator then runs a pass of the tenant's shipper
+ * (`SegmentPasses`, on the shipper's thread): its `-wal` is read (plain file
+ * reads, no SQLite) and the new commits uploaded to the region's bucket as a
+ * segment (in order, write-once; a failed pass is retried with capped
+ * exponential backoff and the same bytes). Re-homing a tenant between SQLite workers
  * is free: the shipper never lives in one.
  *
  * Checkpoints and generation starts are jobs in the tenant's queue
@@ -32,11 +33,10 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
 import { rm, stat } from 'node:fs/promises';
 import { DomicileError } from '@domicile/errors';
-import type { ObjectBody, ObjectStore } from '@domicile/object-store';
-import { isAlreadyExists } from '@domicile/object-store';
+import type { ObjectStore } from '@domicile/object-store';
 import {
-  createSnapshot, generationTime, listGenerations, newGenerationId, pruneGenerations, readGenerationTip, snapshotKey,
-  type CaptureResult, type GenerationRef,
+  createSnapshot, generationTime, listGenerations, newGenerationId, pruneGenerations, putOnce, readGenerationTip, snapshotKey,
+  type GenerationRef, type PassResult,
 } from '@domicile/replication';
 import type { MaintenanceOp, MaintenanceResult, ShardRef } from '@domicile/shard';
 import { InProcessShippers, isShipperLost, type ShipperHandle, type Shippers } from './shippers.ts';
@@ -132,8 +132,6 @@ interface TenantRep {
   /** Creation time of `gen` (its snapshot's), for the snapshot schedule. */
   genStartedAt: number;
   shipper: ShipperHandle | null;
-  /** A segment captured but not yet stored (retried with the same bytes). */
-  inflight: Extract<CaptureResult, { kind: 'segment' }> | null;
   /** Bytes of the current log the latest capture read (a checkpoint is considered past `checkpointBytes`). */
   walBytes: number;
   dirty: boolean;
@@ -212,7 +210,7 @@ export class Replicator {
   #forgetIdle(): void {
     const now = performance.now();
     for (const [tenant, st] of this.#tenants) {
-      if (st.running || st.dirty || st.inflight || st.failures > 0 || st.durable.length > 0 || st.idle.length > 0 || st.oldest !== undefined) continue;
+      if (st.running || st.dirty || st.failures > 0 || st.durable.length > 0 || st.idle.length > 0 || st.oldest !== undefined) continue;
       if (st.lastPassAt === undefined || now - st.lastPassAt < this.#o.idleForgetMs) continue;
       if (now - st.lastPassAt < 10 * this.#o.idleForgetMs && shardBytes(st.ref.path) > this.#o.largeShardBytes) continue;
       this.#tenants.delete(tenant);
@@ -251,7 +249,7 @@ export class Replicator {
         return;
       }
       st = {
-        ref, store, gen: null, genStartedAt: 0, shipper: null, inflight: null, walBytes: 0, dirty: false, running: null, stopped: false,
+        ref, store, gen: null, genStartedAt: 0, shipper: null, walBytes: 0, dirty: false, running: null, stopped: false,
         oldest: undefined, newer: undefined, failures: 0, lastError: undefined, wake: undefined, queued: undefined, idle: [], walSig: undefined,
         startedSeq: 0, doneSeq: 0, needSeq: 0, durable: [], lastPassAt: undefined,
       };
@@ -417,7 +415,6 @@ export class Replicator {
             // unshipped frame; a captured, unstored segment is captured again). Not the bucket's fault.
             this.#o.log.warn({ tenant: st.ref.tenant, err: String((err as Error).message) }, 'shipper lost: resuming from the bucket tip');
             st.shipper = null;
-            st.inflight = null;
             st.gen = null;
             st.dirty = true;
             st.failures++;
@@ -494,36 +491,23 @@ export class Replicator {
   /** Capture and upload everything committed (pass `seq`), release its sync waiters; then maybe checkpoint. */
   async #pass(st: TenantRep, seq: number): Promise<void> {
     if (!st.shipper) await this.#resumeOrBegin(st);
-    // One fresh capture per pass (after a retried upload, if any): it holds every commit made before
-    // the pass started. Commits arriving meanwhile go to the next pass — under steady writes a pass
+    // One pass of the shipper holds every commit made before it started (after the segment a failed
+    // pass left, if any). Commits arriving meanwhile go to the next pass — under steady writes a pass
     // ends, so sync waiters are answered and checkpoints get their turn.
-    let captured = false;
     for (;;) {
-      if (st.stopped) return;
-      if (!st.inflight) {
-        if (captured) break;
-        const c = await st.shipper!.capture();
-        captured = true;
-        if (c.kind !== 'restart') st.walBytes = c.walBytes;
-        if (c.kind === 'none') break;
-        if (c.kind === 'restart') {
-          if (st.stopped) return; // a stopped shipper (restore, move, erase) starts nothing
-          this.#o.log.warn({ tenant: st.ref.tenant, reason: c.reason }, 'WAL not continuous with the generation: starting a new one');
-          st.shipper!.close();
-          st.shipper = null;
-          st.gen = null;
-          await this.#begin(st);
-          captured = false;
-          continue;
-        }
-        st.inflight = c;
+      if (st.stopped || !st.shipper) return;
+      const r = await st.shipper.pass(st.store);
+      this.#uploaded(st, r);
+      if (r.kind !== 'restart') {
+        st.walBytes = r.walBytes;
+        break;
       }
-      const started = performance.now();
-      await this.#put(st.store, st.inflight.key, st.inflight.bytes);
-      this.#o.onUpload?.(st.ref, 'segment', st.inflight.bytes.byteLength, (performance.now() - started) / 1000);
-      st.shipper!.acknowledge(st.inflight.maxTxid);
-      st.inflight = null;
-      if (this.#downStores.delete(st.store)) this.#o.log.info({ tenant: st.ref.tenant }, 'bucket reachable again');
+      if (st.stopped) return; // a stopped shipper (restore, move, erase) starts nothing
+      this.#o.log.warn({ tenant: st.ref.tenant, reason: r.reason }, 'WAL not continuous with the generation: starting a new one');
+      st.shipper.close();
+      st.shipper = null;
+      st.gen = null;
+      await this.#begin(st);
     }
     this.#passDone(st, seq);
     if (this.#o.now() - st.genStartedAt >= this.#o.snapshotIntervalMs && await st.shipper!.checkpointAllowed()) {
@@ -533,6 +517,12 @@ export class Replicator {
     await this.#maybeCheckpoint(st);
   }
 
+  /** A pass's uploads: metrics, and the bucket answers again. */
+  #uploaded(st: TenantRep, r: PassResult): void {
+    for (const u of r.uploads) this.#o.onUpload?.(st.ref, 'segment', u.bytes, u.seconds);
+    if (r.uploads.length > 0 && this.#downStores.delete(st.store)) this.#o.log.info({ tenant: st.ref.tenant }, 'bucket reachable again');
+  }
+
   /** Pass `seq` stored everything it captured: release the sync waiters it covers. */
   #passDone(st: TenantRep, seq: number): void {
     st.doneSeq = Math.max(st.doneSeq, seq);
@@ -540,16 +530,6 @@ export class Replicator {
     const keep: TenantRep['durable'] = [];
     for (const w of st.durable) (w.need <= seq ? w.resolve() : keep.push(w));
     st.durable = keep;
-  }
-
-  async #put(store: ObjectStore, key: string, body: ObjectBody): Promise<void> {
-    try {
-      await store.put(key, body, { ifNoneMatch: true });
-    } catch (err) {
-      // A retry of an upload that landed: the object is immutable and its key names its content.
-      if (isAlreadyExists(err)) return;
-      throw err;
-    }
   }
 
   /** First contact since this process started: continue the bucket's newest generation of this epoch, else begin one. */
@@ -599,7 +579,7 @@ export class Replicator {
         const snap = createSnapshot({ dbPath: copy, ...gen, checksum: shipper.checksum, time: this.#o.now() });
         try {
           const started = performance.now();
-          await Promise.all([this.#put(st.store, snapshotKey(gen, snap.header.txid), snap.stream), snap.done]);
+          await Promise.all([putOnce(st.store, snapshotKey(gen, snap.header.txid), snap.stream), snap.done]);
           this.#o.onUpload?.(st.ref, 'snapshot', undefined, (performance.now() - started) / 1000);
           this.#downStores.delete(st.store);
         } catch (err) {
@@ -664,13 +644,10 @@ export class Replicator {
       const res = await pool.heldMaintenance(st.ref, async () => {
         for (;;) {
           if (st.stopped || st.shipper !== shipper) return null;
-          const c = await shipper.capture();
-          if (c.kind === 'none') break;
-          if (c.kind === 'restart') return null; // the next pass begins a new generation (its snapshot job would wait behind this hold)
-          const started = performance.now();
-          await this.#put(st.store, c.key, c.bytes);
-          this.#o.onUpload?.(st.ref, 'segment', c.bytes.byteLength, (performance.now() - started) / 1000);
-          shipper.acknowledge(c.maxTxid);
+          const r = await shipper.pass(st.store);
+          this.#uploaded(st, r);
+          if (r.kind === 'none') break;
+          if (r.kind === 'restart') return null; // the next pass begins a new generation (its snapshot job would wait behind this hold)
         }
         if (!(await shipper.checkpointAllowed())) return null;
         let now: number;

@@ -6,9 +6,9 @@ import type { DbChecksum, GenerationTip, ShipperOptions } from '@domicile/replic
 export type ToShipperWorker =
   | { id: number; op: 'resume'; sid: number; opts: ShipperOptions; tip: GenerationTip }
   | { id: number; op: 'begin'; sid: number; opts: ShipperOptions; copyPath: string }
-  | { id: number; op: 'capture'; sid: number }
+  /** A `SegmentPasses.pass` into the bucket at `bucket` (a URL the thread opens once: `openObjectStore`). */
+  | { id: number; op: 'pass'; sid: number; bucket: string }
   | { id: number; op: 'checkpointAllowed'; sid: number }
-  | { op: 'acknowledge'; sid: number; maxTxid: number }
   | { op: 'noteCheckpoint'; sid: number; result: { busy: number; log?: number; checkpointed?: number } }
   | { op: 'close'; sid: number };
 
@@ -18,10 +18,12 @@ export interface ShipperState { txid: number; shippedTxid: number; checksum: DbC
 /** An error crossing the thread boundary: a DomicileError whole, another error's message and `code`. */
 export type WireError = { domicile: SerializedError } | { message: string; code?: string };
 
-/** Worker → main thread. */
+/** Worker → main thread: answers, and (without an id) a shipper's counters during a pass, once it captured. */
 export type FromShipperWorker =
+  | { sid: number; state: ShipperState }
   | { id: number; ok: true; value: unknown; state?: ShipperState }
-  | { id: number; ok: false; error: WireError };
+  /** A failed pass also carries the shipper's counters (a retried upload may have landed first). */
+  | { id: number; ok: false; error: WireError; state?: ShipperState };
 
 /** An error as the worker sent it. */
 export function fromWire(e: WireError): Error {

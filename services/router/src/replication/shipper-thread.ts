@@ -14,8 +14,10 @@
  * do (packages/shard/src/spawn-worker.ts says why).
  */
 import { Worker } from 'node:worker_threads';
+import { pathToFileURL } from 'node:url';
 import { DomicileError } from '@domicile/errors';
-import type { CaptureResult, GenerationTip, ShipperOptions } from '@domicile/replication';
+import { FsObjectStore, type ObjectStore } from '@domicile/object-store';
+import type { GenerationTip, PassResult, ShipperOptions } from '@domicile/replication';
 import { resolveTsxEsmApi } from '@domicile/shard';
 import { fromWire, type FromShipperWorker, type ShipperState, type ToShipperWorker } from './shipper-protocol.ts';
 import { ShipperLostError, type ShipperHandle, type Shippers } from './shippers.ts';
@@ -25,11 +27,13 @@ const ENTRY = new URL(import.meta.url.endsWith('.ts') ? './shipper-worker.ts' : 
 /** A call before its id is assigned (Omit per union member). */
 type CallMessage = ToShipperWorker extends infer T ? (T extends { id: number } ? Omit<T, 'id'> : never) : never;
 
-interface Pending { resolve: (m: Extract<FromShipperWorker, { ok: true }>) => void; reject: (err: unknown) => void }
+interface Pending { resolve: (m: Extract<FromShipperWorker, { ok: true }>) => void; reject: (err: unknown, m?: FromShipperWorker) => void }
 
 class Thread {
   readonly worker: Worker;
   readonly pending = new Map<number, Pending>();
+  /** Each open handle's counters, updated by progress messages. */
+  readonly progress = new Map<number, (state: ShipperState) => void>();
   lost: ShipperLostError | undefined;
 
   constructor(onLost: (t: Thread) => void) {
@@ -41,11 +45,15 @@ class Thread {
       : new Worker(ENTRY, options);
     this.worker.unref();
     this.worker.on('message', (m: FromShipperWorker) => {
+      if (!('id' in m)) {
+        this.progress.get(m.sid)?.(m.state);
+        return;
+      }
       const p = this.pending.get(m.id);
       if (!p) return;
       this.pending.delete(m.id);
       if (m.ok) p.resolve(m);
-      else p.reject(fromWire(m.error));
+      else p.reject(fromWire(m.error), m);
     });
     const end = (why: string) => {
       if (this.lost) return;
@@ -59,12 +67,32 @@ class Thread {
   }
 }
 
+export interface ThreadShippersOptions {
+  /**
+   * The URL the shipper thread opens `store` from (`openObjectStore`); it may
+   * carry credentials and is never logged. Default: a filesystem store's
+   * `file://` URL, nothing for others (a pass into them fails with INTERNAL).
+   * The node maps each region's store to the URL it was configured with.
+   */
+  sourceOf?: (store: ObjectStore) => string | undefined;
+}
+
+/** The default `sourceOf`. */
+function fileSource(store: ObjectStore): string | undefined {
+  return store instanceof FsObjectStore ? pathToFileURL(store.root).href : undefined;
+}
+
 /** See the file comment. */
 export class ThreadShippers implements Shippers {
+  readonly #sourceOf: (store: ObjectStore) => string | undefined;
   #thread: Thread | undefined;
   #nextId = 1;
   #nextSid = 1;
   #closed = false;
+
+  constructor(opts: ThreadShippersOptions = {}) {
+    this.#sourceOf = opts.sourceOf ?? fileSource;
+  }
 
   /** The worker's thread id while it runs (tests stop it to prove recovery). */
   get threadId(): number | undefined {
@@ -84,11 +112,12 @@ export class ThreadShippers implements Shippers {
     return this.#thread;
   }
 
-  #call(t: Thread, msg: CallMessage): Promise<Extract<FromShipperWorker, { ok: true }>> {
+  /** Post a call; `onFailure` sees a failed answer (not a lost thread) before the promise rejects. */
+  #call(t: Thread, msg: CallMessage, onFailure?: (m: FromShipperWorker) => void): Promise<Extract<FromShipperWorker, { ok: true }>> {
     if (t.lost) return Promise.reject(t.lost);
     const id = this.#nextId++;
     return new Promise((resolve, reject) => {
-      t.pending.set(id, { resolve, reject });
+      t.pending.set(id, { resolve, reject: (err, m) => { if (m) onFailure?.(m); reject(err); } });
       t.worker.postMessage({ ...msg, id });
     });
   }
@@ -118,22 +147,19 @@ export class ThreadShippers implements Shippers {
     let { txid, shippedTxid } = state;
     let closed = false;
     const send = (msg: Exclude<ToShipperWorker, { id: number }>) => { if (!t.lost) t.worker.postMessage(msg); };
+    const update = (m: { state?: ShipperState }) => { if (m.state) ({ txid, shippedTxid } = m.state); };
+    t.progress.set(sid, (state) => update({ state }));
     return {
       get txid() { return txid; },
       get shippedTxid() { return shippedTxid; },
       checksum: state.checksum,
-      capture: async () => {
+      pass: async (store) => {
         if (closed) throw new ShipperLostError('the shipper is closed');
-        const m = await this.#call(t, { op: 'capture', sid });
-        ({ txid, shippedTxid } = m.state!);
-        return m.value as CaptureResult;
-      },
-      acknowledge: (maxTxid) => {
-        if (maxTxid > txid || maxTxid < shippedTxid) {
-          throw new DomicileError('INTERNAL', `acknowledged txid ${maxTxid} outside ${shippedTxid}..${txid}`);
-        }
-        shippedTxid = maxTxid;
-        send({ op: 'acknowledge', sid, maxTxid });
+        const bucket = this.#sourceOf(store);
+        if (bucket === undefined) throw new DomicileError('INTERNAL', `the shipper thread has no URL to open ${store.describe()}`);
+        const m = await this.#call(t, { op: 'pass', sid, bucket }, update);
+        update(m);
+        return m.value as PassResult;
       },
       checkpointAllowed: async () => {
         if (closed) return false;
@@ -143,6 +169,7 @@ export class ThreadShippers implements Shippers {
       close: () => {
         if (closed) return;
         closed = true;
+        t.progress.delete(sid);
         send({ op: 'close', sid });
       },
     };

@@ -1,25 +1,36 @@
 /**
  * Entry of the shipper thread (shipper-thread.ts starts it): holds the node's
- * `WalShipper`s by id and runs what the main thread asks, in message order.
+ * `WalShipper`s by id and runs what the main thread asks, in message order. A
+ * pass (`SegmentPasses`) captures and uploads here too, into the bucket the
+ * message names by URL (opened once per URL on this thread), so the event
+ * loop neither encodes nor uploads segments: it receives the counts.
  * Segments under 1 MiB of page data are compressed in place on this thread
  * (a millisecond or so, about half the CPU of the libuv pool's: see
  * `compressInlineBelow`); larger ones, and snapshot slices, on the pool, so
  * one tenant's big capture does not hold up another's message for long.
  */
 import { parentPort } from 'node:worker_threads';
-import { WalShipper, compressInlineBelow, type CaptureResult } from '@domicile/replication';
+import { openObjectStore, type ObjectStore } from '@domicile/object-store';
+import { SegmentPasses, WalShipper, compressInlineBelow } from '@domicile/replication';
 import { toWire, type FromShipperWorker, type ShipperState, type ToShipperWorker } from './shipper-protocol.ts';
 
 const port = parentPort!;
 compressInlineBelow(1 << 20);
-const shippers = new Map<number, WalShipper>();
+const shippers = new Map<number, SegmentPasses>();
+const buckets = new Map<string, ObjectStore>();
 
-const stateOf = (s: WalShipper): ShipperState => ({ txid: s.txid, shippedTxid: s.shippedTxid, checksum: s.checksum });
+const stateOf = ({ shipper: s }: SegmentPasses): ShipperState => ({ txid: s.txid, shippedTxid: s.shippedTxid, checksum: s.checksum });
 
-function shipper(sid: number): WalShipper {
+function shipper(sid: number): SegmentPasses {
   const s = shippers.get(sid);
   if (!s) throw Object.assign(new Error(`shipper ${sid} is closed`), { code: 'SHIPPER_LOST' });
   return s;
+}
+
+function bucket(url: string): ObjectStore {
+  let store = buckets.get(url);
+  if (!store) buckets.set(url, (store = openObjectStore(url)));
+  return store;
 }
 
 async function answer(m: Extract<ToShipperWorker, { id: number }>): Promise<FromShipperWorker> {
@@ -27,37 +38,34 @@ async function answer(m: Extract<ToShipperWorker, { id: number }>): Promise<From
     case 'resume': {
       const s = WalShipper.resume(m.opts, m.tip);
       if (!s) return { id: m.id, ok: true, value: false };
-      shippers.set(m.sid, s);
-      return { id: m.id, ok: true, value: true, state: stateOf(s) };
+      const p = new SegmentPasses(s);
+      shippers.set(m.sid, p);
+      return { id: m.id, ok: true, value: true, state: stateOf(p) };
     }
     case 'begin': {
-      const s = await WalShipper.beginGenerationFromCopyAsync(m.opts, m.copyPath);
-      shippers.set(m.sid, s);
-      return { id: m.id, ok: true, value: true, state: stateOf(s) };
+      const p = new SegmentPasses(await WalShipper.beginGenerationFromCopyAsync(m.opts, m.copyPath));
+      shippers.set(m.sid, p);
+      return { id: m.id, ok: true, value: true, state: stateOf(p) };
     }
-    case 'capture': {
-      const s = shipper(m.sid);
-      const c: CaptureResult = await s.captureAsync();
-      return { id: m.id, ok: true, value: c, state: stateOf(s) };
+    case 'pass': {
+      const p = shipper(m.sid);
+      try {
+        // The counters go out as soon as the segment is captured: an upload may take long (a bucket down).
+        const captured = () => port.postMessage({ sid: m.sid, state: stateOf(p) } satisfies FromShipperWorker);
+        return { id: m.id, ok: true, value: await p.pass(bucket(m.bucket), captured), state: stateOf(p) };
+      } catch (err) {
+        return { id: m.id, ok: false, error: toWire(err), state: stateOf(p) };
+      }
     }
     case 'checkpointAllowed':
-      return { id: m.id, ok: true, value: shippers.get(m.sid)?.checkpointAllowed() ?? false };
+      return { id: m.id, ok: true, value: shippers.get(m.sid)?.shipper.checkpointAllowed() ?? false };
   }
-}
-
-/** A standalone buffer for the transfer list: segment bytes may be a view of a larger (or pooled) one. */
-function transferable(m: FromShipperWorker): ArrayBuffer[] {
-  if (!m.ok || m.value === null || typeof m.value !== 'object' || !('bytes' in m.value)) return [];
-  const c = m.value as { bytes: Uint8Array };
-  if (!(c.bytes instanceof Uint8Array) || !(c.bytes.buffer instanceof ArrayBuffer)) return [];
-  if (c.bytes.byteOffset !== 0 || c.bytes.byteLength !== c.bytes.buffer.byteLength) c.bytes = new Uint8Array(c.bytes);
-  return [c.bytes.buffer as ArrayBuffer];
 }
 
 port.on('message', (m: ToShipperWorker) => {
   if ('id' in m) {
     answer(m).then(
-      (reply) => port.postMessage(reply, transferable(reply)),
+      (reply) => port.postMessage(reply),
       (err: unknown) => port.postMessage({ id: m.id, ok: false, error: toWire(err) } satisfies FromShipperWorker),
     );
     return;
@@ -65,8 +73,7 @@ port.on('message', (m: ToShipperWorker) => {
   const s = shippers.get(m.sid);
   if (!s) return;
   switch (m.op) {
-    case 'acknowledge': s.acknowledge(m.maxTxid); break;
-    case 'noteCheckpoint': s.noteCheckpoint(m.result); break;
-    case 'close': s.close(); shippers.delete(m.sid); break;
+    case 'noteCheckpoint': s.shipper.noteCheckpoint(m.result); break;
+    case 'close': s.shipper.close(); shippers.delete(m.sid); break;
   }
 });

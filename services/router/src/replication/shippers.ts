@@ -7,14 +7,15 @@
  * - {@link InProcessShippers}: the shippers run on the caller's thread (unit
  *   tests, tools);
  * - `ThreadShippers` (shipper-thread.ts): every shipper lives on one worker
- *   thread, so reading the WAL, hashing pages and encoding segments never
- *   runs on the node's event loop. What the node runs.
+ *   thread, so reading the WAL, hashing pages, encoding segments and
+ *   uploading them never runs on the node's event loop. What the node runs.
  *
  * A handle's `txid`/`shippedTxid` are the shipper's as of the latest answer
- * (capture, acknowledge); `checksum` is the database checksum at the
+ * (a pass, failed or not); `checksum` is the database checksum at the
  * generation's start (what its snapshot must carry).
  */
-import { WalShipper, type CaptureResult, type DbChecksum, type GenerationTip, type ShipperOptions } from '@domicile/replication';
+import type { ObjectStore } from '@domicile/object-store';
+import { SegmentPasses, WalShipper, type DbChecksum, type GenerationTip, type PassResult, type ShipperOptions } from '@domicile/replication';
 
 /** One tenant's shipper, whichever thread it runs on. Calls for one handle must not overlap (the replicator runs one pass per tenant). */
 export interface ShipperHandle {
@@ -24,10 +25,12 @@ export interface ShipperHandle {
   readonly shippedTxid: number;
   /** Database checksum when the handle was created (the snapshot's, for a generation start). */
   readonly checksum: DbChecksum;
-  /** `WalShipper.captureAsync`: the WAL's new commits as the next segment. */
-  capture(): Promise<CaptureResult>;
-  /** `WalShipper.acknowledge`: checked here, applied in order with the handle's other calls. */
-  acknowledge(maxTxid: number): void;
+  /**
+   * `SegmentPasses.pass`: store the segment a failed pass left, then the WAL's
+   * new commits as the next segment, into `store` (the shipper's thread does
+   * the upload too).
+   */
+  pass(store: ObjectStore): Promise<PassResult>;
   /** `WalShipper.checkpointAllowed`. */
   checkpointAllowed(): Promise<boolean>;
   /** `WalShipper.noteCheckpoint`. */
@@ -81,12 +84,12 @@ export class InProcessShippers implements Shippers {
     this.#open.add(s);
     const open = this.#open;
     const checksum = s.checksum;
+    const passes = new SegmentPasses(s);
     return {
       get txid() { return s.txid; },
       get shippedTxid() { return s.shippedTxid; },
       checksum,
-      capture: () => s.captureAsync(),
-      acknowledge: (maxTxid) => s.acknowledge(maxTxid),
+      pass: (store) => passes.pass(store),
       checkpointAllowed: async () => s.checkpointAllowed(),
       noteCheckpoint: (res) => s.noteCheckpoint(res),
       close: () => { open.delete(s); s.close(); },
