@@ -14,6 +14,11 @@ type Level = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
 /** The part of a pino logger this needs beyond FastifyBaseLogger. */
 type Parent = FastifyBaseLogger & { isLevelEnabled?(level: string): boolean };
 
+const LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
+
+/** The level methods, defined on the prototype by the class's static block. */
+export interface LazyChildLogger extends Pick<FastifyBaseLogger, Level | 'silent'> {}
+
 export class LazyChildLogger implements FastifyBaseLogger {
   readonly #parent: Parent;
   readonly #bindings: Bindings;
@@ -42,13 +47,8 @@ export class LazyChildLogger implements FastifyBaseLogger {
     this.#real().level = level;
   }
 
-  readonly fatal: LogFn = (...args: Parameters<LogFn>) => this.#log('fatal', args);
-  readonly error: LogFn = (...args: Parameters<LogFn>) => this.#log('error', args);
-  readonly warn: LogFn = (...args: Parameters<LogFn>) => this.#log('warn', args);
-  readonly info: LogFn = (...args: Parameters<LogFn>) => this.#log('info', args);
-  readonly debug: LogFn = (...args: Parameters<LogFn>) => this.#log('debug', args);
-  readonly trace: LogFn = (...args: Parameters<LogFn>) => this.#log('trace', args);
-  readonly silent: LogFn = () => undefined;
+  // The level methods live on the prototype, made once (see the static block below): as
+  // arrow-function fields they were made (and, under tsx, named) for every request, twice.
 
   child(bindings: Bindings, opts?: ChildLoggerOptions): FastifyBaseLogger {
     return new LazyChildLogger(this, bindings, opts);
@@ -57,6 +57,16 @@ export class LazyChildLogger implements FastifyBaseLogger {
   #log(level: Level, args: Parameters<LogFn>): void {
     if (!this.isLevelEnabled(level)) return;
     (this.#real()[level] as (...a: unknown[]) => void)(...args);
+  }
+
+  static {
+    for (const level of LEVELS) {
+      Object.defineProperty(LazyChildLogger.prototype, level, {
+        value: { [level](this: LazyChildLogger, ...args: Parameters<LogFn>) { this.#log(level, args); } }[level],
+        writable: true, configurable: true,
+      });
+    }
+    Object.defineProperty(LazyChildLogger.prototype, 'silent', { value: function silent() {}, writable: true, configurable: true });
   }
 
   /** The pino child, made now; a lazy parent is made real first (its child() would be lazy again). */

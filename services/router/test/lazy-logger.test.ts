@@ -29,6 +29,17 @@ afterEach(async () => {
 });
 
 describe('LazyChildLogger', () => {
+  it('carries no function per instance: the level methods are on the prototype (made once, not per request)', () => {
+    const { logger } = capture('warn');
+    const req = new LazyChildLogger(logger, { reqId: 'req-1' });
+    expect(Object.keys(req)).toEqual([]);
+    for (const level of ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const) {
+      expect(Object.hasOwn(req, level), level).toBe(false);
+      expect(typeof req[level], level).toBe('function');
+      expect(req[level].name, level).toBe(level);
+    }
+  });
+
   it('makes no child for lines below the level, and writes enabled lines with every binding, nested', () => {
     const { logger, lines, children } = capture('warn');
     const req = new LazyChildLogger(logger, { reqId: 'req-1' });
