@@ -10,7 +10,7 @@ describe('configuration', () => {
     const c = parseConfig({});
     expect(c).toMatchObject({
       host: '127.0.0.1', port: 8080, statementTimeoutMs: 5000, maxResultBytes: 16 * 1024 ** 2, maxBodyBytes: 10 * 1024 ** 2,
-      maxDbBytes: 1024 ** 3, durability: 'async', snapshotIntervalMs: 3_600_000, shipIntervalMs: 200, checkpointBytes: 4 * 1024 ** 2, shipConcurrency: 8, retentionMs: 7 * 86_400_000, leaseTtlMs: 5000, replication: 'on',
+      maxDbBytes: 1024 ** 3, durability: 'async', snapshotIntervalMs: 3_600_000, shipIntervalMs: 200, checkpointBytes: 4 * 1024 ** 2, shipConcurrency: 8, retentionMs: 7 * 86_400_000, leaseTtlMs: 5000, replication: 'on', tokenCache: 10_000,
       region: undefined, redisUrl: undefined,
     });
     expect(c.dataDir).toBe(path.resolve('data'));
@@ -44,6 +44,12 @@ describe('configuration', () => {
   it('reads the shipping concurrency and refuses one out of range', () => {
     expect(parseConfig({ DOMICILE_SHIP_CONCURRENCY: '32' }).shipConcurrency).toBe(32);
     expect(() => parseConfig({ DOMICILE_SHIP_CONCURRENCY: '0' })).toThrow(/DOMICILE_SHIP_CONCURRENCY/);
+  });
+
+  it('reads the verified-token cache size: 0 turns it off, a negative one is refused', () => {
+    expect(parseConfig({ DOMICILE_TOKEN_CACHE: '0' }).tokenCache).toBe(0);
+    expect(parseConfig({ DOMICILE_TOKEN_CACHE: '500' }).tokenCache).toBe(500);
+    expect(() => parseConfig({ DOMICILE_TOKEN_CACHE: '-1' })).toThrow(/DOMICILE_TOKEN_CACHE/);
   });
 
   it('refuses a cluster without a region or its secrets', () => {

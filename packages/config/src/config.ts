@@ -47,6 +47,8 @@ export interface Config {
   /** DOMICILE_FAILOVER_SWEEP_MS: how often a cluster node re-checks its region for tenants of dead nodes. */
   failoverSweepMs: number;
   replication: 'on' | 'off';
+  /** DOMICILE_TOKEN_CACHE: verified tenant tokens remembered (0: verify every request). */
+  tokenCache: number;
   logLevel: string;
   /** Where each value came from, for `serve` start-up logs. */
   sources: Readonly<Record<string, 'default' | 'env' | 'file'>>;
@@ -189,6 +191,7 @@ const VARIABLES: ReadonlyArray<Variable<keyof Config>> = [
   { key: 'leaseTtlMs', env: 'DOMICILE_LEASE_TTL_MS', parse: parseInteger(500, 600_000), default: () => 5000 },
   { key: 'failoverSweepMs', env: 'DOMICILE_FAILOVER_SWEEP_MS', parse: parseInteger(1000, 3_600_000), default: () => 30_000 },
   { key: 'replication', env: 'DOMICILE_REPLICATION', parse: parseEnum<'on' | 'off'>('on', 'off'), default: () => 'on' },
+  { key: 'tokenCache', env: 'DOMICILE_TOKEN_CACHE', parse: parseInteger(0, 10_000_000), default: () => 10_000 },
   { key: 'logLevel', env: 'DOMICILE_LOG_LEVEL', parse: parseEnum('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'), default: () => 'info' },
 ];
 

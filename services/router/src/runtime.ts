@@ -207,7 +207,7 @@ export class Runtime {
     }
     const rt = new Runtime({
       config, log, directory, pool, audit, schema, metrics, nodes, adminTokenFile, regionBuckets, replicator, cluster,
-      adminAuth: new AdminAuth(adminTokens), tokens: new TenantTokens(secrets), policy, checkpointHolds,
+      adminAuth: new AdminAuth(adminTokens), tokens: new TenantTokens(secrets, { cacheSize: config.tokenCache }), policy, checkpointHolds,
     });
     moves = rt.moves;
     await rt.moves.recover();
