@@ -3,7 +3,7 @@
  * one run (loadtest/bench/harness.ts), printed as Markdown and appended to
  * loadtest/RESULTS.md.
  *
- *   pnpm bench [--scenario NAME]... [--duration S] [--tiny] [--sync] [--node-env KEY=VALUE]... [--profile-node DIR] [--no-append] [--json FILE]
+ *   pnpm bench [--scenario NAME]... [--duration S] [--tiny] [--sync] [--tenant-tokens] [--node-env KEY=VALUE]... [--profile-node DIR] [--no-append] [--json FILE]
  *
  * --node-env: extra environment for the Domicile node (repeatable), to compare
  * a setting against the defaults; the report names it.
@@ -11,6 +11,8 @@
  * into DIR when the run stops it (samples carry time: the node's whole life,
  * set-up included, so select its measured windows when reading them).
  * --sync: also measure a second node with sync durability (the cost of sync).
+ * --tenant-tokens: Domicile requests carry each tenant's own tenant token (a
+ * JWT the node verifies) instead of the admin token, as per-tenant clients do.
  * --tiny: a few seconds and few tenants (CI smoke). --no-append (or
  * DOMICILE_BENCH_NO_APPEND=1): print only. --tiny never appends.
  */
@@ -30,6 +32,7 @@ const values = parseCommandLine('pnpm bench', {
   json: { type: 'string' },
   'node-env': { type: 'string', multiple: true },
   'profile-node': { type: 'string' },
+  'tenant-tokens': { type: 'boolean', default: false },
 });
 
 const duration = values.duration === undefined ? undefined : Number(values.duration);
@@ -63,7 +66,7 @@ setTimeout(() => {
 for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => process.exit(130));
 
 const command = ['pnpm bench', ...process.argv.slice(2)].join(' ');
-const report = await runBench({ scenarios: names, ...(duration === undefined ? {} : { durationSeconds: duration }), tiny: values.tiny, sync: values.sync, nodeEnv, ...(values['profile-node'] ? { profileNodeDir: values['profile-node'] } : {}) });
+const report = await runBench({ scenarios: names, ...(duration === undefined ? {} : { durationSeconds: duration }), tiny: values.tiny, sync: values.sync, tenantTokens: values['tenant-tokens'], nodeEnv, ...(values['profile-node'] ? { profileNodeDir: values['profile-node'] } : {}) });
 const markdown = formatReport(report, command);
 if (values.json) writeFileSync(values.json, JSON.stringify(report, null, 2));
 publishResults(markdown, !values.tiny && !values['no-append'] && process.env.DOMICILE_BENCH_NO_APPEND !== '1');

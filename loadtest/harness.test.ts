@@ -38,4 +38,12 @@ describe('pnpm bench --tiny', () => {
     expect(md).toMatch(/Server CPU per answer .*: Domicile [\d,]+ µs · fastify ceiling [\d,]+ µs \(Domicile [\d.]+× the ceiling's\)/);
     expect(readFileSync(RESULTS_FILE, 'utf8')).toBe(before);
   }, 90_000);
+
+  it('--tenant-tokens: Domicile answers requests that carry each tenant\'s own token, with zero errors', async () => {
+    const report = await runBench({ tiny: true, scenarios: ['writes-across-tenants'], tenantTokens: true, log: () => {} });
+    const d = report.scenarios[0]!.results.domicile;
+    expect(d.ok).toBeGreaterThan(0);
+    expect(d.errors).toBe(0);
+    expect(report.method.join('\n')).toContain('its tenant\'s own tenant token (--tenant-tokens)');
+  }, 90_000);
 });

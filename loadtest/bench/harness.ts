@@ -63,6 +63,12 @@ export interface BenchOptions {
   nodeEnv?: Record<string, string>;
   /** Write a V8 CPU profile of every thread of the (async) Domicile node into this directory, on its graceful stop. */
   profileNodeDir?: string;
+  /**
+   * Domicile requests carry each tenant's own tenant token (a JWT issued in
+   * setup) instead of the admin token, as a client per tenant would: the
+   * node then verifies a token per request (or finds it among the verified).
+   */
+  tenantTokens?: boolean;
 }
 
 /** One scenario as run, with every target's result. */
@@ -174,6 +180,17 @@ async function setupDomicile(server: DomicileServer, file: ScenarioFile, tenants
   return tenants.length / ((performance.now() - t0) / 1000);
 }
 
+/** A write-scope tenant token for every tenant, issued through the admin API. */
+async function issueTenantTokens(server: DomicileServer, tenants: readonly string[]): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  await eachLimit(tenants, SETUP_CONCURRENCY, async (id) => {
+    const r = await server.api('POST', `/v1/tenants/${id}/tokens`, { scope: 'write', ttlSeconds: 86_400 });
+    if (r.status !== 201) throw new Error(`token of tenant ${id}: ${r.status} ${JSON.stringify(r.body)}`);
+    out.set(id, (r.body as { token: string }).token);
+  });
+  return out;
+}
+
 async function setupPostgres(url: string, file: ScenarioFile, tenants: readonly string[]): Promise<void> {
   const client = new pg.Client({ connectionString: url });
   await client.connect();
@@ -238,6 +255,7 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchReport> {
     const peer = await startBaseline('postgres', postgres.url);
     children.push(peer);
     const domicileTenantsPerSec = await setupDomicile(domicile, file, all);
+    const domicileTokens = opts.tenantTokens ? await issueTenantTokens(domicile, all) : undefined;
     if (opts.sync) {
       domicileSync = await startDomicile({
         env: { DOMICILE_LOG_LEVEL: 'warn', DOMICILE_WORKERS: String(DOMICILE_WORKERS), ...opts.nodeEnv, DOMICILE_DURABILITY: 'sync' },
@@ -245,6 +263,7 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchReport> {
       });
       await setupDomicile(domicileSync, file, all);
     }
+    const domicileSyncTokens = opts.tenantTokens && domicileSync ? await issueTenantTokens(domicileSync, all) : undefined;
     await replicationQuiet(domicile);
     if (domicileSync) await replicationQuiet(domicileSync);
     await setupPostgres(postgres.url, file, all);
@@ -256,9 +275,12 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchReport> {
     for (const plan of plans) {
       const tenants = all.slice(0, plan.tenants);
       let replication: ScenarioReport['replication'];
-      /** One HTTP target; `pid`: the serving process, whose CPU per answer is measured. */
-      const http = async (baseUrl: string, token: string, pid: number | undefined, node?: DomicileServer): Promise<TargetResult> => {
-        const load = { baseUrl, token, file, mix: plan.scenario.mix, tenants, connections: plan.connections };
+      /** One HTTP target; `pid`: the serving process, whose CPU per answer is measured; `tokens`: a token per tenant. */
+      const http = async (baseUrl: string, token: string, pid: number | undefined, node?: DomicileServer, tokens?: Map<string, string>): Promise<TargetResult> => {
+        const load = {
+          baseUrl, token, file, mix: plan.scenario.mix, tenants, connections: plan.connections,
+          ...(tokens ? { tokenFor: (tenant: string) => tokens.get(tenant)! } : {}),
+        };
         if (plan.warmupSeconds > 0) await drive({ ...load, durationSeconds: plan.warmupSeconds });
         const before = node ? await replicationCounters(node) : undefined;
         const cpu0 = processCpuSeconds(pid);
@@ -278,7 +300,7 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchReport> {
         log(`${plan.scenario.name}: ${target} (${plan.durationSeconds} s)`);
         switch (target) {
           case 'fastify-ceiling': results[target] = await http(ceiling.url, 'bench-token', ceiling.pid); break;
-          case 'domicile': results[target] = await http(domicile.url, domicile.adminToken, domicile.pid(), domicile); break;
+          case 'domicile': results[target] = await http(domicile.url, domicile.adminToken, domicile.pid(), domicile, domicileTokens); break;
           // (Its CPU would leave out the Postgres server's: not measured.)
           case 'postgres-peer': results[target] = await http(peer.url, 'bench-token', undefined); break;
           case 'raw-sqlite':
@@ -290,7 +312,7 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchReport> {
       let syncResult: TargetResult | undefined;
       if (domicileSync) {
         log(`${plan.scenario.name}: domicile with sync durability (${plan.durationSeconds} s)`);
-        syncResult = await http(domicileSync.url, domicileSync.adminToken, domicileSync.pid());
+        syncResult = await http(domicileSync.url, domicileSync.adminToken, domicileSync.pid(), undefined, domicileSyncTokens);
       }
       const d = results.domicile;
       const errorRate = d.errors / Math.max(1, d.ok + d.errors);
@@ -311,7 +333,7 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchReport> {
       `Closed loop: autocannon 8 in the harness process, one scenario at a time, its targets one after another (${TARGETS.join(' → ')}); ` +
         (opts.tiny ? 'no warm-up (--tiny).' : 'each measured window follows a warm-up of the same load (≤ 2 s).'),
       'Requests: POST /v1/tenants/:id/query with the scenario statement and params (loadtest/scenarios.json), tenant uniformly at random, writes spread evenly by a counter; ops/s counts 2xx answers only.',
-      `Domicile: \`domicile serve\` child process, ${DOMICILE_WORKERS} SQLite workers, statement guard on, admin token, DOMICILE_LOG_LEVEL=warn, replication on with durability async (the defaults) to the region's default filesystem bucket under the data dir; measured after the setup's generation uploads went quiet.` +
+      `Domicile: \`domicile serve\` child process, ${DOMICILE_WORKERS} SQLite workers, statement guard on, ${opts.tenantTokens ? 'each request with its tenant\'s own tenant token (--tenant-tokens)' : 'admin token'}, DOMICILE_LOG_LEVEL=warn, replication on with durability async (the defaults) to the region's default filesystem bucket under the data dir; measured after the setup's generation uploads went quiet.` +
         (opts.sync ? ' Sync: a second node with DOMICILE_DURABILITY=sync (same setup), measured right after the async one.' : '') +
         (opts.nodeEnv && Object.keys(opts.nodeEnv).length > 0 ? ` Node environment for this run: ${describeNodeEnv(opts.nodeEnv)} (not the defaults).` : ''),
       'fastify ceiling: a child process with the same route and body schema that parses the JSON and answers a /query-shaped result without storage.',
