@@ -43,6 +43,13 @@ async function begin(s: Awaited<ReturnType<typeof setup>>): Promise<ShipperHandl
   return h;
 }
 
+/** A restore of the bucket reaches the shard's txid and holds exactly its rows. */
+async function expectRestoresLive(s: Awaited<ReturnType<typeof setup>>): Promise<void> {
+  const out = join(s.dir, `restored-${Math.random()}.db`);
+  expect((await restore({ store: s.store, ref: s.ref, outPath: out })).txid).toBe(s.shard.txid());
+  expect(dumpDatabase(out)).toEqual(dumpDatabase(s.path));
+}
+
 /** Passes until nothing is left; returns the segments stored. */
 async function ship(h: ShipperHandle, store: FsObjectStore): Promise<number> {
   let n = 0;
@@ -72,9 +79,7 @@ describe.each(implementations)('Shippers contract: %s', (_name, make) => {
     expect([h.txid, h.shippedTxid]).toEqual([s.shard.txid(), s.shard.txid()]);
     expect(await h.checkpointAllowed()).toBe(true);
     expect(await h.pass(s.store)).toMatchObject({ kind: 'none', uploads: [] });
-    const out = join(s.dir, 'restored.db');
-    expect((await restore({ store: s.store, ref: s.ref, outPath: out })).txid).toBe(s.shard.txid());
-    expect(dumpDatabase(out)).toEqual(dumpDatabase(s.path));
+    await expectRestoresLive(s);
     h.close();
   });
 
@@ -94,9 +99,7 @@ describe.each(implementations)('Shippers contract: %s', (_name, make) => {
     expect(r).toMatchObject({ kind: 'stored', uploads: [{ maxTxid: s.shard.txid() - 1 }, { maxTxid: s.shard.txid() }] });
     expect(h.shippedTxid).toBe(s.shard.txid());
     expect(await h.checkpointAllowed()).toBe(true);
-    const out = join(s.dir, 'restored.db');
-    expect((await restore({ store: s.store, ref: s.ref, outPath: out })).txid).toBe(s.shard.txid());
-    expect(dumpDatabase(out)).toEqual(dumpDatabase(s.path));
+    await expectRestoresLive(s);
     h.close();
   });
 
@@ -109,9 +112,7 @@ describe.each(implementations)('Shippers contract: %s', (_name, make) => {
     h.noteCheckpoint(s.shard.checkpoint());
     s.shard.write((db) => db.prepare('INSERT INTO items (name) VALUES (?)').run('b'));
     expect(await ship(h, s.store)).toBe(1);
-    const out = join(s.dir, 'restored.db');
-    await restore({ store: s.store, ref: s.ref, outPath: out });
-    expect(dumpDatabase(out)).toEqual(dumpDatabase(s.path));
+    await expectRestoresLive(s);
   });
 
   it('resumes from the bucket tip after a restart (the -wal keeps what was not shipped); refuses a file that does not continue it', async () => {
@@ -125,8 +126,7 @@ describe.each(implementations)('Shippers contract: %s', (_name, make) => {
     const resumed = await s.shippers.resume({ dbPath: s.path, ...s.ref }, tip);
     expect(resumed).not.toBeNull();
     expect(await ship(resumed!, s.store)).toBe(1);
-    const out = join(s.dir, 'restored.db');
-    expect((await restore({ store: s.store, ref: s.ref, outPath: out })).txid).toBe(s.shard.txid());
+    await expectRestoresLive(s);
     expect(await s.shippers.resume({ dbPath: s.path, ...s.ref }, { txid: tip.txid, checksum: tip.checksum ^ 1n })).toBeNull();
   });
 });
@@ -148,9 +148,7 @@ describe('ThreadShippers', () => {
     const resumed = (await threads.resume({ dbPath: s.path, ...s.ref }, tip))!;
     expect(threads.threadId).not.toBe(first);
     expect(await ship(resumed, s.store)).toBe(1);
-    const out = join(s.dir, 'restored.db');
-    expect((await restore({ store: s.store, ref: s.ref, outPath: out })).txid).toBe(s.shard.txid());
-    expect(dumpDatabase(out)).toEqual(dumpDatabase(s.path));
+    await expectRestoresLive(s);
   });
 
   it('errors thrown in the thread arrive with their code and message', async () => {
