@@ -123,3 +123,40 @@ export function applyTransactionHashes(
   state.resize(tx.commitSize);
   return state.checksum;
 }
+
+/**
+ * {@link applyTransactionHashes} with the page hashes deferred: `pending`
+ * collects the latest image of every page written since the last
+ * {@link flushPendingHashes}, sizes are applied at once. After a flush the
+ * state equals the one the transactions applied one by one would give (the
+ * checksum is an XOR, so order does not matter), but a page rewritten by many
+ * transactions in between is hashed once. Restore flushes and compares at the
+ * end of each segment and at its stop point (a segment's bytes are covered by
+ * its trailer hash).
+ */
+export function deferTransactionHashes(
+  state: DbHashState,
+  pending: Map<number, Uint8Array>,
+  tx: { truncateTo: number; commitSize: number; pages: ReadonlyArray<{ pgno: number; data: Uint8Array }> },
+): void {
+  const truncateTo = Math.min(tx.truncateTo, state.pageCount);
+  if (truncateTo < state.pageCount) {
+    state.resize(truncateTo);
+    for (const pgno of pending.keys()) if (pgno > truncateTo) pending.delete(pgno);
+  }
+  let highest = 0;
+  for (const p of tx.pages) {
+    pending.set(p.pgno, p.data);
+    if (p.pgno > highest) highest = p.pgno;
+  }
+  const shrinks = tx.commitSize < state.pageCount;
+  state.resize(tx.commitSize);
+  if (shrinks || highest > tx.commitSize) for (const pgno of pending.keys()) if (pgno > tx.commitSize) pending.delete(pgno);
+}
+
+/** Hash the pages {@link deferTransactionHashes} collected into `state`; returns its checksum. */
+export function flushPendingHashes(state: DbHashState, pending: Map<number, Uint8Array>): DbChecksum {
+  for (const [pgno, data] of pending) state.setPage(pgno, data);
+  pending.clear();
+  return state.checksum;
+}

@@ -11,7 +11,7 @@ import Database from 'better-sqlite3';
 import { DomicileError } from '@domicile/errors';
 import { compareKeys, type ObjectStore } from '@domicile/object-store';
 import { backupInvalid } from './binary.ts';
-import { applyTransactionHashes, formatChecksum, type DbChecksum, type DbHashState } from './checksum.ts';
+import { deferTransactionHashes, flushPendingHashes, formatChecksum, type DbChecksum, type DbHashState } from './checksum.ts';
 import { generationPrefix, generationsPrefix, parseKey, type GenerationRef, type ParsedKey } from './keys.ts';
 import { decodeSegment, type DecodedSegment, type PageImage } from './segment.ts';
 import { readSnapshot, readSnapshotHeader, type SnapshotHeader } from './snapshot.ts';
@@ -211,22 +211,30 @@ function applySegment(
   let applied = 0;
   let txid = 0;
   let time = 0;
-  for (const tx of seg.transactions) {
-    if (tx.txid > stopTxid || tx.time > stopTime) return { applied, txid, time, stopped: true };
-    const pages = tx.pages();
-    const truncateTo = Math.min(tx.truncateTo, state.pageCount);
-    if (truncateTo < state.pageCount) ftruncateSync(fd, truncateTo * pageSize);
+  let expected = seg.preChecksum;
+  // Page writes and hashes are deferred to where the state is checked: the end of the segment, or
+  // the stop point. A page many transactions rewrite is written and hashed once, in its last image
+  // (see deferTransactionHashes; sizes are followed transaction by transaction).
+  const pending = new Map<number, Uint8Array>();
+  const check = (stopped: boolean) => {
+    const pages = [...pending].sort((a, b) => a[0] - b[0]).map(([pgno, data]) => ({ pgno, data }));
     writePages(fd, pages, pageSize);
-    ftruncateSync(fd, tx.commitSize * pageSize);
-    const sum = applyTransactionHashes(state, { truncateTo: tx.truncateTo, commitSize: tx.commitSize, pages });
-    if (sum !== tx.postChecksum) {
-      throw backupInvalid(`${entry.key}: checksum after txid ${tx.txid} is ${formatChecksum(sum)}, expected ${formatChecksum(tx.postChecksum)}.`, { key: entry.key, txid: tx.txid });
+    ftruncateSync(fd, state.pageCount * pageSize);
+    const sum = flushPendingHashes(state, pending);
+    if (applied > 0 && sum !== expected) {
+      throw backupInvalid(`${entry.key}: checksum after txid ${txid} is ${formatChecksum(sum)}, expected ${formatChecksum(expected)}.`, { key: entry.key, txid });
     }
+    return { applied, txid, time, stopped };
+  };
+  for (const tx of seg.transactions) {
+    if (tx.txid > stopTxid || tx.time > stopTime) return check(true);
+    deferTransactionHashes(state, pending, { truncateTo: tx.truncateTo, commitSize: tx.commitSize, pages: tx.pages() });
     applied++;
     txid = tx.txid;
     time = tx.time;
+    expected = tx.postChecksum;
   }
-  return { applied, txid, time, stopped: txid >= stopTxid };
+  return check(txid >= stopTxid);
 }
 
 /** IOV_MAX on Linux: the most buffers one writev takes. */
