@@ -231,45 +231,25 @@ export function decodeSegment(bytes: Uint8Array, what = 'segment'): DecodedSegme
   let prevTime = 0;
   let rawAt = 0;
   // Format 2: one compressed stream for every transaction, decompressed once on first use.
-  let all: Uint8Array | undefined;
-  let allLoading: Promise<Uint8Array> | undefined;
   const rawTotal = major === SEGMENT_MAJOR ? entries.reduce((n, e) => n + e.bodyLength, 0) : 0;
-  const shared = major === SEGMENT_MAJOR ? body.subarray(tr.pos) : undefined;
+  const shared = major === SEGMENT_MAJOR ? new SharedPageData(compression, body.subarray(tr.pos), rawTotal, what) : undefined;
   const transactions: DecodedTransaction[] = entries.map((e, i) => {
     if (e.txid !== minTxid + i) throw backupInvalid(`${what}: transaction ${i} has txid ${e.txid}, expected ${minTxid + i}.`);
     if (e.time < prevTime) throw backupInvalid(`${what}: commit times go backwards at txid ${e.txid}.`);
     prevTime = e.time;
     if (e.commitSize < 1 || e.truncateTo > e.commitSize) throw backupInvalid(`${what}: invalid database size at txid ${e.txid}.`);
     if (e.pageCount > e.commitSize) throw backupInvalid(`${what}: more pages than the database holds at txid ${e.txid}.`);
-    const { bodyLength: _drop, ...fields } = e;
-    let cached: PageImage[] | undefined;
-    const txWhat = `${what} txid ${e.txid}`;
     const expected = e.pageCount * (4 + pageSize);
     if (shared) {
       if (e.bodyLength !== expected) throw backupInvalid(`${what}: transaction ${e.txid} page data has ${e.bodyLength} bytes, expected ${expected}.`);
       const from = rawAt;
       rawAt += expected;
-      const slice = (raw: Uint8Array) => splitPages(raw.subarray(from, from + expected), e.pageCount, pageSize, e.commitSize, txWhat);
-      return {
-        ...fields,
-        pages: () => (cached ??= slice(all ??= decompress(compression, shared, rawTotal, what))),
-        loadPages: async () => {
-          if (!cached) {
-            all ??= await (allLoading ??= decompressAsync(compression, shared, rawTotal, what));
-            cached = slice(all);
-          }
-          return cached;
-        },
-      };
+      return new LazyTransaction(e, pageSize, what, { shared, from, length: expected });
     }
     if (at + e.bodyLength > body.byteLength) throw backupInvalid(`${what}: transaction body past the end.`);
     const compressed = body.subarray(at, at + e.bodyLength);
     at += e.bodyLength;
-    return {
-      ...fields,
-      pages: () => (cached ??= splitPages(decompress(compression, compressed, expected, txWhat), e.pageCount, pageSize, e.commitSize, txWhat)),
-      loadPages: async () => (cached ??= splitPages(await decompressAsync(compression, compressed, expected, txWhat), e.pageCount, pageSize, e.commitSize, txWhat)),
-    };
+    return new LazyTransaction(e, pageSize, what, { compression, compressed, length: expected });
   });
   if (!shared && at !== body.byteLength) throw backupInvalid(`${what}: ${body.byteLength - at} unexpected bytes after the last transaction.`);
   const last = transactions.at(-1)!;
@@ -277,6 +257,82 @@ export function decodeSegment(bytes: Uint8Array, what = 'segment'): DecodedSegme
     tenant, incarnation, generation, epoch, pageSize, preChecksum, prePageCount, minor, minTxid, maxTxid,
     postChecksum: last.postChecksum, postPageCount: last.commitSize, transactions, bytes: bytes.byteLength,
   };
+}
+
+/** Format 2's one compressed stream of every transaction's pages, inflated once on first use. */
+class SharedPageData {
+  #all: Uint8Array | undefined;
+  #loading: Promise<Uint8Array> | undefined;
+
+  constructor(readonly compression: number, readonly compressed: Uint8Array, readonly rawTotal: number, readonly what: string) {}
+
+  get(): Uint8Array {
+    return (this.#all ??= decompress(this.compression, this.compressed, this.rawTotal, this.what));
+  }
+
+  async load(): Promise<Uint8Array> {
+    return (this.#all ??= await (this.#loading ??= decompressAsync(this.compression, this.compressed, this.rawTotal, this.what)));
+  }
+}
+
+/** Where a transaction's page data is: a slice of the segment's shared stream (format 2), or its own compressed body (format 1). */
+type PageSource =
+  | { shared: SharedPageData; from: number; length: number }
+  | { compression: number; compressed: Uint8Array; length: number };
+
+/**
+ * A decoded transaction whose pages are inflated on first use. A class, not
+ * closures: a segment of many small transactions made three functions per
+ * transaction (and tsx names each one), a visible share of a restore.
+ */
+class LazyTransaction implements DecodedTransaction {
+  readonly txid: number;
+  readonly time: number;
+  readonly truncateTo: number;
+  readonly commitSize: number;
+  readonly pageCount: number;
+  readonly postChecksum: DbChecksum;
+  readonly #pageSize: number;
+  readonly #what: string;
+  readonly #source: PageSource;
+  #pages: PageImage[] | undefined;
+
+  constructor(e: { txid: number; time: number; truncateTo: number; commitSize: number; pageCount: number; postChecksum: DbChecksum }, pageSize: number, segmentWhat: string, source: PageSource) {
+    this.txid = e.txid;
+    this.time = e.time;
+    this.truncateTo = e.truncateTo;
+    this.commitSize = e.commitSize;
+    this.pageCount = e.pageCount;
+    this.postChecksum = e.postChecksum;
+    this.#pageSize = pageSize;
+    this.#what = segmentWhat;
+    this.#source = source;
+  }
+
+  pages(): PageImage[] {
+    if (this.#pages) return this.#pages;
+    const src = this.#source;
+    return this.#split('shared' in src ? src.shared.get() : decompress(src.compression, src.compressed, src.length, this.#txWhat()));
+  }
+
+  async loadPages(): Promise<PageImage[]> {
+    if (this.#pages) return this.#pages;
+    const src = this.#source;
+    const raw = 'shared' in src ? await src.shared.load() : await decompressAsync(src.compression, src.compressed, src.length, this.#txWhat());
+    return this.#pages ?? this.#split(raw);
+  }
+
+  #txWhat(): string {
+    return `${this.#what} txid ${this.txid}`;
+  }
+
+  /** `raw`: the shared stream (sliced here) or this transaction's own inflated body. */
+  #split(raw: Uint8Array): PageImage[] {
+    const src = this.#source;
+    const mine = 'shared' in src ? raw.subarray(src.from, src.from + src.length) : raw;
+    this.#pages = splitPages(mine, this.pageCount, this.#pageSize, this.commitSize, this.#txWhat());
+    return this.#pages;
+  }
 }
 
 function splitPages(raw: Uint8Array, count: number, pageSize: number, commitSize: number, what: string): PageImage[] {
