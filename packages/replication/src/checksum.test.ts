@@ -1,17 +1,7 @@
 import { describe, expect, it } from 'vitest';
+import { seededRandom } from '@domicile/testkit/random';
 import { DbHashState, applyTransactionHashes, deferTransactionHashes, flushPendingHashes } from './checksum.ts';
 
-/** A small deterministic PRNG (mulberry32), so a failure names a seed that replays it. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const PAGE = 64;
 
@@ -34,7 +24,7 @@ function randomTx(r: () => number, size: number) {
 
 describe('deferred page hashes', () => {
   it.each([1, 2, 3, 4, 5, 6, 7, 8])('equal the transactions applied one by one at every flush (seed %i)', (seed) => {
-    const r = rng(seed);
+    const r = seededRandom(seed);
     const eager = new DbHashState();
     const lazy = new DbHashState();
     const pending = new Map<number, Uint8Array>();

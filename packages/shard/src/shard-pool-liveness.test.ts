@@ -13,6 +13,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { seededRandom } from '@domicile/testkit/random';
 import { ShardPool } from './shard-pool.ts';
 import { shardPath } from './shard-path.ts';
 import type { ShardRef } from './types.ts';
@@ -21,17 +22,6 @@ const RUNAWAY = 'WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c)
 /** A few tens of milliseconds of SQLite CPU: long enough for the scheduler to call its worker stuck. */
 const SLOWISH = 'WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 150000) SELECT count(*) FROM c';
 
-/** mulberry32: small, seedable, good enough to draw a workload. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
@@ -44,7 +34,7 @@ const ROUNDS = 8;
 const OPS_PER_ROUND = 40;
 
 async function runMix(seed: number, messagesPerWorker: number): Promise<void> {
-  const random = rng(seed);
+  const random = seededRandom(seed);
   const dir = mkdtempSync(join(tmpdir(), 'domicile-liveness-'));
   cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
   const pool = new ShardPool({

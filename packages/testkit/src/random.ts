@@ -1,0 +1,15 @@
+/**
+ * A seeded pseudo-random generator for tests that draw workloads (mulberry32:
+ * small and good enough for that): a failure names its seed, and the seed
+ * replays it. Not for anything secret.
+ */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
