@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { parseCommandLine } from './bench/command-line.ts';
+import { parseCommandLine, wholeNumber } from './bench/command-line.ts';
 
 afterEach(() => vi.restoreAllMocks());
 
@@ -23,5 +23,15 @@ describe('benchmark command lines', () => {
       expect.stringMatching(/^pnpm bench:x: .*'--bogus'/),
       expect.stringMatching(/^pnpm bench:x: .*stray/),
     ]);
+  });
+
+  it('reads a whole-number option with its default and range; anything else exits 2 naming the flag', () => {
+    expect(wholeNumber('pnpm bench:x', 'rounds', undefined, 3, 1, 20)).toBe(3);
+    expect(wholeNumber('pnpm bench:x', 'rounds', '20', 3, 1, 20)).toBe(20);
+    const exit = vi.spyOn(process, 'exit').mockImplementation(((code: number) => { throw new Error(`exit ${code}`); }) as never);
+    const err = vi.spyOn(console, 'error').mockImplementation(() => {});
+    for (const v of ['0', '21', '2.5', 'many', '']) expect(() => wholeNumber('pnpm bench:x', 'rounds', v, 3, 1, 20)).toThrow('exit 2');
+    expect(exit).toHaveBeenCalledTimes(5);
+    expect(String(err.mock.calls[3]![0])).toBe('pnpm bench:x: --rounds must be a whole number from 1 to 20, got "many"');
   });
 });

@@ -18,13 +18,10 @@ import path from 'node:path';
 import { FsObjectStore, openObjectStore, type ObjectStore } from '../packages/object-store/src/index.ts';
 import { S3RVER_CREDENTIALS, startS3Server } from '@domicile/testkit';
 import { machineLine, publishResults } from './bench/report.ts';
-import { parseCommandLine, usageError } from './bench/command-line.ts';
+import { parseCommandLine, wholeNumber } from './bench/command-line.ts';
 
 const values = parseCommandLine('pnpm bench:object-store', { puts: { type: 'string' }, 'no-append': { type: 'boolean', default: false } });
-const PUTS = values.puts === undefined ? 400 : Number(values.puts);
-if (!Number.isInteger(PUTS) || PUTS < 10 || PUTS > 100_000) {
-  usageError('pnpm bench:object-store', `--puts must be a whole number from 10 to 100000, got ${JSON.stringify(values.puts)}`);
-}
+const PUTS = wholeNumber('pnpm bench:object-store', 'puts', values.puts, 400, 10, 100_000);
 const WARMUP = 50;
 const body = Buffer.alloc(15_000, 7);
 

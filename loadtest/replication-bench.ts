@@ -35,7 +35,7 @@ import { startDomicile, startS3Server, S3RVER_CREDENTIALS, type DomicileServer, 
 import { FsObjectStore, openObjectStore, type ObjectStore } from '../packages/object-store/src/index.ts';
 import { listGenerations, restore } from '../packages/replication/src/index.ts';
 import { describeNodeEnv, parseNodeEnv } from './bench/node-env.ts';
-import { parseCommandLine, usageError } from './bench/command-line.ts';
+import { parseCommandLine, usageError, wholeNumber } from './bench/command-line.ts';
 import { processCpuSeconds } from './bench/process-cpu.ts';
 
 const usage = (message: string): never => usageError('pnpm bench:replication', message);
@@ -69,8 +69,7 @@ const ALL_MODES = ['off', 'async', 'async-fs', 'sync'] as const;
 /** `--modes async-fs,sync` runs only those (off is always run: the ratios need it). */
 const MODES = new Set<string>(opts.modes !== undefined ? ['off', ...opts.modes.split(',')] : ALL_MODES);
 for (const m of MODES) if (!(ALL_MODES as readonly string[]).includes(m)) usage(`unknown mode ${JSON.stringify(m)} in --modes (known: ${ALL_MODES.join(', ')})`);
-const ROUNDS = opts.rounds !== undefined ? Number(opts.rounds) : QUICK ? 1 : 3;
-if (!Number.isInteger(ROUNDS) || ROUNDS < 1 || ROUNDS > 20) usage(`--rounds must be a whole number from 1 to 20, got ${JSON.stringify(opts.rounds)}`);
+const ROUNDS = wholeNumber('pnpm bench:replication', 'rounds', opts.rounds, QUICK ? 1 : 3, 1, 20);
 const TENANTS = 8;
 const CONNECTIONS = 32;
 const WARMUP_S = QUICK ? 1 : 2;

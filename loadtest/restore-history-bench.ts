@@ -18,18 +18,13 @@ import {
   SegmentPasses, WalShipper, createSnapshot, decodeSegment, newGenerationId, restore, snapshotKey, type GenerationRef,
 } from '../packages/replication/src/index.ts';
 import { createTestShard, tempDir } from '../packages/replication/src/test-support.ts';
-import { parseCommandLine, usageError } from './bench/command-line.ts';
+import { parseCommandLine, wholeNumber } from './bench/command-line.ts';
 import { machineLine, publishResults } from './bench/report.ts';
 
 const NAME = 'pnpm bench:restore-history';
 const values = parseCommandLine(NAME, { txs: { type: 'string' }, 'per-segment': { type: 'string' }, 'no-append': { type: 'boolean', default: false } });
-const int = (v: string | undefined, dflt: number, min: number, max: number, flag: string): number => {
-  const n = v === undefined ? dflt : Number(v);
-  if (!Number.isInteger(n) || n < min || n > max) usageError(NAME, `--${flag} must be a whole number from ${min} to ${max}, got ${JSON.stringify(v)}`);
-  return n;
-};
-const TXS = int(values.txs, 40_000, 100, 1_000_000, 'txs');
-const PER = int(values['per-segment'], 200, 1, 100_000, 'per-segment');
+const TXS = wholeNumber(NAME, 'txs', values.txs, 40_000, 100, 1_000_000);
+const PER = wholeNumber(NAME, 'per-segment', values['per-segment'], 200, 1, 100_000);
 const ROUNDS = 3;
 
 const { dir, cleanup } = tempDir();

@@ -23,7 +23,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '@domicile/testkit';
 import { publishResults } from './bench/report.ts';
-import { parseCommandLine } from './bench/command-line.ts';
+import { parseCommandLine, usageError, wholeNumber } from './bench/command-line.ts';
 
 const values = parseCommandLine('pnpm bench:scale', {
   tenants: { type: 'string', default: '100000' },
@@ -33,22 +33,12 @@ const values = parseCommandLine('pnpm bench:scale', {
   'cold-samples': { type: 'string', default: '1000' },
   'no-append': { type: 'boolean', default: false },
 });
-const int = (name: string, v: string | undefined): number => {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) {
-    console.error(`--${name} must be a positive integer, got ${JSON.stringify(v)}`);
-    process.exit(2);
-  }
-  return n;
-};
+const int = (name: string, v: string | undefined): number => wholeNumber('pnpm bench:scale', name, v, NaN, 1, Number.MAX_SAFE_INTEGER);
 const TENANTS = int('tenants', values.tenants);
 const MAX_OPEN = int('max-open', values['max-open']);
 const CONCURRENCY = int('concurrency', values.concurrency);
 const COLD_SAMPLES = Math.min(int('cold-samples', values['cold-samples']), Math.max(1, TENANTS - MAX_OPEN));
-if (values.replication !== 'on' && values.replication !== 'off') {
-  console.error('--replication must be on or off');
-  process.exit(2);
-}
+if (values.replication !== 'on' && values.replication !== 'off') usageError('pnpm bench:scale', `--replication must be on or off, got ${JSON.stringify(values.replication)}`);
 const WORKERS = 2;
 const ADMIN = 'scale-bench-admin-token-0123456789';
 const REPO = fileURLToPath(new URL('../', import.meta.url));

@@ -21,3 +21,12 @@ export function usageError(command: string, message: string): never {
   console.error(`${command}: ${message}`);
   process.exit(2);
 }
+
+/** A whole-number option: `fallback` when absent, else `value` in [min, max]; otherwise a usage error (exit 2). */
+export function wholeNumber(command: string, flag: string, value: string | undefined, fallback: number, min: number, max: number): number {
+  const n = value === undefined ? fallback : Number(value);
+  if (!Number.isInteger(n) || n < min || n > max) {
+    usageError(command, `--${flag} must be a whole number from ${min} to ${max}, got ${JSON.stringify(value)}`);
+  }
+  return n;
+}
