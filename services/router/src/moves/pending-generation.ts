@@ -10,9 +10,9 @@
  * the move instead of after it. An abort deletes every object of it.
  */
 import { DomicileError } from '@domicile/errors';
-import { isAlreadyExists, type ObjectBody, type ObjectStore } from '@domicile/object-store';
+import type { ObjectBody, ObjectStore } from '@domicile/object-store';
 import {
-  createSnapshot, encodeSegmentAsync, generationPrefix, newGenerationId, segmentKey, snapshotKey, type GenerationRef,
+  createSnapshot, encodeSegmentAsync, generationPrefix, newGenerationId, putOnce, segmentKey, snapshotKey, type GenerationRef,
 } from '@domicile/replication';
 import { sweepBucket } from '../buckets/bucket-eraser.ts';
 import type { PendingBatch } from './shard-receiver.ts';
@@ -82,9 +82,8 @@ export class PendingGeneration {
 
   async #put(key: string, body: ObjectBody): Promise<void> {
     try {
-      await this.#store.put(key, body, { ifNoneMatch: true });
+      await putOnce(this.#store, key, body);
     } catch (err) {
-      if (isAlreadyExists(err)) return;
       throw new DomicileError(
         'REPLICATION_UNAVAILABLE',
         `the target region's bucket (${this.#store.describe()}) did not take the move's new generation; the tenant stays where it was`,
