@@ -224,8 +224,9 @@ export class FsObjectStore implements ObjectStore {
       }
     });
     if (body instanceof Uint8Array) {
-      // A segment: plain descriptor calls. A FileHandle costs about as much CPU as the writes
-      // and the fsync together for a small object (`pnpm bench:object-store`).
+      // A segment: plain descriptor calls, not a FileHandle (its object, close tracking and
+      // promises): a put's CPU over a plain durable write fell from 1.5–2.2× to 1.2–1.6×
+      // (`pnpm bench:object-store`, loadtest/RESULTS.md).
       const fd = await create(() => fdOpen(file, 'wx', 0o644));
       try {
         await this.#io('put', async () => {

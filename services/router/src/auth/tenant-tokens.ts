@@ -36,9 +36,9 @@ export interface TenantTokensOptions {
  * `sub` (tenant), `inc` (incarnation), `scope`, `iat`, `exp`, and the key id in the header.
  * The first key signs; every key verifies (rotation: add a new key first, drop the old one later).
  *
- * Verification through jose costs ~150 µs of CPU (WebCrypto key import and
- * HMAC per call; measured on the 2-core test machine), more than the rest of a
- * small write on the event loop. A client sends the same token with every
+ * Verification through jose (a WebCrypto key import and an HMAC per call)
+ * doubled the server CPU per write of tenant-token clients (`pnpm bench
+ * --tenant-tokens` with DOMICILE_TOKEN_CACHE=0, loadtest/RESULTS.md). A client sends the same token with every
  * request until it expires, so the claims of a token that verified are kept,
  * keyed by the whole token string (its signature included: only that exact
  * string hits), until its `exp` or until dropped as least recently used. Only
