@@ -186,6 +186,7 @@ export class Runtime {
         return undefined;
       };
       let onUpload: ReplicatorOptions['onUpload'];
+      const bucketSources = new Map(regionBuckets.all().map((b) => [b.store, b.source] as const));
       replicator = new Replicator({
         // A move's checkpoint holds apply to the replicator's checkpoints (moves/checkpoint-holds.ts).
         pool: checkpointHolds.wrap(pool),
@@ -196,7 +197,7 @@ export class Runtime {
         },
         onUpload: (...args) => onUpload?.(...args),
         // The shipper thread uploads too: it opens each region's bucket from its configured URL.
-        shippers: new ThreadShippers({ sourceOf: (store) => regionBuckets.all().find((b) => b.store === store)?.source }),
+        shippers: new ThreadShippers({ sourceOf: (store) => bucketSources.get(store) }),
         snapshotIntervalMs: config.snapshotIntervalMs,
         shipIntervalMs: config.shipIntervalMs,
         concurrency: config.shipConcurrency,
