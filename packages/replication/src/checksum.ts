@@ -1,30 +1,19 @@
 /**
  * The rolling database checksum (DESIGN §8, "as in LTX"): the XOR over every
  * page of `pageHash(pgno, page)`. Changing a page XORs its old hash out and the
- * new one in, so shipper and restore keep it per transaction without hashing
- * the whole file. LTX uses CRC64 of (pgno, page); Node has no CRC64, and a
+ * new one in, so the shipper keeps it per transaction without hashing the
+ * whole file; restore hashes the file it wrote once, at the end
+ * (file-checksum.ts). LTX uses CRC64 of (pgno, page); Node has no CRC64, and a
  * JavaScript CRC64 is slower than native SHA-256, so a page hash here is the
  * first 8 bytes of SHA-256(u32be(pgno) ‖ page) — the page number inside the
  * hash, so moving content between pages changes the sum.
  */
-import { hash } from 'node:crypto';
+import { pageHash } from './page-hash.js';
+
+export { pageHash };
 
 /** 64-bit database checksum; 0n for an empty database. */
 export type DbChecksum = bigint;
-
-const scratchByPageSize = new Map<number, Buffer>();
-
-/** First 8 bytes of SHA-256(u32be(pgno) ‖ page) as an unsigned 64-bit value. */
-export function pageHash(pgno: number, page: Uint8Array): bigint {
-  let scratch = scratchByPageSize.get(page.byteLength);
-  if (!scratch) {
-    scratch = Buffer.alloc(4 + page.byteLength);
-    scratchByPageSize.set(page.byteLength, scratch);
-  }
-  scratch.writeUInt32BE(pgno, 0);
-  scratch.set(page, 4);
-  return hash('sha256', scratch, 'buffer').readBigUInt64BE(0);
-}
 
 /**
  * Page hashes of one database image and their XOR, kept up to date page by
@@ -121,42 +110,5 @@ export function applyTransactionHashes(
   state.resize(Math.min(tx.truncateTo, state.pageCount));
   for (const p of tx.pages) state.setPage(p.pgno, p.data);
   state.resize(tx.commitSize);
-  return state.checksum;
-}
-
-/**
- * {@link applyTransactionHashes} with the page hashes deferred: `pending`
- * collects the latest image of every page written since the last
- * {@link flushPendingHashes}, sizes are applied at once. After a flush the
- * state equals the one the transactions applied one by one would give (the
- * checksum is an XOR, so order does not matter), but a page rewritten by many
- * transactions in between is hashed once. Restore flushes and compares at the
- * end of each segment and at its stop point (a segment's bytes are covered by
- * its trailer hash).
- */
-export function deferTransactionHashes(
-  state: DbHashState,
-  pending: Map<number, Uint8Array>,
-  tx: { truncateTo: number; commitSize: number; pages: ReadonlyArray<{ pgno: number; data: Uint8Array }> },
-): void {
-  const truncateTo = Math.min(tx.truncateTo, state.pageCount);
-  if (truncateTo < state.pageCount) {
-    state.resize(truncateTo);
-    for (const pgno of pending.keys()) if (pgno > truncateTo) pending.delete(pgno);
-  }
-  let highest = 0;
-  for (const p of tx.pages) {
-    pending.set(p.pgno, p.data);
-    if (p.pgno > highest) highest = p.pgno;
-  }
-  const shrinks = tx.commitSize < state.pageCount;
-  state.resize(tx.commitSize);
-  if (shrinks || highest > tx.commitSize) for (const pgno of pending.keys()) if (pgno > tx.commitSize) pending.delete(pgno);
-}
-
-/** Hash the pages {@link deferTransactionHashes} collected into `state`; returns its checksum. */
-export function flushPendingHashes(state: DbHashState, pending: Map<number, Uint8Array>): DbChecksum {
-  for (const [pgno, data] of pending) state.setPage(pgno, data);
-  pending.clear();
   return state.checksum;
 }

@@ -2,12 +2,13 @@
 // current one: the result must not depend on that (same database, every
 // object still verified), and a bad object past a PITR stop point is never
 // read into the answer.
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FsObjectStore, type ObjectStore } from '@domicile/object-store';
 import { newGenerationId, snapshotKey, type GenerationRef } from './keys.ts';
+import { decodeSegment, encodeSegment, type SegmentHeader } from './segment.ts';
 import { restore } from './restore.ts';
 import { createSnapshot } from './snapshot.ts';
 import { createTestShard, dumpDatabase, tempDir } from './test-support.ts';
@@ -89,5 +90,47 @@ describe('restore with segments fetched ahead', () => {
     const { dir, store, ref, keys } = await generation(8);
     await store.delete(keys[4]!);
     await expect(restore({ store, ref, outPath: join(dir, 'gap.db') })).rejects.toMatchObject({ code: 'BACKUP_INVALID', message: expect.stringMatching(/Gap/) });
+  });
+});
+
+/** Re-encode segment `key` with `edit` applied to its header and transactions: a well-formed object (valid trailer) that lies. */
+async function rewrite(store: ObjectStore, key: string, edit: (header: SegmentHeader, pages: Array<Array<{ pgno: number; data: Uint8Array }>>) => void): Promise<void> {
+  const seg = decodeSegment(await store.get(key), key);
+  const header: SegmentHeader = { tenant: seg.tenant, incarnation: seg.incarnation, generation: seg.generation, epoch: seg.epoch, pageSize: seg.pageSize, preChecksum: seg.preChecksum, prePageCount: seg.prePageCount };
+  const pages = seg.transactions.map((tx) => tx.pages().map((p) => ({ pgno: p.pgno, data: Uint8Array.from(p.data) })));
+  edit(header, pages);
+  const txs = seg.transactions.map((tx, i) => ({ txid: tx.txid, time: tx.time, truncateTo: tx.truncateTo, commitSize: tx.commitSize, postChecksum: tx.postChecksum, pages: pages[i]! }));
+  await store.put(key, encodeSegment(header, txs));
+}
+
+describe('restore checks what the backup records', () => {
+  it('refuses a well-formed segment whose pages do not give the checksum it records (the finished file is hashed)', async () => {
+    const { dir, store, ref, keys, dumps } = await generation(6);
+    // One byte of one page image of the last segment: the trailer is valid, the content is not what was shipped.
+    await rewrite(store, keys[5]!, (_h, pages) => { pages[0]!.at(-1)!.data[100]! ^= 0x01; });
+    const out = join(dir, 'lying.db');
+    await expect(restore({ store, ref, outPath: out })).rejects.toMatchObject({ code: 'BACKUP_INVALID', message: expect.stringMatching(/Restored database has checksum 0x[0-9a-f]{16}; the backup records/) });
+    expect(existsSync(out)).toBe(false);
+    // The state before it is still restorable and checked.
+    const txid = [...dumps.keys()][4]!;
+    expect((await restore({ store, ref, outPath: join(dir, 'before.db'), target: { txid } })).txid).toBe(txid);
+  });
+
+  it('refuses a segment that does not start from the checksum the object before it ends at', async () => {
+    const { dir, store, ref, keys } = await generation(4);
+    await rewrite(store, keys[2]!, (h) => { h.preChecksum ^= 1n; });
+    await expect(restore({ store, ref, outPath: join(dir, 'chain.db') })).rejects.toMatchObject({ code: 'BACKUP_INVALID', message: expect.stringContaining(`${keys[2]!}: starts from checksum`) });
+  });
+
+  it('refuses a snapshot whose header checksum does not match its pages', async () => {
+    const { dir, store, ref } = await generation(0);
+    let snap: { key: string } | undefined;
+    for await (const e of store.list('')) snap ??= e; // generation(0): the snapshot is the only object
+    // The header's checksum (offset 52, docs/replication-format.md) off by one bit, the trailer (SHA-256 of what precedes it) made valid again.
+    const bytes = Buffer.from(await store.get(snap!.key));
+    bytes[52 + 7]! ^= 0x01;
+    createHash('sha256').update(bytes.subarray(0, bytes.length - 32)).digest().copy(bytes, bytes.length - 32);
+    await store.put(snap!.key, bytes);
+    await expect(restore({ store, ref, outPath: join(dir, 'snap.db') })).rejects.toMatchObject({ code: 'BACKUP_INVALID', message: expect.stringMatching(/Restored database has checksum/) });
   });
 });

@@ -1,8 +1,10 @@
 /**
  * Restore: rebuild a plain SQLite file from one generation in a bucket —
  * newest snapshot at or before the target, then segments in txid order, every
- * step checked (continuity, identity, pre/post checksums, trailers), then
- * `PRAGMA integrity_check`. Also the listing of a tenant's generations.
+ * step checked (continuity, identity, sizes, the checksums each object records
+ * against the one before it, trailers), then the finished file hashed against
+ * the checksum the backup records at the restored point while `PRAGMA
+ * integrity_check` runs. Also the listing of a tenant's generations.
  */
 import { randomBytes } from 'node:crypto';
 import { closeSync, fsyncSync, ftruncateSync, openSync, renameSync, rmSync, statSync, writeSync, writevSync } from 'node:fs';
@@ -11,7 +13,9 @@ import Database from 'better-sqlite3';
 import { DomicileError } from '@domicile/errors';
 import { compareKeys, type ObjectStore } from '@domicile/object-store';
 import { backupInvalid } from './binary.ts';
-import { deferTransactionHashes, flushPendingHashes, formatChecksum, type DbChecksum, type DbHashState } from './checksum.ts';
+import { formatChecksum, type DbChecksum } from './checksum.ts';
+import { fileChecksum } from './file-checksum.ts';
+import { RestoredPages } from './restore-pages.ts';
 import { generationPrefix, generationsPrefix, parseKey, type GenerationRef, type ParsedKey } from './keys.ts';
 import { decodeSegment, type DecodedSegment, type PageImage } from './segment.ts';
 import { readSnapshot, readSnapshotHeader, type SnapshotHeader } from './snapshot.ts';
@@ -116,7 +120,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
   let closed = false;
   try {
     let pageSize = 0;
-    const { header, state } = await readSnapshot(await store.getStream(snap.key), (first, pages, h) => {
+    const { header } = await readSnapshot(await store.getStream(snap.key), (first, pages, h) => {
       pageSize = h.pageSize;
       writeAll(fd, pages, (first - 1) * h.pageSize);
     }, snap.key);
@@ -124,6 +128,9 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
     checkIdentity(snap.key, ref, header);
     if (header.txid !== snap.txid) throw backupInvalid(`${snap.key}: header txid ${header.txid} does not match its key.`);
     ftruncateSync(fd, header.pageCount * pageSize);
+    const pages = new RestoredPages(header.pageCount);
+    // The checksum the backup records for the state restored so far: the snapshot's, then each applied transaction's.
+    let recorded = header.checksum;
     let txid = header.txid;
     let time = header.time;
     let objects = 1;
@@ -135,25 +142,38 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
         if (txid >= stopTxid) break;
         if (seg.minTxid > txid + 1) throw backupInvalid(`Gap in the backup: txids ${txid + 1}..${seg.minTxid - 1} are missing.`, { fromTxid: txid + 1, toTxid: seg.minTxid - 1 });
         if (seg.minTxid < txid + 1) throw backupInvalid(`Overlapping segments at txid ${seg.minTxid} (${seg.key}).`, { key: seg.key });
-        const done = applySegment(fd, await ahead(i), seg, ref, state, pageSize, stopTxid, stopTime);
+        const done = applySegment(fd, await ahead(i), seg, ref, pages, recorded, pageSize, stopTxid, stopTime);
         objects++;
-        if (done.applied > 0) { txid = done.txid; time = done.time; }
+        if (done.applied > 0) { txid = done.txid; time = done.time; recorded = done.checksum; }
         if (done.stopped) break;
       }
     }
     if (target !== 'latest' && 'txid' in target && txid !== target.txid) {
       throw backupInvalid(`Backup ends at txid ${txid}, before the target ${target.txid}.`);
     }
-    if (state.missingPages() > 0) throw backupInvalid(`Restored image has ${state.missingPages()} pages never written.`);
+    if (pages.missingPages() > 0) throw backupInvalid(`Restored image has ${pages.missingPages()} pages never written.`);
     fsyncSync(fd);
     closeSync(fd);
     closed = true;
-    verifyDatabase(tmp, txid);
+    // The file is hashed (a large one on its own thread) while SQLite checks it here.
+    const hashing = fileChecksum(tmp, pageSize, pages.pageCount);
+    hashing.catch(() => {}); // awaited below, after the integrity check
+    let integrity: unknown;
+    try {
+      verifyDatabase(tmp, txid);
+    } catch (err) {
+      integrity = err;
+    }
+    const sum = await hashing;
+    if (sum !== recorded) {
+      throw backupInvalid(`Restored database has checksum ${formatChecksum(sum)}; the backup records ${formatChecksum(recorded)} at txid ${txid}.`, { txid });
+    }
+    if (integrity !== undefined) throw integrity;
     for (const s of ['-wal', '-shm']) rmSync(tmp + s, { force: true }); // left by the verifying connection, if any
     const bytes = statSync(tmp).size;
     renameSync(tmp, opts.outPath);
     fsyncDir(dirname(opts.outPath));
-    return { txid, time, bytes, pages: state.pageCount, checksum: state.checksum, objects };
+    return { txid, time, bytes, pages: pages.pageCount, checksum: recorded, objects };
   } catch (err) {
     if (!closed) closeSync(fd);
     for (const s of ['', '-wal', '-shm', '-journal']) rmSync(tmp + s, { force: true });
@@ -200,41 +220,34 @@ function prefetcher(store: ObjectStore, segs: readonly SegEntry[]): (i: number) 
 }
 
 function applySegment(
-  fd: number, seg: DecodedSegment, entry: SegEntry, ref: GenerationRef, state: DbHashState, pageSize: number, stopTxid: number, stopTime: number,
-): { applied: number; txid: number; time: number; stopped: boolean } {
+  fd: number, seg: DecodedSegment, entry: SegEntry, ref: GenerationRef, pages: RestoredPages, recorded: DbChecksum, pageSize: number, stopTxid: number, stopTime: number,
+): { applied: number; txid: number; time: number; checksum: DbChecksum; stopped: boolean } {
   checkIdentity(entry.key, ref, seg);
   if (seg.minTxid !== entry.minTxid || seg.maxTxid !== entry.maxTxid) throw backupInvalid(`${entry.key}: txid range ${seg.minTxid}..${seg.maxTxid} does not match its key.`);
   if (seg.pageSize !== pageSize) throw backupInvalid(`${entry.key}: page size ${seg.pageSize} differs from the snapshot's ${pageSize}.`);
-  if (seg.preChecksum !== state.checksum || seg.prePageCount !== state.pageCount) {
-    throw backupInvalid(`${entry.key}: starts from checksum ${formatChecksum(seg.preChecksum)} (${seg.prePageCount} pages), the restored state is ${formatChecksum(state.checksum)} (${state.pageCount} pages).`, { key: entry.key });
+  if (seg.preChecksum !== recorded || seg.prePageCount !== pages.pageCount) {
+    throw backupInvalid(`${entry.key}: starts from checksum ${formatChecksum(seg.preChecksum)} (${seg.prePageCount} pages); the backup before it ends at ${formatChecksum(recorded)} (${pages.pageCount} pages).`, { key: entry.key });
   }
   let applied = 0;
   let txid = 0;
   let time = 0;
-  let expected = seg.preChecksum;
-  // Page writes and hashes are deferred to where the state is checked: the end of the segment, or
-  // the stop point. A page many transactions rewrite is written and hashed once, in its last image
-  // (see deferTransactionHashes; sizes are followed transaction by transaction).
-  const pending = new Map<number, Uint8Array>();
-  const check = (stopped: boolean) => {
-    const pages = [...pending].sort((a, b) => a[0] - b[0]).map(([pgno, data]) => ({ pgno, data }));
-    writePages(fd, pages, pageSize);
-    ftruncateSync(fd, state.pageCount * pageSize);
-    const sum = flushPendingHashes(state, pending);
-    if (applied > 0 && sum !== expected) {
-      throw backupInvalid(`${entry.key}: checksum after txid ${txid} is ${formatChecksum(sum)}, expected ${formatChecksum(expected)}.`, { key: entry.key, txid });
-    }
-    return { applied, txid, time, stopped };
+  let checksum = recorded;
+  // Page writes are deferred to the end of the segment or the stop point: a page many transactions
+  // rewrite is written once, in its last image (sizes are followed transaction by transaction).
+  const write = (stopped: boolean) => {
+    writePages(fd, pages.take(), pageSize);
+    ftruncateSync(fd, pages.pageCount * pageSize);
+    return { applied, txid, time, checksum, stopped };
   };
   for (const tx of seg.transactions) {
-    if (tx.txid > stopTxid || tx.time > stopTime) return check(true);
-    deferTransactionHashes(state, pending, { truncateTo: tx.truncateTo, commitSize: tx.commitSize, pages: tx.pages() });
+    if (tx.txid > stopTxid || tx.time > stopTime) return write(true);
+    pages.add({ truncateTo: tx.truncateTo, commitSize: tx.commitSize, pages: tx.pages() });
     applied++;
     txid = tx.txid;
     time = tx.time;
-    expected = tx.postChecksum;
+    checksum = tx.postChecksum;
   }
-  return check(txid >= stopTxid);
+  return write(txid >= stopTxid);
 }
 
 /** IOV_MAX on Linux: the most buffers one writev takes. */

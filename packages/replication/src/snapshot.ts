@@ -243,15 +243,16 @@ async function parseHeader(r: StreamBytes, what: string): Promise<SnapshotHeader
 /** Result of {@link readSnapshot}. */
 export interface ReadSnapshotResult {
   header: SnapshotHeader;
-  /** Page hashes of the image, for applying segments after it. */
-  state: DbHashState;
 }
 
 /**
  * Read a snapshot stream to its end, handing each chunk of page images to
  * `onPages(firstPgno, pages)` in order (await it: backpressure). Validates
- * chunk sizes, the page count, the database checksum and the trailer SHA-256;
- * anything wrong is BACKUP_INVALID — callers discard what they wrote.
+ * chunk sizes, the page count and the trailer SHA-256 (which covers every
+ * byte); anything wrong is BACKUP_INVALID — callers discard what they wrote.
+ * The pages are not hashed here: the header's database checksum is what the
+ * caller compares its finished file with (restore: file-checksum.ts), once,
+ * after any segments.
  */
 export async function readSnapshot(
   stream: Readable,
@@ -261,7 +262,6 @@ export async function readSnapshot(
   const r = new StreamBytes(stream, what);
   try {
     const header = await parseHeader(r, what);
-    const state = new DbHashState(header.pageCount);
     let next = 1;
     for (;;) {
       const lens = await r.take(8, 'chunk length');
@@ -275,7 +275,6 @@ export async function readSnapshot(
       if (clen > n * header.pageSize * 2 + 1024) throw backupInvalid(`${what}: chunk length out of range.`);
       const packed = await r.take(clen, 'chunk');
       const raw = await decompressAsync(header.compression, packed, n * header.pageSize, what);
-      for (let i = 0; i < n; i++) state.setPage(next + i, raw.subarray(i * header.pageSize, (i + 1) * header.pageSize));
       await onPages(next, raw, header);
       next += n;
     }
@@ -284,10 +283,7 @@ export async function readSnapshot(
     const trailer = await r.take(32, 'trailer', false);
     if (!trailer.equals(digest)) throw backupInvalid(`${what}: trailer checksum mismatch (corrupt or truncated object).`);
     if (!(await r.atEnd())) throw backupInvalid(`${what}: unexpected bytes after the trailer.`);
-    if (state.checksum !== header.checksum) {
-      throw backupInvalid(`${what}: database checksum ${formatChecksum(state.checksum)} does not match the header's ${formatChecksum(header.checksum)}.`);
-    }
-    return { header, state };
+    return { header };
   } catch (err) {
     stream.destroy();
     if (isDomicileError(err)) throw err;
