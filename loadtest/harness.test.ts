@@ -24,6 +24,14 @@ describe('pnpm bench --tiny', () => {
       expect(s.results.domicile.cpuUsPerOp, `${s.scenario.name} domicile CPU`).toBeGreaterThan(0);
       expect(s.results['fastify-ceiling'].cpuUsPerOp, `${s.scenario.name} ceiling CPU`).toBeGreaterThan(0);
       expect(s.results['postgres-peer'].cpuUsPerOp).toBeUndefined();
+      // The same CPU by thread from the node's /metrics: the event loop and the SQLite workers worked, and the groups add up to the whole.
+      const th = s.domicileThreads!;
+      expect(th, `${s.scenario.name} threads`).toBeDefined();
+      expect(th.main).toBeGreaterThan(0);
+      expect(th.workers).toBeGreaterThan(0);
+      const sum = th.main + th.workers + th.shipper + th.other;
+      expect(sum / s.results.domicile.cpuUsPerOp!, `${s.scenario.name} threads add up`).toBeGreaterThan(0.7);
+      expect(sum / s.results.domicile.cpuUsPerOp!, `${s.scenario.name} threads add up`).toBeLessThan(1.4);
       // Replication is on (async, the default): the writes of the window were shipped as segments.
       expect(s.replication, `${s.scenario.name} replication`).toBeDefined();
       expect(s.replication!.segmentsPerSec, `${s.scenario.name} segments/s`).toBeGreaterThan(0);
@@ -36,6 +44,7 @@ describe('pnpm bench --tiny', () => {
     expect(md).toContain('Domicile / Postgres peer');
     expect(md).toMatch(/segments uploaded\/s, [\d.]+ writes per segment/);
     expect(md).toMatch(/Server CPU per answer .*: Domicile [\d,]+ µs · fastify ceiling [\d,]+ µs \(Domicile [\d.]+× the ceiling's\)/);
+    expect(md).toMatch(/Domicile by thread .*: event loop [\d,]+ µs · SQLite workers [\d,]+ µs · replication shipper [\d,]+ µs · other .* [\d,]+ µs\./);
     expect(readFileSync(RESULTS_FILE, 'utf8')).toBe(before);
   }, 90_000);
 

@@ -82,6 +82,12 @@ export interface ScenarioReport {
   /** Domicile with sync durability (`sync: true` runs only). */
   readonly domicileSync?: TargetResult;
   readonly ratios: { readonly domicileOverCeiling: number; readonly domicileOverPostgres: number; readonly domicileOverRaw: number };
+  /**
+   * Domicile's CPU per answer by thread in its measured window, µs (from
+   * `domicile_thread_cpu_seconds_total`): the event loop, the SQLite workers
+   * together, the replication shipper, and the rest of the process.
+   */
+  readonly domicileThreads?: { readonly main: number; readonly workers: number; readonly shipper: number; readonly other: number };
   /** Domicile's replication during its measured window (from /metrics): what shipping cost and whether it kept up. */
   readonly replication?: { readonly segmentsPerSec: number; readonly writesPerSegment: number; readonly maxLagSecondsAtEnd: number };
   /** Domicile against the scenario's thresholds. */
@@ -143,6 +149,20 @@ async function replicationCounters(server: DomicileServer): Promise<{ objects: n
   }
   const maxLagSeconds = [...metrics.matchAll(/^domicile_replication_lag_seconds(?:\{[^}]*\})? ([\d.e+-]+)/gm)].reduce((a, m) => Math.max(a, Number(m[1])), 0);
   return { objects, segments, maxLagSeconds };
+}
+
+/** CPU seconds per thread of the node so far (`domicile_thread_cpu_seconds_total`; empty without /proc). */
+async function threadCpu(server: DomicileServer): Promise<Map<string, number>> {
+  const metrics = await (await fetch(`${server.url}/metrics`)).text();
+  return new Map([...metrics.matchAll(/^domicile_thread_cpu_seconds_total\{thread="([^"]+)"\} ([\d.e+-]+)$/gm)].map((m) => [m[1]!, Number(m[2])]));
+}
+
+/** The change of each thread group's CPU between two readings, in µs per answer. */
+function threadsPerAnswer(before: Map<string, number>, after: Map<string, number>, answers: number): ScenarioReport['domicileThreads'] {
+  if (after.size === 0 || answers === 0) return undefined;
+  const per = (names: string[]) => names.reduce((sum, k) => sum + (after.get(k) ?? 0) - (before.get(k) ?? 0), 0) * 1e6 / answers;
+  const keys = [...after.keys()];
+  return { main: per(['main']), workers: per(keys.filter((k) => k.startsWith('shard-'))), shipper: per(['shipper']), other: per(['other']) };
 }
 
 /**
@@ -275,6 +295,7 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchReport> {
     for (const plan of plans) {
       const tenants = all.slice(0, plan.tenants);
       let replication: ScenarioReport['replication'];
+      let domicileThreads: ScenarioReport['domicileThreads'];
       /** One HTTP target; `pid`: the serving process, whose CPU per answer is measured; `tokens`: a token per tenant. */
       const http = async (baseUrl: string, token: string, pid: number | undefined, node?: DomicileServer, tokens?: Map<string, string>): Promise<TargetResult> => {
         const load = {
@@ -283,9 +304,11 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchReport> {
         };
         if (plan.warmupSeconds > 0) await drive({ ...load, durationSeconds: plan.warmupSeconds });
         const before = node ? await replicationCounters(node) : undefined;
+        const threads0 = node ? await threadCpu(node) : undefined;
         const cpu0 = processCpuSeconds(pid);
         const measured = await drive({ ...load, durationSeconds: plan.durationSeconds });
         const cpu = processCpuSeconds(pid) - cpu0;
+        if (node && threads0) domicileThreads = threadsPerAnswer(threads0, await threadCpu(node), measured.ok);
         const result = pid !== undefined && cpu > 0 && measured.ok > 0 ? { ...measured, cpuUsPerOp: (cpu * 1e6) / measured.ok } : measured;
         if (node && before) {
           const after = await replicationCounters(node);
@@ -321,6 +344,7 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchReport> {
         results,
         ...(syncResult ? { domicileSync: syncResult } : {}),
         ...(replication ? { replication } : {}),
+        ...(domicileThreads ? { domicileThreads } : {}),
         ratios: {
           domicileOverCeiling: d.opsPerSec / results['fastify-ceiling'].opsPerSec,
           domicileOverPostgres: d.opsPerSec / results['postgres-peer'].opsPerSec,
@@ -405,5 +429,6 @@ function cpuLine(s: ScenarioReport): string | undefined {
   return `Server CPU per answer (the serving process, every thread, user + system): Domicile ${us(d)}` +
     (c === undefined ? '' : ` · fastify ceiling ${us(c)} (Domicile ${ratio(d / c)} the ceiling's)`) +
     (s.domicileSync?.cpuUsPerOp === undefined ? '' : ` · Domicile, sync durability ${us(s.domicileSync.cpuUsPerOp)}`) +
-    '; the Postgres peer is not measured (its server\'s CPU is in other processes).';
+    '; the Postgres peer is not measured (its server\'s CPU is in other processes).' +
+    (s.domicileThreads === undefined ? '' : ` Domicile by thread (\`domicile_thread_cpu_seconds_total\`): event loop ${us(s.domicileThreads.main)} · SQLite workers ${us(s.domicileThreads.workers)} · replication shipper ${us(s.domicileThreads.shipper)} · other (V8 garbage collection and compiler threads, libuv pool: fsync, compression) ${us(s.domicileThreads.other)}.`);
 }

@@ -121,5 +121,6 @@ export type RequestReply =
 export type WorkerReply =
   | RequestReply
   | { kind: 'replies'; replies: RequestReply[] }
-  | { kind: 'ready' }
+  /** `tid`: the worker's OS thread id (thread-cpu.ts), when the platform has one. */
+  | { kind: 'ready'; tid?: number }
   | { kind: 'log'; level: 'info' | 'warn' | 'error'; msg: string; fields: Record<string, unknown> };

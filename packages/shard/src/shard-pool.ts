@@ -166,6 +166,8 @@ class WorkerSlot {
   readonly pending = new Map<number, { resolve(v: JobValue): void; reject(e: unknown): void }>();
   /** Tenant requests in flight (control messages do not count). */
   inFlight = 0;
+  /** The worker's OS thread id, once it is ready (Linux; thread-cpu.ts). */
+  tid: number | undefined;
   /** Ids of the requests of each posted message not answered yet, oldest first (the limit `messagesPerWorker`). */
   readonly messages: Set<number>[] = [];
   /** Shared with the worker: claim slot → id of the part posted there; 0 once the worker took it, CLAIM_STOLEN once taken back. */
@@ -421,6 +423,13 @@ export class ShardPool {
     } finally {
       this.#release(ref.tenant);
     }
+  }
+
+  /** The running workers' OS thread ids (for per-thread CPU in /metrics), named `shard-<index>`. */
+  threads(): Array<{ thread: string; tid: number }> {
+    const out: Array<{ thread: string; tid: number }> = [];
+    for (const s of this.#slots) if (s && !s.dead && s.tid !== undefined) out.push({ thread: `shard-${s.index}`, tid: s.tid });
+    return out;
   }
 
   /** Counters for /metrics; `openShards` is as of each worker's latest reply. */
@@ -908,6 +917,7 @@ export class ShardPool {
       slot.worker.on('message', (msg: WorkerReply) => {
         if (msg.kind === 'ready') {
           slot.ready = true;
+          slot.tid = msg.tid;
           resolveReady();
           return;
         }

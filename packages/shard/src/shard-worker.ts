@@ -13,6 +13,7 @@ import { executeGroup, type GroupStats } from './group-commit.ts';
 import { applyMigrations } from './migrate.ts';
 import { WorkerSessions } from './worker-sessions.ts';
 import { HandleCache, type CloseReason } from './handle-cache.ts';
+import { osThreadId } from './thread-cpu.ts';
 import { createShard, openShard, type ShardHandle, type ShardLimits } from './open-shard.ts';
 import type { MaintenanceOp, MaintenanceResult, RequestReply, WorkerCounters, WorkerInit, WorkerReply, WorkerRequest } from './protocol.ts';
 
@@ -228,4 +229,4 @@ function answer(msg: WorkerRequest): RequestReply {
 
 type StatementValue = Extract<WorkerReply, { ok: true }>['value'];
 
-port.postMessage({ kind: 'ready' } satisfies WorkerReply);
+port.postMessage({ kind: 'ready', tid: osThreadId() } satisfies WorkerReply);

@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { ShardPool, ShardRef } from '@domicile/shard';
+import { threadCpuSeconds, type ShardPool, type ShardRef } from '@domicile/shard';
 import type { Replicator } from './replication/replicator.ts';
 
 /**
@@ -44,6 +44,33 @@ export class Metrics {
     new Gauge({ name: 'domicile_shard_evictions_total', help: 'Handles closed by the LRU cache (counter semantics).', registers: [this.registry], collect() { this.set(stats().evictions); } });
     new Gauge({ name: 'domicile_shard_opens_total', help: 'Shard handles opened (counter semantics).', registers: [this.registry], collect() { this.set(stats().opens); } });
     new Gauge({ name: 'domicile_statement_interrupts_total', help: 'Statements interrupted at the statement timeout (counter semantics).', registers: [this.registry], collect() { this.set(stats().interrupts); } });
+  }
+
+  /**
+   * CPU seconds per thread (Linux, from /proc; counter semantics): `main` (the
+   * event loop: HTTP, auth, scheduling), each SQLite worker (`shard-<i>`), the
+   * replication `shipper`, and `other` — the rest of the process: V8's
+   * garbage-collection and compiler threads, the libuv pool (fsync,
+   * compression, crypto), restore threads. A thread that ended (a restarted
+   * worker) moves its time into `other`. Nothing is exported without /proc.
+   */
+  watchThreads(threads: () => Array<{ thread: string; tid: number }>): void {
+    if (threadCpuSeconds(process.pid) === undefined) return;
+    new Gauge({
+      name: 'domicile_thread_cpu_seconds_total', help: 'CPU seconds (user + system) per thread: main, shard-<i>, shipper, other (counter semantics).',
+      labelNames: ['thread'] as const, registers: [this.registry],
+      collect() {
+        const usage = process.cpuUsage();
+        let known = 0;
+        for (const t of [{ thread: 'main', tid: process.pid }, ...threads()]) {
+          const s = threadCpuSeconds(t.tid);
+          if (s === undefined) continue;
+          known += s;
+          this.set({ thread: t.thread }, s);
+        }
+        this.set({ thread: 'other' }, Math.max(0, (usage.user + usage.system) / 1e6 - known));
+      },
+    });
   }
 
   /** Replication metrics by region (never by tenant): uploads, their latency, and the worst lag. */

@@ -179,6 +179,11 @@ export class Runtime {
       throw err;
     }
     metrics.watchPool(pool);
+    let shippers: ThreadShippers | undefined;
+    metrics.watchThreads(() => {
+      const tid = shippers?.osThreadId;
+      return tid === undefined ? pool.threads() : [...pool.threads(), { thread: 'shipper', tid }];
+    });
     if (replicating) {
       // A shard's region is the local node whose directory holds its file.
       const regionOf = (ref: ShardRef): string | undefined => {
@@ -186,6 +191,8 @@ export class Runtime {
         return undefined;
       };
       let onUpload: ReplicatorOptions['onUpload'];
+      // The shipper thread uploads too: it opens each region's bucket from its configured URL.
+      shippers = new ThreadShippers({ sourceOf: (store) => bucketSources.get(store) });
       const bucketSources = new Map(regionBuckets.all().map((b) => [b.store, b.source] as const));
       replicator = new Replicator({
         // A move's checkpoint holds apply to the replicator's checkpoints (moves/checkpoint-holds.ts).
@@ -196,8 +203,7 @@ export class Runtime {
           return region === undefined ? undefined : regionBuckets.get(region)?.store;
         },
         onUpload: (...args) => onUpload?.(...args),
-        // The shipper thread uploads too: it opens each region's bucket from its configured URL.
-        shippers: new ThreadShippers({ sourceOf: (store) => bucketSources.get(store) }),
+        shippers,
         snapshotIntervalMs: config.snapshotIntervalMs,
         shipIntervalMs: config.shipIntervalMs,
         concurrency: config.shipConcurrency,

@@ -172,6 +172,27 @@ describe('domicile serve, end to end over HTTP', () => {
     expect(open).toBeLessThanOrEqual(32);
     expect(Number(/^domicile_shard_evictions_total (\d+)/m.exec(metrics)?.[1])).toBeGreaterThan(400);
   }, 60_000); // 1,500 requests and 500 generation starts: ~13 s alongside the rest of the suite on 2 cores
+
+  it('exports CPU per thread: statements show on the SQLite workers, not on the event loop', async () => {
+    const cpu = async (): Promise<Record<string, number>> => {
+      const m = (await s.api('GET', '/metrics')).body as string;
+      return Object.fromEntries([...m.matchAll(/^domicile_thread_cpu_seconds_total\{thread="([^"]+)"\} ([\d.e+-]+)$/gm)].map((x) => [x[1]!, Number(x[2])]));
+    };
+    expect((await s.api('POST', '/v1/tenants', { id: 'cpu-heavy', residency: 'any', region: 'us-east' })).status).toBe(201);
+    const before = await cpu();
+    // The event loop, both SQLite workers, the shipper thread (replication is on) and the rest of the process.
+    expect(Object.keys(before).sort()).toEqual(['main', 'other', 'shard-0', 'shard-1', 'shipper']);
+    // Five statements of ~0.1 s of SQLite work each (each well under the 1 s statement timeout).
+    for (let i = 0; i < 5; i++) {
+      const r = await s.api('POST', '/v1/tenants/cpu-heavy/query', { sql: 'WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 1000000) SELECT count(*) FROM n' });
+      expect(r.status).toBe(200);
+    }
+    const after = await cpu();
+    const delta = (k: string) => (after[k] ?? 0) - (before[k] ?? 0);
+    const shards = delta('shard-0') + delta('shard-1');
+    expect(shards).toBeGreaterThan(0.25);
+    expect(shards).toBeGreaterThan(3 * delta('main'));
+  });
 });
 
 describe('persistence and lifecycle', () => {

@@ -20,6 +20,8 @@ export type WireError = { domicile: SerializedError } | { message: string; code?
 
 /** Worker → main thread: answers, and (without an id) a shipper's counters during a pass, once it captured. */
 export type FromShipperWorker =
+  /** Posted once when the thread starts: its OS thread id (per-thread CPU in /metrics), when the platform has one. */
+  | { tid: number | undefined }
   | { sid: number; state: ShipperState }
   | { id: number; ok: true; value: unknown; state?: ShipperState }
   /** A failed pass also carries the shipper's counters (a retried upload may have landed first). */

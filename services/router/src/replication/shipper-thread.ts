@@ -27,7 +27,10 @@ const ENTRY = new URL(import.meta.url.endsWith('.ts') ? './shipper-worker.ts' : 
 /** A call before its id is assigned (Omit per union member). */
 type CallMessage = ToShipperWorker extends infer T ? (T extends { id: number } ? Omit<T, 'id'> : never) : never;
 
-interface Pending { resolve: (m: Extract<FromShipperWorker, { ok: true }>) => void; reject: (err: unknown, m?: FromShipperWorker) => void }
+/** An answer to a call (not a progress or start message). */
+type Answer = Extract<FromShipperWorker, { id: number }>;
+
+interface Pending { resolve: (m: Extract<FromShipperWorker, { ok: true }>) => void; reject: (err: unknown, m?: Answer) => void }
 
 class Thread {
   readonly worker: Worker;
@@ -35,6 +38,8 @@ class Thread {
   /** Each open handle's counters, updated by progress messages. */
   readonly progress = new Map<number, (state: ShipperState) => void>();
   lost: ShipperLostError | undefined;
+  /** The thread's OS thread id, once it said (Linux). */
+  tid: number | undefined;
 
   constructor(onLost: (t: Thread) => void) {
     const options = { name: 'domicile-shipper' };
@@ -45,6 +50,10 @@ class Thread {
       : new Worker(ENTRY, options);
     this.worker.unref();
     this.worker.on('message', (m: FromShipperWorker) => {
+      if ('tid' in m) {
+        this.tid = m.tid;
+        return;
+      }
       if (!('id' in m)) {
         this.progress.get(m.sid)?.(m.state);
         return;
@@ -99,6 +108,11 @@ export class ThreadShippers implements Shippers {
     return this.#thread && !this.#thread.lost ? this.#thread.worker.threadId : undefined;
   }
 
+  /** The shipper thread's OS thread id while it runs (per-thread CPU in /metrics; Linux). */
+  get osThreadId(): number | undefined {
+    return this.#thread && !this.#thread.lost ? this.#thread.tid : undefined;
+  }
+
   /** Stop the thread as a crash would (tests). */
   async crashForTest(): Promise<void> {
     await this.#thread?.worker.terminate();
@@ -113,7 +127,7 @@ export class ThreadShippers implements Shippers {
   }
 
   /** Post a call; `onFailure` sees a failed answer (not a lost thread) before the promise rejects. */
-  #call(t: Thread, msg: CallMessage, onFailure?: (m: FromShipperWorker) => void): Promise<Extract<FromShipperWorker, { ok: true }>> {
+  #call(t: Thread, msg: CallMessage, onFailure?: (m: Answer) => void): Promise<Extract<FromShipperWorker, { ok: true }>> {
     if (t.lost) return Promise.reject(t.lost);
     const id = this.#nextId++;
     return new Promise((resolve, reject) => {

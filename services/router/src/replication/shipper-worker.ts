@@ -12,9 +12,11 @@
 import { parentPort } from 'node:worker_threads';
 import { openObjectStore, type ObjectStore } from '@domicile/object-store';
 import { SegmentPasses, WalShipper, compressInlineBelow } from '@domicile/replication';
+import { osThreadId } from '@domicile/shard';
 import { toWire, type FromShipperWorker, type ShipperState, type ToShipperWorker } from './shipper-protocol.ts';
 
 const port = parentPort!;
+port.postMessage({ tid: osThreadId() } satisfies FromShipperWorker);
 compressInlineBelow(1 << 20);
 const shippers = new Map<number, SegmentPasses>();
 const buckets = new Map<string, ObjectStore>();
