@@ -52,10 +52,14 @@ export class Metrics {
    * replication `shipper`, and `other` — the rest of the process: V8's
    * garbage-collection and compiler threads, the libuv pool (fsync,
    * compression, crypto), restore threads. A thread that ended (a restarted
-   * worker) moves its time into `other`. Nothing is exported without /proc.
+   * worker) moves its time into `other`. `other` is the process total (µs)
+   * less the threads (10 ms ticks): it is rounded to ticks and never goes
+   * down, so that rate() does not see a reset in the rounding. Nothing is
+   * exported without /proc.
    */
   watchThreads(threads: () => Array<{ thread: string; tid: number }>): void {
     if (threadCpuSeconds(process.pid) === undefined) return;
+    let other = 0;
     new Gauge({
       name: 'domicile_thread_cpu_seconds_total', help: 'CPU seconds (user + system) per thread: main, shard-<i>, shipper, other (counter semantics).',
       labelNames: ['thread'] as const, registers: [this.registry],
@@ -68,7 +72,8 @@ export class Metrics {
           known += s;
           this.set({ thread: t.thread }, s);
         }
-        this.set({ thread: 'other' }, Math.max(0, (usage.user + usage.system) / 1e6 - known));
+        other = Math.max(other, Math.round(((usage.user + usage.system) / 1e6 - known) * 100) / 100);
+        this.set({ thread: 'other' }, other);
       },
     });
   }
