@@ -9,4 +9,4 @@ export { migrationChecksum, MIGRATIONS_TABLE, type ShardMigration, type MigrateR
 export { DEFAULT_SESSION_IDLE_TIMEOUT_MS, type SessionInfo } from './session-manager.ts';
 export { assertIdempotencyKey, IDEMPOTENCY_KEY_HEADER, IDEMPOTENT_REPLAYED_HEADER, IDEMPOTENCY_KEY_PATTERN, DEFAULT_IDEMPOTENCY_TTL_MS } from './idempotency-key.ts';
 export { resolveTsxEsmApi } from './spawn-worker.ts';
-export { osThreadId, threadCpuSeconds } from './thread-cpu.ts';
+export { cpuSeconds, osThreadId, threadCpuSeconds } from './thread-cpu.ts';

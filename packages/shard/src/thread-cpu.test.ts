@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
-import { osThreadId, threadCpuSeconds } from './thread-cpu.ts';
+import { cpuSeconds, osThreadId, threadCpuSeconds } from './thread-cpu.ts';
 
 describe.runIf(existsSync('/proc/thread-self'))('per-thread CPU from /proc', () => {
   it('names the calling thread and reads the CPU a busy thread used', async () => {
@@ -18,14 +18,17 @@ describe.runIf(existsSync('/proc/thread-self'))('per-thread CPU from /proc', () 
     try {
       const tid = await new Promise<number>((resolve, reject) => worker.once('message', resolve).once('error', reject));
       expect(tid).not.toBe(process.pid);
-      // A fresh idle thread has used a few ms; this one, the work.
-      expect(threadCpuSeconds(tid)).toBeGreaterThan(0.05);
+      // A fresh idle thread has used a few ms; this one, the work. The whole process counts it too.
+      const busy = threadCpuSeconds(tid)!;
+      expect(busy).toBeGreaterThan(0.05);
+      expect(cpuSeconds(process.pid)!).toBeGreaterThanOrEqual(busy + threadCpuSeconds(process.pid)! - 0.02);
     } finally {
       await worker.terminate();
     }
   });
 
-  it('answers undefined for a thread that is not in this process', () => {
+  it('answers undefined for a thread or process that does not exist', () => {
     expect(threadCpuSeconds(2 ** 30)).toBeUndefined();
+    expect(cpuSeconds(2 ** 30)).toBeUndefined();
   });
 });

@@ -22,9 +22,18 @@ export function osThreadId(): number | undefined {
 
 /** User + system CPU seconds of thread `tid` of this process so far, or undefined when it is gone or there is no /proc. */
 export function threadCpuSeconds(tid: number): number | undefined {
+  return cpuSeconds('self', tid);
+}
+
+/**
+ * User + system CPU seconds so far of process `pid` (every thread), or of its
+ * thread `tid`; undefined when it is gone or there is no /proc. Benchmarks
+ * read another process's this way.
+ */
+export function cpuSeconds(pid: number | 'self', tid?: number): number | undefined {
   let stat: string;
   try {
-    stat = readFileSync(`/proc/self/task/${tid}/stat`, 'latin1');
+    stat = readFileSync(tid === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${tid}/stat`, 'latin1');
   } catch {
     return undefined;
   }
