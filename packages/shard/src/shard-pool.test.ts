@@ -303,7 +303,9 @@ describe('ShardPool', () => {
   });
 
   it('answers OVERLOADED when the queue is full', async () => {
-    const { pool, ref } = await setup({ workers: 1, maxQueue: 2 });
+    // SLOW only has to hold the one worker while the queue fills; it takes 1-2 s here, but once took past the
+    // default 5 s timeout in a full suite on a slowed VM (QUERY_TIMEOUT at `await busy`): room for it, within the test timeout.
+    const { pool, ref } = await setup({ workers: 1, maxQueue: 2, statementTimeoutMs: 25_000 });
     const a = ref('acme');
     await pool.create(a);
     const busy = pool.query(a, { sql: SLOW });
