@@ -11,6 +11,11 @@ import type { ShardRef } from './types.ts';
 const RUNAWAY = 'WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT max(x) FROM c';
 /** About 0.7 s of CPU inside SQLite on the reference machine, well under the default test timeout. */
 const SLOW = 'WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 5000000) SELECT count(*) FROM c';
+/**
+ * For tests that await SLOW's answer: it takes 1-2 s here, but once ran past the default 5 s statement timeout
+ * in a full suite on a slowed VM (QUERY_TIMEOUT). Room for it, within the 30 s test timeout.
+ */
+const SLOW_ROOM = { statementTimeoutMs: 25_000 };
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
@@ -205,7 +210,7 @@ describe('ShardPool', () => {
   });
 
   it('erases every file of a tenant after its in-flight request, failing its queued ones', async () => {
-    const { pool, ref } = await setup();
+    const { pool, ref } = await setup(SLOW_ROOM);
     const a = ref('acme');
     await pool.create(a);
     await pool.query(a, { sql: 'CREATE TABLE t (x)' });
@@ -303,9 +308,8 @@ describe('ShardPool', () => {
   });
 
   it('answers OVERLOADED when the queue is full', async () => {
-    // SLOW only has to hold the one worker while the queue fills; it takes 1-2 s here, but once took past the
-    // default 5 s timeout in a full suite on a slowed VM (QUERY_TIMEOUT at `await busy`): room for it, within the test timeout.
-    const { pool, ref } = await setup({ workers: 1, maxQueue: 2, statementTimeoutMs: 25_000 });
+    // SLOW only has to hold the one worker while the queue fills.
+    const { pool, ref } = await setup({ workers: 1, maxQueue: 2, ...SLOW_ROOM });
     const a = ref('acme');
     await pool.create(a);
     const busy = pool.query(a, { sql: SLOW });
