@@ -20,6 +20,11 @@ describe('pnpm bench --tiny', () => {
       expect(s.results['postgres-peer'].errors, `${s.scenario.name} postgres errors`).toBe(0);
       expect(s.ratios.domicileOverCeiling).toBeGreaterThan(0);
       expect(s.ratios.domicileOverPostgres).toBeGreaterThan(0);
+      // The fastify + SQLite bound answered from its own files (it refuses anything but the scenario's statements).
+      expect(s.results['fastify-sqlite'].errors, `${s.scenario.name} bound errors`).toBe(0);
+      expect(s.ratios.boundOverCeiling).toBeGreaterThan(0);
+      expect(s.ratios.domicileOverBound).toBeGreaterThan(0);
+      expect(s.results['fastify-sqlite'].cpuUsPerOp, `${s.scenario.name} bound CPU`).toBeGreaterThan(0);
       // CPU per answer of the serving processes (read from /proc around the window).
       expect(s.results.domicile.cpuUsPerOp, `${s.scenario.name} domicile CPU`).toBeGreaterThan(0);
       expect(s.results['fastify-ceiling'].cpuUsPerOp, `${s.scenario.name} ceiling CPU`).toBeGreaterThan(0);
@@ -42,6 +47,7 @@ describe('pnpm bench --tiny', () => {
     expect(report.machine.cores).toBeGreaterThan(0);
     const md = formatReport(report, 'pnpm bench --tiny');
     expect(md).toContain('Domicile / Postgres peer');
+    expect(md).toMatch(/The bound \(fastify \+ SQLite on the event loop\): [\d.]+× the ceiling, [\d.]+× the Postgres peer; Domicile [\d.]+× the bound\./);
     expect(md).toMatch(/segments uploaded\/s, [\d.]+ writes per segment/);
     expect(md).toMatch(/Server CPU per answer .*: Domicile [\d,]+ µs · fastify ceiling [\d,]+ µs \(Domicile [\d.]+× the ceiling's\)/);
     expect(md).toMatch(/Domicile by thread .*: event loop [\d,]+ µs · SQLite workers [\d,]+ µs · replication shipper [\d,]+ µs · other .* [\d,]+ µs\./);

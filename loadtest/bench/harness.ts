@@ -6,7 +6,7 @@
  * pg on a throwaway Postgres). Targets of a scenario run one after another, so
  * each gets the whole machine; ratios are what to compare across machines.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, platform, release, tmpdir, totalmem } from 'node:os';
 import path from 'node:path';
@@ -25,13 +25,14 @@ const BASELINE_SERVER = fileURLToPath(new URL('./baseline-server.ts', import.met
 /** The results file a full run appends to. */
 export { RESULTS_FILE } from './report.ts';
 
-/** The four things measured, in the order they run within a scenario. */
-export const TARGETS = ['fastify-ceiling', 'raw-sqlite', 'domicile', 'postgres-peer'] as const;
+/** The things measured, in the order they run within a scenario. */
+export const TARGETS = ['fastify-ceiling', 'fastify-sqlite', 'raw-sqlite', 'domicile', 'postgres-peer'] as const;
 /** One of {@link TARGETS}. */
 export type Target = (typeof TARGETS)[number];
 
 const TARGET_LABEL: Record<Target, string> = {
   'fastify-ceiling': 'fastify ceiling (HTTP + JSON, no storage)',
+  'fastify-sqlite': 'bound: fastify + SQLite on the event loop (no replication, guard, auth or threads)',
   'raw-sqlite': 'raw better-sqlite3 (in-process, no HTTP)',
   domicile: '**Domicile** (`domicile serve`)',
   'postgres-peer': 'Postgres peer (fastify + pg, one table)',
@@ -81,7 +82,11 @@ export interface ScenarioReport {
   readonly results: Readonly<Record<Target, TargetResult>>;
   /** Domicile with sync durability (`sync: true` runs only). */
   readonly domicileSync?: TargetResult;
-  readonly ratios: { readonly domicileOverCeiling: number; readonly domicileOverPostgres: number; readonly domicileOverRaw: number };
+  readonly ratios: {
+    readonly domicileOverCeiling: number; readonly domicileOverPostgres: number; readonly domicileOverRaw: number;
+    /** The fastify + SQLite bound against the ceiling and the peer: the most any HTTP design with a SQLite file per tenant reaches here. */
+    readonly boundOverCeiling: number; readonly boundOverPostgres: number; readonly domicileOverBound: number;
+  };
   /**
    * Domicile's CPU per answer by thread in its measured window, µs (from
    * `domicile_thread_cpu_seconds_total`): the event loop, the SQLite workers
@@ -90,6 +95,8 @@ export interface ScenarioReport {
   readonly domicileThreads?: { readonly main: number; readonly workers: number; readonly shipper: number; readonly other: number };
   /** Domicile's replication during its measured window (from /metrics): what shipping cost and whether it kept up. */
   readonly replication?: { readonly segmentsPerSec: number; readonly writesPerSegment: number; readonly maxLagSecondsAtEnd: number };
+  /** Shard handles opened and closed by the LRU cache per second of Domicile's window (handle churn). */
+  readonly domicileHandles?: { readonly opensPerSec: number; readonly evictionsPerSec: number; readonly open: number };
   /** Domicile against the scenario's thresholds. */
   readonly thresholds: { readonly errorRate: number; readonly passed: boolean };
 }
@@ -106,9 +113,9 @@ export interface BenchReport {
 interface Child { stop(): Promise<void> }
 
 /** Starts a baseline server process and waits for its `listening` line. */
-async function startBaseline(mode: 'ceiling' | 'postgres', pgUrl?: string): Promise<Child & { url: string; pid: number | undefined }> {
+async function startBaseline(mode: 'ceiling' | 'postgres' | 'sqlite', ...extra: string[]): Promise<Child & { url: string; pid: number | undefined }> {
   const port = await freePort();
-  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', BASELINE_SERVER, mode, String(port), ...(pgUrl ? [pgUrl] : [])], {
+  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', BASELINE_SERVER, mode, String(port), ...extra], {
     cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'],
   });
   const kill = () => child.kill('SIGKILL');
@@ -151,6 +158,13 @@ async function replicationCounters(server: DomicileServer): Promise<{ objects: n
   return { objects, segments, maxLagSeconds };
 }
 
+/** Shard handles opened and evicted so far, and open now (`domicile_shard_opens_total`, `…_evictions_total`, `domicile_open_shards`). */
+async function handleCounters(server: DomicileServer): Promise<{ opens: number; evictions: number; open: number }> {
+  const metrics = await (await fetch(`${server.url}/metrics`)).text();
+  const one = (name: string) => Number(new RegExp(`^${name} ([\\d.e+-]+)$`, 'm').exec(metrics)?.[1] ?? NaN);
+  return { opens: one('domicile_shard_opens_total'), evictions: one('domicile_shard_evictions_total'), open: one('domicile_open_shards') };
+}
+
 /** CPU seconds per thread of the node so far (`domicile_thread_cpu_seconds_total`; empty without /proc). */
 async function threadCpu(server: DomicileServer): Promise<Map<string, number>> {
   const metrics = await (await fetch(`${server.url}/metrics`)).text();
@@ -178,6 +192,20 @@ async function replicationQuiet(server: DomicileServer, limitMs = 120_000): Prom
     if (n === last || Date.now() > deadline) return;
     last = n;
     await new Promise((r) => setTimeout(r, 1500));
+  }
+}
+
+/**
+ * `sync`: writes back the dirty pages the previous target left (the raw and
+ * bound targets write hundreds of MB of WAL that nobody fsyncs), so the next
+ * target's fsyncs — Domicile's shipper makes two per segment — do not wait
+ * for them to reach the disk.
+ */
+function flushDirtyPages(): void {
+  try {
+    execFileSync('sync', { stdio: 'ignore', timeout: 60_000 });
+  } catch {
+    // No sync(1) here: the targets run as before.
   }
 }
 
@@ -274,6 +302,8 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchReport> {
     children.push(ceiling);
     const peer = await startBaseline('postgres', postgres.url);
     children.push(peer);
+    const bound = await startBaseline('sqlite', path.join(scratch, 'bound'), String(all.length));
+    children.push(bound);
     const domicileTenantsPerSec = await setupDomicile(domicile, file, all);
     const domicileTokens = opts.tenantTokens ? await issueTenantTokens(domicile, all) : undefined;
     if (opts.sync) {
@@ -296,6 +326,7 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchReport> {
       const tenants = all.slice(0, plan.tenants);
       let replication: ScenarioReport['replication'];
       let domicileThreads: ScenarioReport['domicileThreads'];
+      let domicileHandles: ScenarioReport['domicileHandles'];
       /** One HTTP target; `pid`: the serving process, whose CPU per answer is measured; `tokens`: a token per tenant. */
       const http = async (baseUrl: string, token: string, pid: number | undefined, node?: DomicileServer, tokens?: Map<string, string>): Promise<TargetResult> => {
         const load = {
@@ -305,11 +336,16 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchReport> {
         if (plan.warmupSeconds > 0) await drive({ ...load, durationSeconds: plan.warmupSeconds });
         const before = node ? await replicationCounters(node) : undefined;
         const threads0 = node ? await threadCpu(node) : undefined;
+        const handles0 = node ? await handleCounters(node) : undefined;
         const cpu0 = processCpuSeconds(pid);
         const measured = await drive({ ...load, durationSeconds: plan.durationSeconds });
         const cpu = processCpuSeconds(pid) - cpu0;
         if (node && threads0) domicileThreads = threadsPerAnswer(threads0, await threadCpu(node), measured.ok);
         const result = pid !== undefined && cpu > 0 && measured.ok > 0 ? { ...measured, cpuUsPerOp: (cpu * 1e6) / measured.ok } : measured;
+        if (node && handles0) {
+          const h = await handleCounters(node);
+          domicileHandles = { opensPerSec: (h.opens - handles0.opens) / measured.durationSeconds, evictionsPerSec: (h.evictions - handles0.evictions) / measured.durationSeconds, open: h.open };
+        }
         if (node && before) {
           const after = await replicationCounters(node);
           const segments = after.segments - before.segments;
@@ -321,8 +357,10 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchReport> {
       const results = {} as Record<Target, TargetResult>;
       for (const target of TARGETS) {
         log(`${plan.scenario.name}: ${target} (${plan.durationSeconds} s)`);
+        flushDirtyPages();
         switch (target) {
           case 'fastify-ceiling': results[target] = await http(ceiling.url, 'bench-token', ceiling.pid); break;
+          case 'fastify-sqlite': results[target] = await http(bound.url, 'bench-token', bound.pid); break;
           case 'domicile': results[target] = await http(domicile.url, domicile.adminToken, domicile.pid(), domicile, domicileTokens); break;
           // (Its CPU would leave out the Postgres server's: not measured.)
           case 'postgres-peer': results[target] = await http(peer.url, 'bench-token', undefined); break;
@@ -345,22 +383,28 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchReport> {
         ...(syncResult ? { domicileSync: syncResult } : {}),
         ...(replication ? { replication } : {}),
         ...(domicileThreads ? { domicileThreads } : {}),
+        ...(domicileHandles ? { domicileHandles } : {}),
         ratios: {
           domicileOverCeiling: d.opsPerSec / results['fastify-ceiling'].opsPerSec,
           domicileOverPostgres: d.opsPerSec / results['postgres-peer'].opsPerSec,
           domicileOverRaw: d.opsPerSec / results['raw-sqlite'].opsPerSec,
+          boundOverCeiling: results['fastify-sqlite'].opsPerSec / results['fastify-ceiling'].opsPerSec,
+          boundOverPostgres: results['fastify-sqlite'].opsPerSec / results['postgres-peer'].opsPerSec,
+          domicileOverBound: d.opsPerSec / results['fastify-sqlite'].opsPerSec,
         },
         thresholds: { errorRate, passed: errorRate <= plan.scenario.thresholds.maxErrorRate && d.p99Ms < plan.scenario.thresholds.p99Ms },
       });
     }
     const method = [
       `Closed loop: autocannon 8 in the harness process, one scenario at a time, its targets one after another (${TARGETS.join(' → ')}); ` +
-        (opts.tiny ? 'no warm-up (--tiny).' : 'each measured window follows a warm-up of the same load (≤ 2 s).'),
+        (opts.tiny ? 'no warm-up (--tiny).' : 'each measured window follows a warm-up of the same load (≤ 2 s).') +
+        ' Before each target, `sync` writes back the dirty pages the one before left.',
       'Requests: POST /v1/tenants/:id/query with the scenario statement and params (loadtest/scenarios.json), tenant uniformly at random, writes spread evenly by a counter; ops/s counts 2xx answers only.',
       `Domicile: \`domicile serve\` child process, ${DOMICILE_WORKERS} SQLite workers, statement guard on, ${opts.tenantTokens ? 'each request with its tenant\'s own tenant token (--tenant-tokens)' : 'admin token'}, DOMICILE_LOG_LEVEL=warn, replication on with durability async (the defaults) to the region's default filesystem bucket under the data dir; measured after the setup's generation uploads went quiet.` +
         (opts.sync ? ' Sync: a second node with DOMICILE_DURABILITY=sync (same setup), measured right after the async one.' : '') +
         (opts.nodeEnv && Object.keys(opts.nodeEnv).length > 0 ? ` Node environment for this run: ${describeNodeEnv(opts.nodeEnv)} (not the defaults).` : ''),
       'fastify ceiling: a child process with the same route and body schema that parses the JSON and answers a /query-shaped result without storage.',
+      'bound (fastify + SQLite): a child process with the same route running the statement with better-sqlite3 on its event loop, one file per tenant (created and seeded like Domicile\'s before the run), the shards\' pragmas, statements prepared once; no replication, statement guard, token check, directory or worker threads — the most any design that answers over HTTP from one SQLite file per tenant can do on this machine.',
       `Postgres peer: a child process, fastify + pg (pool of 16, named prepared statements) on one table keyed by (tenant, id), Postgres ${postgres.version} started by the harness (${Object.entries(PG_SETTINGS).map(([k, v]) => `${k}=${v}`).join(', ')}, fsync=on).`,
       'raw better-sqlite3: the harness process, one thread, one file per tenant, WAL, synchronous=NORMAL and the shard cache/checkpoint pragmas, statements prepared once; no HTTP.',
     ];
@@ -408,10 +452,14 @@ export function formatReport(r: BenchReport, command: string): string {
       '',
       `Ratios: Domicile / fastify ceiling **${ratio(s.ratios.domicileOverCeiling)}** · Domicile / Postgres peer **${ratio(s.ratios.domicileOverPostgres)}** · Domicile / raw better-sqlite3 ${ratio(s.ratios.domicileOverRaw)}. ` +
         (s.domicileSync ? `Sync / async durability ${ratio(s.domicileSync.opsPerSec / s.results.domicile.opsPerSec)}. ` : '') +
+        `The bound (fastify + SQLite on the event loop): ${ratio(s.ratios.boundOverCeiling)} the ceiling, ${ratio(s.ratios.boundOverPostgres)} the Postgres peer; Domicile ${ratio(s.ratios.domicileOverBound)} the bound. ` +
         `Thresholds (Domicile: error rate ≤ ${s.scenario.thresholds.maxErrorRate}, p99 < ${s.scenario.thresholds.p99Ms} ms): ${s.thresholds.passed ? 'pass' : '**missed**'}.`,
       ...(cpuLine(s) ? ['', cpuLine(s)!] : []),
       ...(s.replication && s.replication.segmentsPerSec > 0
         ? ['', `Domicile's replication in its window: ${n0(s.replication.segmentsPerSec)} segments uploaded/s, ${s.replication.writesPerSegment.toFixed(1)} writes per segment, largest lag at the end ${s.replication.maxLagSecondsAtEnd.toFixed(2)} s.`]
+        : []),
+      ...(s.domicileHandles
+        ? ['', `Domicile's shard handles in its window: ${n0(s.domicileHandles.opensPerSec)} opened/s, ${n0(s.domicileHandles.evictionsPerSec)} evicted/s by the LRU cache, ${n0(s.domicileHandles.open)} open at the end.`]
         : []),
       '',
     );
@@ -424,10 +472,12 @@ export function formatReport(r: BenchReport, command: string): string {
 function cpuLine(s: ScenarioReport): string | undefined {
   const d = s.results.domicile.cpuUsPerOp;
   const c = s.results['fastify-ceiling'].cpuUsPerOp;
+  const b = s.results['fastify-sqlite'].cpuUsPerOp;
   if (d === undefined) return undefined;
   const us = (x: number) => `${n0(x)} µs`;
   return `Server CPU per answer (the serving process, every thread, user + system): Domicile ${us(d)}` +
     (c === undefined ? '' : ` · fastify ceiling ${us(c)} (Domicile ${ratio(d / c)} the ceiling's)`) +
+    (b === undefined ? '' : ` · the fastify + SQLite bound ${us(b)}`) +
     (s.domicileSync?.cpuUsPerOp === undefined ? '' : ` · Domicile, sync durability ${us(s.domicileSync.cpuUsPerOp)}`) +
     '; the Postgres peer is not measured (its server\'s CPU is in other processes).' +
     (s.domicileThreads === undefined ? '' : ` Domicile by thread (\`domicile_thread_cpu_seconds_total\`): event loop ${us(s.domicileThreads.main)} · SQLite workers ${us(s.domicileThreads.workers)} · replication shipper ${us(s.domicileThreads.shipper)} · other (V8 garbage collection and compiler threads, libuv pool: fsync, compression) ${us(s.domicileThreads.other)}.`);

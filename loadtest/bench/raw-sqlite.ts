@@ -42,6 +42,23 @@ export class RawShards {
     }
   }
 
+  /**
+   * Runs one scenario operation (`sql` must be the write or the read of the
+   * scenario file) on `tenant`'s file, opening it first when new: what the
+   * fastify + SQLite bound (baseline-server.ts `sqlite`) does per request.
+   * Returns the rows of a read, or the write's changes and rowid.
+   */
+  execute(tenant: string, sql: string, params: readonly unknown[]): { rows: unknown[][]; rowsAffected: number; lastInsertRowid: number | bigint | null } {
+    if (!this.#handles.has(tenant)) this.open([tenant]);
+    const h = this.#handles.get(tenant)!;
+    if (sql === this.#file.operations.write.sql) {
+      const info = h.write.run(...params);
+      return { rows: [], rowsAffected: info.changes, lastInsertRowid: info.lastInsertRowid };
+    }
+    if (sql === this.#file.operations.read.sql) return { rows: h.read.raw(true).all(...params) as unknown[][], rowsAffected: 0, lastInsertRowid: null };
+    throw new Error('not a scenario statement');
+  }
+
   /** Runs the scenario's stream over `tenants` for `durationSeconds`, one statement at a time. */
   run(mix: Scenario['mix'], tenants: readonly string[], durationSeconds: number): TargetResult {
     this.open(tenants);
