@@ -15,6 +15,12 @@
  *    (age of the oldest commit not yet in the bucket) sampled for every tenant
  *    every 50 ms, and a direct probe: a write's answer → the node reports its
  *    txid replicated (polled every 5 ms);
+ *    With async in the run, each round ends with a bound: replication off
+ *    while the bench stores, beside the load, as many objects of the same
+ *    size in s3rver as that round's async node uploaded (plain HTTP PUTs,
+ *    at the same pace). The node then pays nothing for replication, but
+ *    s3rver takes its share of the same cores: the most async can reach on
+ *    this machine while the bucket's server runs on it;
  * 3. restore of a 100 MB tenant from the S3 server (offline path: the
  *    `restore()` library behind `domicile restore --from`, every object and
  *    page hash verified, integrity_check), against a plain download of the
@@ -25,6 +31,7 @@
  * `--profile-node` one per thread of every load node, into DIR/<mode>-<round>.)
  */
 import { execFile } from 'node:child_process';
+import { Agent, request as httpRequest } from 'node:http';
 import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
@@ -87,8 +94,12 @@ const AWS_ENV = { AWS_ACCESS_KEY_ID: S3RVER_CREDENTIALS.accessKeyId, AWS_SECRET_
 process.env.AWS_ACCESS_KEY_ID = AWS_ENV.AWS_ACCESS_KEY_ID;
 process.env.AWS_SECRET_ACCESS_KEY = AWS_ENV.AWS_SECRET_ACCESS_KEY;
 
-type Mode = 'off' | 'async' | 'sync' | 'async-fs';
-interface LoadResult { mode: Mode; s3rverCpuS: number; nodeCpuS: number; opsPerSec: number; p50Ms: number; p99Ms: number; ok: number; errors: number; lagSamples: number[]; probeLags: number[] }
+type Mode = 'off' | 'async' | 'sync' | 'async-fs' | 'bound';
+interface LoadResult {
+  mode: Mode; s3rverCpuS: number; nodeCpuS: number; opsPerSec: number; p50Ms: number; p99Ms: number; ok: number; errors: number; lagSamples: number[]; probeLags: number[];
+  /** Objects (and their bytes) the node stored in its bucket during the window. */
+  uploads: { objects: number; bytes: number };
+}
 
 const pct = (xs: number[], p: number): number => {
   if (xs.length === 0) return NaN;
@@ -111,7 +122,7 @@ async function startNode(s3: S3Server, mode: Mode, prefix: string, nodeArgs: str
       DOMICILE_ADMIN_TOKEN: ADMIN,
       DOMICILE_LOG_LEVEL: 'warn',
       DOMICILE_BUCKETS: `bench-region=${mode === 'async-fs' ? `file://${join(dir, 'fs-bucket', prefix)}` : s3.bucketUrl('bench', prefix)}`,
-      DOMICILE_REPLICATION: mode === 'off' ? 'off' : 'on',
+      DOMICILE_REPLICATION: mode === 'off' || mode === 'bound' ? 'off' : 'on',
       DOMICILE_DURABILITY: mode === 'sync' ? 'sync' : 'async',
       ...NODE_ENV,
     },
@@ -125,8 +136,49 @@ async function must(res: Promise<{ status: number; body: any }>, what: string): 
 }
 
 
+/** Objects and bytes the node has stored in its buckets so far (`/metrics`). */
+async function uploadCounters(node: DomicileServer): Promise<{ objects: number; bytes: number }> {
+  const metrics = await (await fetch(`${node.url}/metrics`)).text();
+  const sum = (name: string) => [...metrics.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? ([\\d.e+-]+)$`, 'gm'))].reduce((a, m) => a + Number(m[1]), 0);
+  return { objects: sum('domicile_replication_uploaded_objects_total'), bytes: sum('domicile_replication_uploaded_bytes_total') };
+}
+
+/**
+ * The bound's side load: `objects` PUTs of `bytes / objects` bytes each into
+ * s3rver, evenly paced over `durationS` (at most 8 in flight, as the node's
+ * shipper), by plain HTTP from this process (no SDK: its CPU here would be
+ * taken from the load generator). Resolves with the PUTs that answered 200.
+ */
+async function putAlongside(s3: S3Server, prefix: string, upl: { objects: number; bytes: number }, durationS: number): Promise<number> {
+  if (upl.objects <= 0) return 0;
+  const body = Buffer.alloc(Math.max(1, Math.round(upl.bytes / upl.objects)), 7);
+  const agent = new Agent({ keepAlive: true, maxSockets: 8 });
+  const gapMs = (durationS * 1000) / upl.objects;
+  const t0 = performance.now();
+  let ok = 0;
+  const put = (i: number) => new Promise<void>((resolve) => {
+    const req = httpRequest(`${s3.endpoint}/bench/${prefix}/object-${i}`, { method: 'PUT', agent, headers: { 'content-length': body.byteLength } }, (res) => {
+      if (res.statusCode === 200) ok++;
+      res.resume();
+      res.on('end', resolve);
+    });
+    req.on('error', () => resolve());
+    req.end(body);
+  });
+  const inflight: Array<Promise<void>> = [];
+  for (let i = 0; i < upl.objects; i++) {
+    const due = t0 + i * gapMs;
+    const wait = due - performance.now();
+    if (wait > 0) await sleep(wait);
+    inflight.push(put(i));
+  }
+  await Promise.all(inflight);
+  agent.destroy();
+  return ok;
+}
+
 /** One autocannon window over `tenants`; lag sampled alongside. */
-async function drive(node: DomicileServer, tenants: string[], durationS: number, sampleLag: boolean): Promise<Omit<LoadResult, 'mode' | 's3rverCpuS' | 'nodeCpuS'>> {
+async function drive(node: DomicileServer, tenants: string[], durationS: number, sampleLag: boolean): Promise<Omit<LoadResult, 'mode' | 's3rverCpuS' | 'nodeCpuS' | 'uploads'>> {
   let i = 0;
   const lat: number[] = [];
   const lagSamples: number[] = [];
@@ -186,7 +238,8 @@ async function drive(node: DomicileServer, tenants: string[], durationS: number,
   };
 }
 
-async function loadPhase(s3: S3Server, mode: Mode, round: number): Promise<LoadResult> {
+/** `alongside`: for the bound, what the round's async node uploaded (stored in s3rver beside the load). */
+async function loadPhase(s3: S3Server, mode: Mode, round: number, alongside?: { objects: number; bytes: number }): Promise<LoadResult> {
   const profile = PROFILE_NODE ? ['--cpu-prof', `--cpu-prof-dir=${join(PROFILE_NODE, `${mode}-${round}`)}`] : [];
   const node = await startNode(s3, mode, `load-${mode}-${round}`, profile);
   try {
@@ -198,8 +251,14 @@ async function loadPhase(s3: S3Server, mode: Mode, round: number): Promise<LoadR
     await drive(node, tenants, WARMUP_S, false);
     const cpu0 = processCpuSeconds(s3.pid);
     const nodeCpu0 = processCpuSeconds(node.pid());
+    const up0 = await uploadCounters(node);
+    const side = alongside ? putAlongside(s3, `bound-${round}`, alongside, DURATION_S) : Promise.resolve(0);
     const r = await drive(node, tenants, DURATION_S, true);
-    return { mode, s3rverCpuS: processCpuSeconds(s3.pid) - cpu0, nodeCpuS: processCpuSeconds(node.pid()) - nodeCpu0, ...r };
+    const sidePuts = await side;
+    if (alongside && sidePuts < alongside.objects) throw new Error(`bound: ${sidePuts} of ${alongside.objects} PUTs to s3rver answered 200`);
+    const up1 = await uploadCounters(node);
+    const uploads = alongside ?? { objects: up1.objects - up0.objects, bytes: up1.bytes - up0.bytes };
+    return { mode, s3rverCpuS: processCpuSeconds(s3.pid) - cpu0, nodeCpuS: processCpuSeconds(node.pid()) - nodeCpu0, ...r, uploads };
   } finally {
     if (PROFILE_NODE) await node.stop(); // the profiles are written on a graceful exit
     await node.dispose();
@@ -346,38 +405,39 @@ async function main(): Promise<void> {
   const report: string[] = [`Machine: ${machine}. s3rver 3.7.1 child process on loopback (one bucket), \`domicile serve\` child process with 2 SQLite workers, log level warn.${envNote}`, ''];
   try {
     if (!ONLY || ONLY === 'load') {
-      const runs = new Map<Mode, LoadResult[]>([['off', []], ['async', []], ['sync', []], ['async-fs', []]]);
+      const runs = new Map<Mode, LoadResult[]>([['off', []], ['async', []], ['sync', []], ['async-fs', []], ['bound', []]]);
       const schedule: Array<[Mode, number]> = [];
-      for (let round = 0; round < ROUNDS; round++) for (const mode of ['off', 'async', 'async-fs'] as const) if (MODES.has(mode)) schedule.push([mode, round]);
+      for (let round = 0; round < ROUNDS; round++) for (const mode of ['off', 'async', 'async-fs', 'bound'] as const) if (MODES.has(mode) || (mode === 'bound' && MODES.has('async'))) schedule.push([mode, round]);
       if (MODES.has('sync')) schedule.push(['sync', 0]); // slow and without a goal: once
       for (const [mode, round] of schedule) {
-        const r = await loadPhase(s3, mode, round);
+        const r = await loadPhase(s3, mode, round, mode === 'bound' ? runs.get('async')![round]!.uploads : undefined);
         runs.get(mode)!.push(r);
         console.log(`${`${mode} #${round + 1}`.padEnd(11)} ${fmt(r.opsPerSec)} writes/s  p50 ${fmt(r.p50Ms, 1)} ms  p99 ${fmt(r.p99Ms, 1)} ms  errors ${r.errors}  node CPU ${fmt((r.nodeCpuS * 1e6) / Math.max(1, r.ok))} µs/write  lag p50/p99 ${fmt(pct(r.lagSamples, 50))}/${fmt(pct(r.lagSamples, 99))} ms  probe ack→bucket p50/p99 ${fmt(pct(r.probeLags, 50), 1)}/${fmt(pct(r.probeLags, 99), 1)} ms  s3rver CPU ${fmt(r.s3rverCpuS, 1)} s`);
       }
       const off = runs.get('off')!;
-      const rows = (['off', 'async', 'sync', 'async-fs'] as const).filter((m) => runs.get(m)!.length > 0).map((m) => summarize(m, runs.get(m)!, off));
+      const rows = (['off', 'async', 'sync', 'async-fs', 'bound'] as const).filter((m) => runs.get(m)!.length > 0).map((m) => summarize(m, runs.get(m)!, off));
       const row = (m: Mode) => rows.find((r) => r.mode === m);
       const pooled = (xs: LoadResult[], f: (r: LoadResult) => number[]) => xs.flatMap(f);
       report.push(
-        `Load: ${TENANTS} tenants, ${CONNECTIONS} connections, autocannon closed loop in the bench process, ${DURATION_S} s measured after ${WARMUP_S} s warm-up, one INSERT of ~100 bytes per request, tenants in rotation; a fresh node per run. ${ROUNDS} interleaved round(s) of off → async → async-fs, then sync once; writes/s is the median of a mode's runs, the ratio the median of each round's ratio to that round's off run (sync: to the median off). Node CPU: user + system time of the node process (every thread) during the window, per acknowledged write (median of runs). Lag: \`replication.lagMs\` of every tenant sampled every 50 ms; probe: one write at a time to the first tenant, from its answer until \`replicatedTxid\` reaches the txid seen right after (polled every 5 ms); both pooled over the runs.`,
+        `Load: ${TENANTS} tenants, ${CONNECTIONS} connections, autocannon closed loop in the bench process, ${DURATION_S} s measured after ${WARMUP_S} s warm-up, one INSERT of ~100 bytes per request, tenants in rotation; a fresh node per run. ${ROUNDS} interleaved round(s) of off → async → async-fs → bound, then sync once; bound: replication off while the bench stores in s3rver, beside the load, as many objects of the same mean size as that round's async node uploaded in its window (plain HTTP PUTs, evenly paced, ≤ 8 in flight): the node pays nothing for replication, s3rver takes its share of the cores; writes/s is the median of a mode's runs, the ratio the median of each round's ratio to that round's off run (sync: to the median off). Node CPU: user + system time of the node process (every thread) during the window, per acknowledged write (median of runs). Lag: \`replication.lagMs\` of every tenant sampled every 50 ms; probe: one write at a time to the first tenant, from its answer until \`replicatedTxid\` reaches the txid seen right after (polled every 5 ms); both pooled over the runs.`,
         '',
         '| replication | writes/s (runs) | ratio vs off (rounds) | node CPU per write | p50 | p99 | errors | lagMs p50 / p99 (samples) | probe answer→bucket p50 / p99 | s3rver CPU |',
         '|---|---|---|---|---|---|---|---|---|---|',
         ...rows.map((r) => {
           const lags = pooled(r.runs, (x) => x.lagSamples);
           const probes = pooled(r.runs, (x) => x.probeLags);
-          return `| ${r.mode} | ${fmt(r.opsPerSec)} (${r.runs.map((x) => fmt(x.opsPerSec)).join(', ')}) | **${fmt(r.ratio, 2)}×** (${r.ratios.map((x) => fmt(x, 2)).join(', ')}) | ${fmt(r.cpuUsPerWrite)} µs | ${fmt(median(r.runs.map((x) => x.p50Ms)), 1)} ms | ${fmt(median(r.runs.map((x) => x.p99Ms)), 1)} ms | ${r.runs.reduce((a, x) => a + x.errors, 0)} | ${r.mode === 'off' ? 'n/a' : `${fmt(pct(lags, 50))} / ${fmt(pct(lags, 99))} ms (${lags.length})`} | ${r.mode === 'off' ? 'n/a' : `${fmt(pct(probes, 50), 1)} / ${fmt(pct(probes, 99), 1)} ms (${probes.length})`} | ${fmt(median(r.runs.map((x) => x.s3rverCpuS)), 1)} s |`;
+          return `| ${r.mode} | ${fmt(r.opsPerSec)} (${r.runs.map((x) => fmt(x.opsPerSec)).join(', ')}) | **${fmt(r.ratio, 2)}×** (${r.ratios.map((x) => fmt(x, 2)).join(', ')}) | ${fmt(r.cpuUsPerWrite)} µs | ${fmt(median(r.runs.map((x) => x.p50Ms)), 1)} ms | ${fmt(median(r.runs.map((x) => x.p99Ms)), 1)} ms | ${r.runs.reduce((a, x) => a + x.errors, 0)} | ${r.mode === 'off' || r.mode === 'bound' ? 'n/a' : `${fmt(pct(lags, 50))} / ${fmt(pct(lags, 99))} ms (${lags.length})`} | ${r.mode === 'off' || r.mode === 'bound' ? 'n/a' : `${fmt(pct(probes, 50), 1)} / ${fmt(pct(probes, 99), 1)} ms (${probes.length})`} | ${fmt(median(r.runs.map((x) => x.s3rverCpuS)), 1)} s |`;
         }),
         '',
       );
       const a = row('async');
-      const [sync, fs, offRow] = [row('sync'), row('async-fs'), row('off')!];
+      const [sync, fs, offRow, bound] = [row('sync'), row('async-fs'), row('off')!, row('bound')];
       const aLag = a ? Math.max(pct(pooled(a.runs, (x) => x.lagSamples), 99), pct(pooled(a.runs, (x) => x.probeLags), 99)) : NaN;
       const goals = [
         ...(a ? [`async ≥ 0.9× off: **${a.ratio >= 0.9 ? 'met' : 'not met'}** (${fmt(a.ratio, 2)}×) · async lag p99 ≤ 1 s: **${aLag <= 1000 ? 'met' : 'not met'}** (${fmt(aLag)} ms, the larger of the two measures)`] : []),
         ...(sync ? [`sync: ${fmt(sync.ratio, 2)}× off (no goal)`] : []),
         ...(fs ? [`async to a file:// bucket instead of s3rver (diagnostic row): ${fmt(fs.ratio, 2)}× off`] : []),
+        ...(bound ? [`bound (off, s3rver storing the async run's objects beside it): ${fmt(bound.ratio, 2)}× off — the most async can reach while s3rver shares these cores`] : []),
       ];
       const cpu = [a, fs].filter((r): r is ModeSummary => r !== undefined).map((r) => `${r.mode} +${fmt(r.cpuUsPerWrite - offRow.cpuUsPerWrite)} µs`);
       report.push(`Goals: ${goals.join(' · ')}.${cpu.length > 0 ? ` Replication's node CPU per write over off: ${cpu.join(', ')}.` : ''}`, '');
