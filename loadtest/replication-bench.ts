@@ -43,7 +43,7 @@ import { FsObjectStore, openObjectStore, type ObjectStore } from '../packages/ob
 import { listGenerations, restore } from '../packages/replication/src/index.ts';
 import { describeNodeEnv, parseNodeEnv } from './bench/node-env.ts';
 import { parseCommandLine, usageError, wholeNumber } from './bench/command-line.ts';
-import { processCpuSeconds } from './bench/process-cpu.ts';
+import { nodeThreadCpu, processCpuSeconds, threadsPerAnswer, type ThreadCpu } from './bench/process-cpu.ts';
 
 const usage = (message: string): never => usageError('pnpm bench:replication', message);
 const opts = parseCommandLine('pnpm bench:replication', {
@@ -99,6 +99,8 @@ interface LoadResult {
   mode: Mode; s3rverCpuS: number; nodeCpuS: number; opsPerSec: number; p50Ms: number; p99Ms: number; ok: number; errors: number; lagSamples: number[]; probeLags: number[];
   /** Objects (and their bytes) the node stored in its bucket during the window. */
   uploads: { objects: number; bytes: number };
+  /** The node's CPU per write by thread group (µs; undefined without /proc). */
+  threads: ThreadCpu | undefined;
 }
 
 const pct = (xs: number[], p: number): number => {
@@ -178,7 +180,7 @@ async function putAlongside(s3: S3Server, prefix: string, upl: { objects: number
 }
 
 /** One autocannon window over `tenants`; lag sampled alongside. */
-async function drive(node: DomicileServer, tenants: string[], durationS: number, sampleLag: boolean): Promise<Omit<LoadResult, 'mode' | 's3rverCpuS' | 'nodeCpuS' | 'uploads'>> {
+async function drive(node: DomicileServer, tenants: string[], durationS: number, sampleLag: boolean): Promise<Omit<LoadResult, 'mode' | 's3rverCpuS' | 'nodeCpuS' | 'uploads' | 'threads'>> {
   let i = 0;
   const lat: number[] = [];
   const lagSamples: number[] = [];
@@ -252,13 +254,15 @@ async function loadPhase(s3: S3Server, mode: Mode, round: number, alongside?: { 
     const cpu0 = processCpuSeconds(s3.pid);
     const nodeCpu0 = processCpuSeconds(node.pid());
     const up0 = await uploadCounters(node);
+    const threads0 = await nodeThreadCpu(node.url);
     const side = alongside ? putAlongside(s3, `bound-${round}`, alongside, DURATION_S) : Promise.resolve(0);
     const r = await drive(node, tenants, DURATION_S, true);
     const sidePuts = await side;
     if (alongside && sidePuts < alongside.objects) throw new Error(`bound: ${sidePuts} of ${alongside.objects} PUTs to s3rver answered 200`);
+    const threads = threadsPerAnswer(threads0, await nodeThreadCpu(node.url), r.ok);
     const up1 = await uploadCounters(node);
     const uploads = alongside ?? { objects: up1.objects - up0.objects, bytes: up1.bytes - up0.bytes };
-    return { mode, s3rverCpuS: processCpuSeconds(s3.pid) - cpu0, nodeCpuS: processCpuSeconds(node.pid()) - nodeCpu0, ...r, uploads };
+    return { mode, s3rverCpuS: processCpuSeconds(s3.pid) - cpu0, nodeCpuS: processCpuSeconds(node.pid()) - nodeCpu0, ...r, uploads, threads };
   } finally {
     if (PROFILE_NODE) await node.stop(); // the profiles are written on a graceful exit
     await node.dispose();
@@ -268,7 +272,7 @@ async function loadPhase(s3: S3Server, mode: Mode, round: number, alongside?: { 
 const median = (xs: number[]): number => pct(xs, 50);
 
 /** Several rounds of one mode as one row: median throughput, pooled latencies and lags. */
-interface ModeSummary { mode: Mode; runs: LoadResult[]; opsPerSec: number; ratio: number; ratios: number[]; cpuUsPerWrite: number }
+interface ModeSummary { mode: Mode; runs: LoadResult[]; opsPerSec: number; ratio: number; ratios: number[]; cpuUsPerWrite: number; threads: ThreadCpu | undefined }
 
 function summarize(mode: Mode, runs: LoadResult[], offRuns: LoadResult[]): ModeSummary {
   // Each round's ratio is against the off run of the same round (sync runs once, against the median off).
@@ -278,7 +282,21 @@ function summarize(mode: Mode, runs: LoadResult[], offRuns: LoadResult[]): ModeS
     opsPerSec: median(runs.map((r) => r.opsPerSec)),
     ratio: median(ratios),
     cpuUsPerWrite: median(runs.map((r) => (r.nodeCpuS * 1e6) / Math.max(1, r.ok))),
+    threads: medianThreads(runs),
   };
+}
+
+/** Each thread group's median over the runs (µs per write); undefined when a run has none. */
+function medianThreads(runs: LoadResult[]): ThreadCpu | undefined {
+  const all = runs.map((r) => r.threads);
+  if (all.length === 0 || all.some((t) => t === undefined)) return undefined;
+  const m = (k: keyof ThreadCpu) => median(all.map((t) => t![k]));
+  return { main: m('main'), workers: m('workers'), shipper: m('shipper'), other: m('other') };
+}
+
+/** `main / workers / shipper / other` in µs per write. */
+function threadText(t: ThreadCpu | undefined): string {
+  return t === undefined ? 'n/a' : `${fmt(t.main)} / ${fmt(t.workers)} / ${fmt(t.shipper)} / ${fmt(t.other)}`;
 }
 
 /** Fill a tenant to `mb` MB through the node (1 MB batches of table + index rows), let it replicate, stop the node gracefully. */
@@ -412,21 +430,21 @@ async function main(): Promise<void> {
       for (const [mode, round] of schedule) {
         const r = await loadPhase(s3, mode, round, mode === 'bound' ? runs.get('async')![round]!.uploads : undefined);
         runs.get(mode)!.push(r);
-        console.log(`${`${mode} #${round + 1}`.padEnd(11)} ${fmt(r.opsPerSec)} writes/s  p50 ${fmt(r.p50Ms, 1)} ms  p99 ${fmt(r.p99Ms, 1)} ms  errors ${r.errors}  node CPU ${fmt((r.nodeCpuS * 1e6) / Math.max(1, r.ok))} µs/write  lag p50/p99 ${fmt(pct(r.lagSamples, 50))}/${fmt(pct(r.lagSamples, 99))} ms  probe ack→bucket p50/p99 ${fmt(pct(r.probeLags, 50), 1)}/${fmt(pct(r.probeLags, 99), 1)} ms  s3rver CPU ${fmt(r.s3rverCpuS, 1)} s`);
+        console.log(`${`${mode} #${round + 1}`.padEnd(11)} ${fmt(r.opsPerSec)} writes/s  p50 ${fmt(r.p50Ms, 1)} ms  p99 ${fmt(r.p99Ms, 1)} ms  errors ${r.errors}  node CPU ${fmt((r.nodeCpuS * 1e6) / Math.max(1, r.ok))} µs/write (${threadText(r.threads)})  lag p50/p99 ${fmt(pct(r.lagSamples, 50))}/${fmt(pct(r.lagSamples, 99))} ms  probe ack→bucket p50/p99 ${fmt(pct(r.probeLags, 50), 1)}/${fmt(pct(r.probeLags, 99), 1)} ms  s3rver CPU ${fmt(r.s3rverCpuS, 1)} s`);
       }
       const off = runs.get('off')!;
       const rows = (['off', 'async', 'sync', 'async-fs', 'bound'] as const).filter((m) => runs.get(m)!.length > 0).map((m) => summarize(m, runs.get(m)!, off));
       const row = (m: Mode) => rows.find((r) => r.mode === m);
       const pooled = (xs: LoadResult[], f: (r: LoadResult) => number[]) => xs.flatMap(f);
       report.push(
-        `Load: ${TENANTS} tenants, ${CONNECTIONS} connections, autocannon closed loop in the bench process, ${DURATION_S} s measured after ${WARMUP_S} s warm-up, one INSERT of ~100 bytes per request, tenants in rotation; a fresh node per run. ${ROUNDS} interleaved round(s) of off → async → async-fs → bound, then sync once; bound: replication off while the bench stores in s3rver, beside the load, as many objects of the same mean size as that round's async node uploaded in its window (plain HTTP PUTs, evenly paced, ≤ 8 in flight): the node pays nothing for replication, s3rver takes its share of the cores; writes/s is the median of a mode's runs, the ratio the median of each round's ratio to that round's off run (sync: to the median off). Node CPU: user + system time of the node process (every thread) during the window, per acknowledged write (median of runs). Lag: \`replication.lagMs\` of every tenant sampled every 50 ms; probe: one write at a time to the first tenant, from its answer until \`replicatedTxid\` reaches the txid seen right after (polled every 5 ms); both pooled over the runs.`,
+        `Load: ${TENANTS} tenants, ${CONNECTIONS} connections, autocannon closed loop in the bench process, ${DURATION_S} s measured after ${WARMUP_S} s warm-up, one INSERT of ~100 bytes per request, tenants in rotation; a fresh node per run. ${ROUNDS} interleaved round(s) of off → async → async-fs → bound, then sync once; bound: replication off while the bench stores in s3rver, beside the load, as many objects of the same mean size as that round's async node uploaded in its window (plain HTTP PUTs, evenly paced, ≤ 8 in flight): the node pays nothing for replication, s3rver takes its share of the cores; writes/s is the median of a mode's runs, the ratio the median of each round's ratio to that round's off run (sync: to the median off). Node CPU: user + system time of the node process (every thread) during the window, per acknowledged write (median of runs); by thread: the same window from the node's \`domicile_thread_cpu_seconds_total\` (event loop, SQLite workers, replication shipper, the rest: GC, the libuv pool's fsyncs and compression), each the median of runs. Lag: \`replication.lagMs\` of every tenant sampled every 50 ms; probe: one write at a time to the first tenant, from its answer until \`replicatedTxid\` reaches the txid seen right after (polled every 5 ms); both pooled over the runs.`,
         '',
-        '| replication | writes/s (runs) | ratio vs off (rounds) | node CPU per write | p50 | p99 | errors | lagMs p50 / p99 (samples) | probe answer→bucket p50 / p99 | s3rver CPU |',
-        '|---|---|---|---|---|---|---|---|---|---|',
+        '| replication | writes/s (runs) | ratio vs off (rounds) | node CPU per write | by thread: main / workers / shipper / other | p50 | p99 | errors | lagMs p50 / p99 (samples) | probe answer→bucket p50 / p99 | s3rver CPU |',
+        '|---|---|---|---|---|---|---|---|---|---|---|',
         ...rows.map((r) => {
           const lags = pooled(r.runs, (x) => x.lagSamples);
           const probes = pooled(r.runs, (x) => x.probeLags);
-          return `| ${r.mode} | ${fmt(r.opsPerSec)} (${r.runs.map((x) => fmt(x.opsPerSec)).join(', ')}) | **${fmt(r.ratio, 2)}×** (${r.ratios.map((x) => fmt(x, 2)).join(', ')}) | ${fmt(r.cpuUsPerWrite)} µs | ${fmt(median(r.runs.map((x) => x.p50Ms)), 1)} ms | ${fmt(median(r.runs.map((x) => x.p99Ms)), 1)} ms | ${r.runs.reduce((a, x) => a + x.errors, 0)} | ${r.mode === 'off' || r.mode === 'bound' ? 'n/a' : `${fmt(pct(lags, 50))} / ${fmt(pct(lags, 99))} ms (${lags.length})`} | ${r.mode === 'off' || r.mode === 'bound' ? 'n/a' : `${fmt(pct(probes, 50), 1)} / ${fmt(pct(probes, 99), 1)} ms (${probes.length})`} | ${fmt(median(r.runs.map((x) => x.s3rverCpuS)), 1)} s |`;
+          return `| ${r.mode} | ${fmt(r.opsPerSec)} (${r.runs.map((x) => fmt(x.opsPerSec)).join(', ')}) | **${fmt(r.ratio, 2)}×** (${r.ratios.map((x) => fmt(x, 2)).join(', ')}) | ${fmt(r.cpuUsPerWrite)} µs | ${threadText(r.threads)} µs | ${fmt(median(r.runs.map((x) => x.p50Ms)), 1)} ms | ${fmt(median(r.runs.map((x) => x.p99Ms)), 1)} ms | ${r.runs.reduce((a, x) => a + x.errors, 0)} | ${r.mode === 'off' || r.mode === 'bound' ? 'n/a' : `${fmt(pct(lags, 50))} / ${fmt(pct(lags, 99))} ms (${lags.length})`} | ${r.mode === 'off' || r.mode === 'bound' ? 'n/a' : `${fmt(pct(probes, 50), 1)} / ${fmt(pct(probes, 99), 1)} ms (${probes.length})`} | ${fmt(median(r.runs.map((x) => x.s3rverCpuS)), 1)} s |`;
         }),
         '',
       );

@@ -17,7 +17,7 @@ import { drive, type TargetResult } from './load.ts';
 import { RawShards } from './raw-sqlite.ts';
 import { startPostgresCluster, type PostgresCluster } from './postgres-cluster.ts';
 import { describeNodeEnv } from './node-env.ts';
-import { processCpuSeconds } from './process-cpu.ts';
+import { nodeThreadCpu, processCpuSeconds, threadsPerAnswer, type ThreadCpu } from './process-cpu.ts';
 import { loadScenarioFile, tenantIds, type Scenario, type ScenarioFile } from './scenarios.ts';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
@@ -92,7 +92,7 @@ export interface ScenarioReport {
    * `domicile_thread_cpu_seconds_total`): the event loop, the SQLite workers
    * together, the replication shipper, and the rest of the process.
    */
-  readonly domicileThreads?: { readonly main: number; readonly workers: number; readonly shipper: number; readonly other: number };
+  readonly domicileThreads?: ThreadCpu;
   /** Domicile's replication during its measured window (from /metrics): what shipping cost and whether it kept up. */
   readonly replication?: { readonly segmentsPerSec: number; readonly writesPerSegment: number; readonly maxLagSecondsAtEnd: number };
   /** Shard handles opened and closed by the LRU cache per second of Domicile's window (handle churn). */
@@ -163,20 +163,6 @@ async function handleCounters(server: DomicileServer): Promise<{ opens: number; 
   const metrics = await (await fetch(`${server.url}/metrics`)).text();
   const one = (name: string) => Number(new RegExp(`^${name} ([\\d.e+-]+)$`, 'm').exec(metrics)?.[1] ?? NaN);
   return { opens: one('domicile_shard_opens_total'), evictions: one('domicile_shard_evictions_total'), open: one('domicile_open_shards') };
-}
-
-/** CPU seconds per thread of the node so far (`domicile_thread_cpu_seconds_total`; empty without /proc). */
-async function threadCpu(server: DomicileServer): Promise<Map<string, number>> {
-  const metrics = await (await fetch(`${server.url}/metrics`)).text();
-  return new Map([...metrics.matchAll(/^domicile_thread_cpu_seconds_total\{thread="([^"]+)"\} ([\d.e+-]+)$/gm)].map((m) => [m[1]!, Number(m[2])]));
-}
-
-/** The change of each thread group's CPU between two readings, in µs per answer. */
-function threadsPerAnswer(before: Map<string, number>, after: Map<string, number>, answers: number): ScenarioReport['domicileThreads'] {
-  if (after.size === 0 || answers === 0) return undefined;
-  const per = (names: string[]) => names.reduce((sum, k) => sum + (after.get(k) ?? 0) - (before.get(k) ?? 0), 0) * 1e6 / answers;
-  const keys = [...after.keys()];
-  return { main: per(['main']), workers: per(keys.filter((k) => k.startsWith('shard-'))), shipper: per(['shipper']), other: per(['other']) };
 }
 
 /**
@@ -335,12 +321,12 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchReport> {
         };
         if (plan.warmupSeconds > 0) await drive({ ...load, durationSeconds: plan.warmupSeconds });
         const before = node ? await replicationCounters(node) : undefined;
-        const threads0 = node ? await threadCpu(node) : undefined;
+        const threads0 = node ? await nodeThreadCpu(node.url) : undefined;
         const handles0 = node ? await handleCounters(node) : undefined;
         const cpu0 = processCpuSeconds(pid);
         const measured = await drive({ ...load, durationSeconds: plan.durationSeconds });
         const cpu = processCpuSeconds(pid) - cpu0;
-        if (node && threads0) domicileThreads = threadsPerAnswer(threads0, await threadCpu(node), measured.ok);
+        if (node && threads0) domicileThreads = threadsPerAnswer(threads0, await nodeThreadCpu(node.url), measured.ok);
         const result = pid !== undefined && cpu > 0 && measured.ok > 0 ? { ...measured, cpuUsPerOp: (cpu * 1e6) / measured.ok } : measured;
         if (node && handles0) {
           const h = await handleCounters(node);

@@ -5,3 +5,29 @@ import { cpuSeconds } from '../../packages/shard/src/thread-cpu.ts';
 export function processCpuSeconds(pid: number | undefined): number {
   return pid === undefined ? 0 : cpuSeconds(pid) ?? 0;
 }
+
+/**
+ * A node's CPU per answer (µs) by thread group: the event loop, the SQLite
+ * workers, the replication shipper and the rest (V8's GC and compiler
+ * threads, the libuv pool).
+ */
+export interface ThreadCpu {
+  readonly main: number;
+  readonly workers: number;
+  readonly shipper: number;
+  readonly other: number;
+}
+
+/** CPU seconds per thread of the node at `url` so far (`domicile_thread_cpu_seconds_total`; empty without /proc). */
+export async function nodeThreadCpu(url: string): Promise<Map<string, number>> {
+  const metrics = await (await fetch(`${url}/metrics`)).text();
+  return new Map([...metrics.matchAll(/^domicile_thread_cpu_seconds_total\{thread="([^"]+)"\} ([\d.e+-]+)$/gm)].map((m) => [m[1]!, Number(m[2])]));
+}
+
+/** The change of each thread group's CPU between two {@link nodeThreadCpu} readings, in µs per answer; undefined without readings or answers. */
+export function threadsPerAnswer(before: Map<string, number>, after: Map<string, number>, answers: number): ThreadCpu | undefined {
+  if (after.size === 0 || answers === 0) return undefined;
+  const per = (names: string[]) => names.reduce((sum, k) => sum + (after.get(k) ?? 0) - (before.get(k) ?? 0), 0) * 1e6 / answers;
+  const keys = [...after.keys()];
+  return { main: per(['main']), workers: per(keys.filter((k) => k.startsWith('shard-'))), shipper: per(['shipper']), other: per(['other']) };
+}
