@@ -47,6 +47,16 @@ export function compressInlineBelow(bytes: number): void {
   inlineBelow = Math.max(0, bytes);
 }
 
+/**
+ * Whether {@link compressAsync} compresses `bytes` with codec `id` in place,
+ * synchronously, into a buffer of its own: then the input may be reused as
+ * soon as `compressAsync` has returned its promise (segment.ts gathers page
+ * data in a reused buffer then). Never for `none`, whose output is its input.
+ */
+export function compressesInPlace(id: CompressionId, bytes: number): boolean {
+  return id !== Compression.none && bytes < inlineBelow;
+}
+
 const brotliCompressAsync = promisify(brotliCompress);
 const deflateRawAsync = promisify(deflateRaw);
 

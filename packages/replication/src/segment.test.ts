@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { DbHashState, applyTransactionHashes } from './checksum.ts';
-import { Compression } from './compression.ts';
-import { decodeSegment, encodeSegment, encodeSegmentV1, SEGMENT_MAJOR, type SegmentHeader, type SegmentTransaction } from './segment.ts';
+import { Compression, compressInlineBelow } from './compression.ts';
+import { decodeSegment, encodeSegment, encodeSegmentAsync, encodeSegmentV1, SEGMENT_MAJOR, type SegmentHeader, type SegmentTransaction } from './segment.ts';
 
 function sample(compression?: number, encode = encodeSegment): { header: SegmentHeader; txs: SegmentTransaction[]; bytes: Uint8Array } {
   const state = new DbHashState();
@@ -69,5 +69,41 @@ describe('segment format 2', () => {
     expect(v2.byteLength * 5).toBeLessThan(v1.byteLength);
     const d = decodeSegment(v2);
     expect(Buffer.from(d.transactions[137]!.pages()[0]!.data).equals(Buffer.from(txs[137]!.pages[0]!.data))).toBe(true);
+  });
+});
+
+describe('the reused page-data buffer (one per thread)', () => {
+  /** A segment of `n` random pages whose content says which segment it is. */
+  function randomSegment(n: number): { header: SegmentHeader; txs: SegmentTransaction[] } {
+    const state = new DbHashState();
+    const header: SegmentHeader = { tenant: 'acme', incarnation: 'inc-1', generation: '0123456789abcdef0123', epoch: 1, pageSize: 1024, preChecksum: state.checksum, prePageCount: 0 };
+    const pages = Array.from({ length: n }, (_, i) => ({ pgno: i + 1, data: randomBytes(1024) }));
+    const tx = { txid: 1, time: 1_700_000_000_000, truncateTo: 0, commitSize: n, pages };
+    return { header, txs: [{ ...tx, postChecksum: applyTransactionHashes(state, tx) }] };
+  }
+  const pagesOf = (bytes: Uint8Array) => decodeSegment(bytes).transactions[0]!.pages().map((p) => Buffer.from(p.data).toString('hex'));
+  const expected = (s: { txs: SegmentTransaction[] }) => s.txs[0]!.pages.map((p) => Buffer.from(p.data).toString('hex'));
+
+  it('keeps segments encoded one after another, growing, shrinking and interleaved on one thread, each its own', async () => {
+    // As on the shipper thread: small inputs compressed in place, so the gathered data is reused.
+    compressInlineBelow(1 << 20);
+    try {
+      for (const compression of [Compression.brotli, Compression.deflateRaw, Compression.none]) {
+        const segs = [3, 40, 2, 200, 7].map(randomSegment);
+        // All started before any is awaited: a reuse while a compressor still reads would mix them up.
+        const encoded = await Promise.all(segs.map((s) => encodeSegmentAsync(s.header, s.txs, { compression })));
+        encoded.forEach((bytes, i) => expect(pagesOf(bytes), `${compression} #${i}`).toEqual(expected(segs[i]!)));
+        // The synchronous encoder shares the buffer.
+        const sync = segs.map((s) => encodeSegment(s.header, s.txs, { compression }));
+        sync.forEach((bytes, i) => expect(pagesOf(bytes), `sync ${compression} #${i}`).toEqual(expected(segs[i]!)));
+      }
+      // Above the in-place size the pool compresses while this thread goes on: never the shared buffer.
+      compressInlineBelow(1024);
+      const segs = [30, 5, 60].map(randomSegment);
+      const encoded = await Promise.all(segs.map((s) => encodeSegmentAsync(s.header, s.txs)));
+      encoded.forEach((bytes, i) => expect(pagesOf(bytes), `pool #${i}`).toEqual(expected(segs[i]!)));
+    } finally {
+      compressInlineBelow(0);
+    }
   });
 });
