@@ -104,12 +104,6 @@ export function encodeSegmentV1(header: SegmentHeader, txs: readonly SegmentTran
 }
 
 /**
- * The page data of all transactions before compression, in order (`all`, the
- * format 2 body), and each transaction's part of it (`raws`): (u32 pgno,
- * page) in ascending page order. Copies the page images: the caller may
- * reuse theirs.
- */
-/**
  * Page data gathered for a compressor that is done with it before the encoder
  * returns: one buffer per thread, reused (grown as needed, up to
  * {@link GATHER_MAX}). A fresh buffer of a few hundred KiB per segment is
@@ -122,11 +116,13 @@ let gather = Buffer.alloc(0);
 const GATHER_MAX = 4 << 20;
 
 /**
- * Every transaction's `u32be(pgno) ‖ page` records, in one buffer (`all`)
- * and as a view per transaction (`raws`, whose lengths the transaction table
- * records). `reusable(bytes)`: whether the caller is done with `all` before
- * anything else can run on this thread; then `all` is the thread's
- * {@link gather} buffer.
+ * The page data of all transactions before compression, in order (`all`, the
+ * format 2 body), and each transaction's part of it (`raws`): (u32 pgno,
+ * page) in ascending page order. Copies the page images: the caller may
+ * reuse theirs. `reusable(bytes)`: whether the caller is done with `all`
+ * before anything else can run on this thread; then `all` is a view of the
+ * thread's {@link gather} buffer (and `raws` of it, good for their lengths
+ * only once the next segment is gathered).
  */
 function rawBodies(header: SegmentHeader, txs: readonly SegmentTransaction[], reusable: (bytes: number) => boolean = () => false): { all: Buffer; raws: Buffer[] } {
   if (txs.length === 0) throw new RangeError('a segment holds at least one transaction');
