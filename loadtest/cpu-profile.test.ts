@@ -1,3 +1,8 @@
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { busyPerSecond, callersOf, summarizeWindow, type CpuProfile } from './bench/cpu-profile.ts';
 
@@ -52,4 +57,38 @@ describe('CPU profile summary', () => {
       ['main<(root)', 0.5],
     ]);
   });
+});
+
+describe('pnpm profile:summary', () => {
+  const REPO = fileURLToPath(new URL('..', import.meta.url));
+  const run = (...args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', 'loadtest/profile-summary.ts', ...args], { cwd: REPO, encoding: 'utf8' });
+
+  it('prints a folder\'s profiles, a window of one, and refuses bad input with exit 2 and one line', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'domicile-profiles-'));
+    try {
+      writeFileSync(join(dir, 'a.cpuprofile'), JSON.stringify(profile()));
+      writeFileSync(join(dir, 'notes.txt'), 'not a profile');
+      const all = run(dir);
+      expect(all.status, all.stderr).toBe(0);
+      expect(all.stdout).toContain('busy % per second: 0:0 1:100 2:100');
+      const win = run(join(dir, 'a.cpuprofile'), '--from', '1', '--to', '3', '--top', '2');
+      expect(win.status, win.stderr).toBe(0);
+      // (The last sample stands for no time: 19 samples of 0.1 s.)
+      expect(win.stdout).toContain('window 1–3 s: busy 1.90 of 1.90 s\nself:\n 78.9 %  hash node:crypto:221\n 21.1 %  main src/x.ts:1\ninclusive:');
+      for (const [args, message] of [
+        [[join(dir, 'notes.txt')], /notes\.txt: .*JSON/],
+        [[join(dir, 'missing')], /cannot read .*missing/],
+        [[dir, '--top', '0'], /--top must be a whole number from 1 to 1000, got "0"/],
+        [[dir, '--from=-1'], /--from must be seconds ≥ 0/],
+        [[], /name at least one \.cpuprofile file/],
+      ] as const) {
+        const r = run(...args);
+        expect(r.status, args.join(' ')).toBe(2);
+        expect(r.stderr.trim()).toMatch(new RegExp(`^pnpm profile:summary: .*${message.source}`));
+        expect(r.stderr.trim().split('\n')).toHaveLength(1);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
 });

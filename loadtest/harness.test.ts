@@ -41,6 +41,10 @@ describe('pnpm bench --tiny', () => {
       expect(s.replication, `${s.scenario.name} replication`).toBeDefined();
       expect(s.replication!.segmentsPerSec, `${s.scenario.name} segments/s`).toBeGreaterThan(0);
       expect(s.replication!.writesPerSegment).toBeGreaterThan(0);
+      // The shard handles of Domicile's window, from /metrics: every tenant of the scenario has one open.
+      expect(s.domicileHandles, `${s.scenario.name} handles`).toBeDefined();
+      expect(s.domicileHandles!.open).toBeGreaterThanOrEqual(s.tenants);
+      expect(s.domicileHandles!.evictionsPerSec).toBe(0);
       expect(Number.isFinite(s.replication!.maxLagSecondsAtEnd)).toBe(true);
     }
     expect(report.method.join('\n')).toMatch(/Postgres \d+ started by the harness \(synchronous_commit=off/);
@@ -49,6 +53,7 @@ describe('pnpm bench --tiny', () => {
     expect(md).toContain('Domicile / Postgres peer');
     expect(md).toMatch(/The bound \(fastify \+ SQLite on the event loop\): [\d.]+× the ceiling, [\d.]+× the Postgres peer; Domicile [\d.]+× the bound\./);
     expect(md).toMatch(/segments uploaded\/s, [\d.]+ writes per segment/);
+    expect(md).toMatch(/shard handles in its window: [\d,]+ opened\/s, [\d,]+ evicted\/s by the LRU cache, [\d,]+ open at the end\./);
     expect(md).toMatch(/Server CPU per answer .*: Domicile [\d,]+ µs · fastify ceiling [\d,]+ µs \(Domicile [\d.]+× the ceiling's\)/);
     expect(md).toMatch(/Domicile by thread .*: event loop [\d,]+ µs · SQLite workers [\d,]+ µs · replication shipper [\d,]+ µs · other .* [\d,]+ µs\./);
     expect(readFileSync(RESULTS_FILE, 'utf8')).toBe(before);

@@ -15,7 +15,7 @@ import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { busyPerSecond, callersOf, summarizeWindow, type CpuProfile } from './bench/cpu-profile.ts';
-import { usageError } from './bench/command-line.ts';
+import { usageError, wholeNumber } from './bench/command-line.ts';
 
 const NAME = 'pnpm profile:summary';
 let parsed: ReturnType<typeof parse>;
@@ -41,8 +41,7 @@ const seconds = (flag: string, v: string | undefined): number | undefined => {
 };
 const from = seconds('from', values.from);
 const to = seconds('to', values.to);
-const top = values.top === undefined ? 25 : Number(values.top);
-if (!Number.isInteger(top) || top < 1 || top > 1000) usageError(NAME, `--top must be a whole number from 1 to 1000, got ${JSON.stringify(values.top)}`);
+const top = wholeNumber(NAME, 'top', values.top, 25, 1, 1000);
 
 const files = positionals.flatMap((p) => {
   try {
