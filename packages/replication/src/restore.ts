@@ -7,7 +7,7 @@
  * integrity_check` runs. Also the listing of a tenant's generations.
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, ftruncateSync, openSync, renameSync, rmSync, statSync, writeSync, writevSync } from 'node:fs';
+import { closeSync, fsync, fsyncSync, ftruncateSync, openSync, renameSync, rmSync, statSync, writeSync, writevSync } from 'node:fs';
 import { dirname, join, basename } from 'node:path';
 import Database from 'better-sqlite3';
 import { DomicileError } from '@domicile/errors';
@@ -152,10 +152,9 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
       throw backupInvalid(`Backup ends at txid ${txid}, before the target ${target.txid}.`);
     }
     if (pages.missingPages() > 0) throw backupInvalid(`Restored image has ${pages.missingPages()} pages never written.`);
-    fsyncSync(fd);
-    closeSync(fd);
-    closed = true;
-    // The file is hashed (a large one on its own thread) while SQLite checks it here.
+    // The file goes to disk on the thread pool and is hashed (a large one on its own
+    // thread) while SQLite checks it here; the rename below waits for all three.
+    const syncing = fsyncOnPool(fd);
     const hashing = fileChecksum(tmp, pageSize, pages.pageCount);
     hashing.catch(() => {}); // awaited below, after the integrity check
     let integrity: unknown;
@@ -164,6 +163,10 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
     } catch (err) {
       integrity = err;
     }
+    const syncFailed = await syncing;
+    closeSync(fd);
+    closed = true;
+    if (syncFailed) throw syncFailed;
     const sum = await hashing;
     if (sum !== recorded) {
       throw backupInvalid(`Restored database has checksum ${formatChecksum(sum)}; the backup records ${formatChecksum(recorded)} at txid ${txid}.`, { txid });
@@ -271,6 +274,11 @@ function writePages(fd: number, pages: readonly PageImage[], pageSize: number): 
 function writeAll(fd: number, data: Uint8Array, position: number): void {
   let done = 0;
   while (done < data.byteLength) done += writeSync(fd, data, done, data.byteLength - done, position + done);
+}
+
+/** fsync on the libuv pool; resolves with the error instead of rejecting, so the caller can always wait for it before closing `fd`. */
+function fsyncOnPool(fd: number): Promise<Error | null> {
+  return new Promise((resolve) => fsync(fd, (err) => resolve(err)));
 }
 
 function fsyncDir(dir: string): void {
