@@ -2,8 +2,9 @@
  * Replication format benchmark: segment encode/decode and snapshot + restore
  * throughput on a filesystem bucket, against a baseline measured in the same
  * run (a plain file copy of the same database); then the shipper's capture of
- * many small transactions (one-row inserts, 140 per segment, as a busy async
- * tenant ships them every 200 ms) against the cost of committing them; then
+ * many small transactions (one-row inserts, and one-row updates of random rows
+ * of a 200k-row table; 140 per segment, as a busy async tenant ships them every
+ * 200 ms) against the cost of committing them; then
  * the CPU of compressing a segment's page data on libuv's pool against in
  * place.
  * Run: node --import tsx loadtest/replication-format-bench.ts
@@ -16,8 +17,12 @@ import {
   applyTransactionHashes, Compression, compressAsync, compressInlineBelow, DbHashState, decodeSegment, encodeSegment, createSnapshot, newGenerationId, restore, snapshotKey,
   type SegmentTransaction,
 } from '../packages/replication/src/index.ts';
+import { seededRandom } from '@domicile/testkit/random';
 import { createTestShard, tempDir } from '../packages/replication/src/test-support.ts';
 import { WalShipper } from '../packages/replication/src/wal-shipper.ts';
+
+/** One-row transactions per captured segment (a busy async tenant's 200 ms of writes). */
+const PER_SEGMENT = 140;
 
 const { dir, cleanup } = tempDir();
 try {
@@ -79,37 +84,13 @@ try {
   console.log(`restore from fs bucket  ${(mb / (resMs / 1000)).toFixed(0)} MB/s (incl. checksums, fsync, integrity_check; ${(copy / resMs).toFixed(3)}× copy speed)`);
 
   // Capture: per transaction, reading its WAL frames, attributing its txid, hashing and compressing its pages.
-  const small = createTestShard(join(dir, 'small.db'), 'bench', 'inc-1');
-  small.db.exec('CREATE TABLE kv (id INTEGER PRIMARY KEY, v TEXT)');
-  small.checkpoint();
-  const shipper = WalShipper.beginGeneration({ dbPath: join(dir, 'small.db'), ...ref, generation: newGenerationId() });
-  const insert = small.db.prepare('INSERT INTO kv (v) VALUES (?)');
-  const PER_SEGMENT = 140;
-  let commitMs = 0;
-  let captureMs = 0;
-  let captured = 0;
-  let stored = 0;
-  for (let seg = 0; seg < 170; seg++) {
-    let t = performance.now();
-    for (let k = 0; k < PER_SEGMENT; k++) small.write(() => insert.run(`value ${seg}/${k} ${'x'.repeat(80)}`));
-    const commit = performance.now() - t;
-    t = performance.now();
-    const c = shipper.capture();
-    const cap = performance.now() - t;
-    if (c.kind !== 'segment') throw new Error(`capture: ${c.kind}`);
-    shipper.acknowledge(c.maxTxid);
-    if (seg >= 20) { // after warm-up
-      commitMs += commit;
-      captureMs += cap;
-      captured += PER_SEGMENT;
-      stored += c.bytes.byteLength;
-    }
-    if (seg % 25 === 24 && shipper.checkpointAllowed()) shipper.noteCheckpoint(small.checkpoint());
+  // Appends (each transaction writes the table's last leaf, as a busy insert-only tenant does) and random row
+  // updates over a 200k-row table (each transaction writes a leaf of its own, so the log holds many pages).
+  for (const workload of ['appends', 'random updates'] as const) {
+    const c = captureCost(join(dir, `capture-${workload.replace(' ', '-')}.db`), ref, workload);
+    console.log(`baseline commit         ${c.commitUs.toFixed(1)} µs per one-row transaction (${workload}; SQLite, WAL, synchronous=NORMAL)`);
+    console.log(`capture + encode        ${c.captureUs.toFixed(1)} µs per transaction (${workload}), ${PER_SEGMENT} per segment (${(c.captureUs / c.commitUs).toFixed(2)}× the commit), ${c.storedPerTx.toFixed(0)} bytes stored per transaction`);
   }
-  shipper.close();
-  small.db.close();
-  console.log(`baseline commit         ${((commitMs * 1000) / captured).toFixed(1)} µs per one-row transaction (SQLite, WAL, synchronous=NORMAL)`);
-  console.log(`capture + encode        ${((captureMs * 1000) / captured).toFixed(1)} µs per transaction, ${PER_SEGMENT} per segment (${(captureMs / commitMs).toFixed(2)}× the commit), ${(stored / captured).toFixed(0)} bytes stored per transaction`);
 
   // Compressing a segment's page data: on libuv's pool (compressAsync, as the main thread does) against in place
   // (compressInlineBelow, as the shipper thread does). CPU of the whole process per call (the pool's threads
@@ -137,4 +118,50 @@ try {
   }
 } finally {
   cleanup();
+}
+
+/**
+ * Commit and capture 170 segments of `PER_SEGMENT` one-row transactions on a
+ * fresh shard (the first 20 are warm-up); µs per transaction of each.
+ */
+function captureCost(path: string, ref: { tenant: string; incarnation: string; epoch: number }, workload: 'appends' | 'random updates'): { commitUs: number; captureUs: number; storedPerTx: number } {
+  const ROWS = 200_000;
+  const shard = createTestShard(path, ref.tenant, ref.incarnation);
+  shard.db.exec('CREATE TABLE kv (id INTEGER PRIMARY KEY, v TEXT)');
+  if (workload === 'random updates') {
+    shard.db.exec(`WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < ${ROWS})
+                   INSERT INTO kv (id, v) SELECT x, 'value ' || x || ' ' || hex(randomblob(20)) FROM n`);
+  }
+  shard.checkpoint();
+  const shipper = WalShipper.beginGeneration({ dbPath: path, ...ref, generation: newGenerationId() });
+  const insert = shard.db.prepare('INSERT INTO kv (v) VALUES (?)');
+  const update = shard.db.prepare('UPDATE kv SET v = ? WHERE id = ?');
+  const random = seededRandom(42);
+  let commitMs = 0;
+  let captureMs = 0;
+  let captured = 0;
+  let stored = 0;
+  for (let seg = 0; seg < 170; seg++) {
+    let t = performance.now();
+    for (let k = 0; k < PER_SEGMENT; k++) {
+      const v = `value ${seg}/${k} ${'x'.repeat(80)}`;
+      shard.write(() => (workload === 'appends' ? insert.run(v) : update.run(v, 1 + Math.floor(random() * ROWS))));
+    }
+    const commit = performance.now() - t;
+    t = performance.now();
+    const c = shipper.capture();
+    const cap = performance.now() - t;
+    if (c.kind !== 'segment') throw new Error(`capture: ${c.kind}`);
+    shipper.acknowledge(c.maxTxid);
+    if (seg >= 20) { // after warm-up
+      commitMs += commit;
+      captureMs += cap;
+      captured += PER_SEGMENT;
+      stored += c.bytes.byteLength;
+    }
+    if (seg % 25 === 24 && shipper.checkpointAllowed()) shipper.noteCheckpoint(shard.checkpoint());
+  }
+  shipper.close();
+  shard.db.close();
+  return { commitUs: (commitMs * 1000) / captured, captureUs: (captureMs * 1000) / captured, storedPerTx: stored / captured };
 }

@@ -8,7 +8,7 @@
  * first 8 bytes of SHA-256(u32be(pgno) ‖ page) — the page number inside the
  * hash, so moving content between pages changes the sum.
  */
-import { pageHash } from './page-hash.js';
+import { pageDigest, pageHash } from './page-hash.js';
 
 export { pageHash };
 
@@ -18,27 +18,31 @@ export type DbChecksum = bigint;
 /**
  * Page hashes of one database image and their XOR, kept up to date page by
  * page. Memory: 8 bytes per page (a 1 GiB database of 4 KiB pages: 2 MiB).
+ * Hashes are held as two 32-bit halves, so keeping the sum allocates no
+ * BigInt per page (the shipper updates it for every page image it ships).
  */
 export class DbHashState {
-  #hashes: BigUint64Array;
+  /** Page i's hash: high half at 2i, low half at 2i + 1. */
+  #hashes: Uint32Array;
   #present: Uint8Array;
   #pageCount = 0;
-  #checksum = 0n;
+  #hi = 0;
+  #lo = 0;
 
   constructor(initialCapacity = 64) {
-    this.#hashes = new BigUint64Array(initialCapacity);
+    this.#hashes = new Uint32Array(2 * initialCapacity);
     this.#present = new Uint8Array(initialCapacity);
   }
 
   /** Database size in pages. */
   get pageCount(): number { return this.#pageCount; }
   /** Current checksum. */
-  get checksum(): DbChecksum { return this.#checksum; }
+  get checksum(): DbChecksum { return (BigInt(this.#hi >>> 0) << 32n) | BigInt(this.#lo >>> 0); }
 
   #grow(n: number): void {
-    if (n <= this.#hashes.length) return;
-    const cap = Math.max(n, this.#hashes.length * 2);
-    const h = new BigUint64Array(cap);
+    if (n <= this.#present.length) return;
+    const cap = Math.max(n, this.#present.length * 2);
+    const h = new Uint32Array(2 * cap);
     h.set(this.#hashes);
     const p = new Uint8Array(cap);
     p.set(this.#present);
@@ -48,27 +52,36 @@ export class DbHashState {
 
   /** Set page `pgno` (1-based) to `page`, growing the database if it lies past the end. */
   setPage(pgno: number, page: Uint8Array): void {
-    this.setPageHash(pgno, pageHash(pgno, page));
+    const d = pageDigest(pgno, page);
+    this.#set(pgno, d.readUInt32BE(0), d.readUInt32BE(4));
   }
 
-  /** Like {@link setPage} with a hash already computed. */
-  setPageHash(pgno: number, h: bigint): void {
+  #set(pgno: number, hi: number, lo: number): void {
     this.#grow(pgno);
     const i = pgno - 1;
-    if (this.#present[i]) this.#checksum ^= this.#hashes[i]!;
-    this.#hashes[i] = h;
+    if (this.#present[i]) this.#drop(i);
+    this.#hashes[2 * i] = hi;
+    this.#hashes[2 * i + 1] = lo;
     this.#present[i] = 1;
-    this.#checksum ^= h;
+    this.#hi ^= hi;
+    this.#lo ^= lo;
     if (pgno > this.#pageCount) this.#pageCount = pgno;
+  }
+
+  /** XOR page index `i`'s hash out of the sum. */
+  #drop(i: number): void {
+    this.#hi ^= this.#hashes[2 * i]!;
+    this.#lo ^= this.#hashes[2 * i + 1]!;
   }
 
   /** Set the database size: pages past `pages` are dropped; growing only moves the end. */
   resize(pages: number): void {
     for (let i = pages; i < this.#pageCount; i++) {
       if (this.#present[i]) {
-        this.#checksum ^= this.#hashes[i]!;
+        this.#drop(i);
         this.#present[i] = 0;
-        this.#hashes[i] = 0n;
+        this.#hashes[2 * i] = 0;
+        this.#hashes[2 * i + 1] = 0;
       }
     }
     this.#grow(pages);
@@ -80,16 +93,6 @@ export class DbHashState {
     let n = 0;
     for (let i = 0; i < this.#pageCount; i++) if (!this.#present[i]) n++;
     return n;
-  }
-
-  /** Independent copy. */
-  clone(): DbHashState {
-    const c = new DbHashState(Math.max(1, this.#hashes.length));
-    c.#hashes.set(this.#hashes);
-    c.#present.set(this.#present);
-    c.#pageCount = this.#pageCount;
-    c.#checksum = this.#checksum;
-    return c;
   }
 }
 

@@ -13,12 +13,12 @@ import { hash } from 'node:crypto';
 const scratchByPageSize = new Map();
 
 /**
- * First 8 bytes of SHA-256(u32be(pgno) ‖ page) as an unsigned 64-bit value.
+ * SHA-256(u32be(pgno) ‖ page): a page hash is its first 8 bytes.
  * @param {number} pgno
  * @param {Uint8Array} page
- * @returns {bigint}
+ * @returns {Buffer}
  */
-export function pageHash(pgno, page) {
+export function pageDigest(pgno, page) {
   let scratch = scratchByPageSize.get(page.byteLength);
   if (!scratch) {
     scratch = Buffer.alloc(4 + page.byteLength);
@@ -26,7 +26,17 @@ export function pageHash(pgno, page) {
   }
   scratch.writeUInt32BE(pgno, 0);
   scratch.set(page, 4);
-  return hash('sha256', scratch, 'buffer').readBigUInt64BE(0);
+  return hash('sha256', scratch, 'buffer');
+}
+
+/**
+ * First 8 bytes of SHA-256(u32be(pgno) ‖ page) as an unsigned 64-bit value.
+ * @param {number} pgno
+ * @param {Uint8Array} page
+ * @returns {bigint}
+ */
+export function pageHash(pgno, page) {
+  return pageDigest(pgno, page).readBigUInt64BE(0);
 }
 
 /** Pages read per `read` call. */
@@ -44,7 +54,9 @@ export function fileChecksumSync(path, pageSize, pageCount) {
   const fd = openSync(path, 'r');
   try {
     const buf = Buffer.allocUnsafe(pageSize * Math.min(READ_PAGES, Math.max(1, pageCount)));
-    let sum = 0n;
+    // The XOR in two 32-bit halves: no BigInt per page.
+    let hi = 0;
+    let lo = 0;
     for (let first = 1; first <= pageCount; first += READ_PAGES) {
       const n = Math.min(READ_PAGES, pageCount - first + 1);
       const want = n * pageSize;
@@ -54,9 +66,13 @@ export function fileChecksumSync(path, pageSize, pageCount) {
         if (r === 0) throw new Error(`${path} ends before page ${first + Math.floor(got / pageSize)} of ${pageCount}`);
         got += r;
       }
-      for (let i = 0; i < n; i++) sum ^= pageHash(first + i, buf.subarray(i * pageSize, (i + 1) * pageSize));
+      for (let i = 0; i < n; i++) {
+        const d = pageDigest(first + i, buf.subarray(i * pageSize, (i + 1) * pageSize));
+        hi ^= d.readUInt32BE(0);
+        lo ^= d.readUInt32BE(4);
+      }
     }
-    return sum;
+    return (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0);
   } finally {
     closeSync(fd);
   }

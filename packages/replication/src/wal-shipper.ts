@@ -16,7 +16,7 @@ import { DomicileError } from '@domicile/errors';
 import { applyTransactionHashes, DbHashState, formatChecksum, type DbChecksum } from './checksum.ts';
 import type { CompressionId } from './compression.ts';
 import { DbFile } from './db-file.ts';
-import { readDomicileMeta, type DomicileMeta } from './domicile-meta.ts';
+import { DomicileMetaReader, readDomicileMeta, type DomicileMeta } from './domicile-meta.ts';
 import { segmentKey } from './keys.ts';
 import { encodeSegment, encodeSegmentAsync, type EncodeOptions, type ObjectIdentity, type PageImage, type SegmentHeader, type SegmentTransaction } from './segment.ts';
 import { positionAfter, ReadBuffer, readWal, WAL_FRAME_HEADER_SIZE, walStartPosition, type WalFrame, type WalPosition } from './wal-reader.ts';
@@ -103,10 +103,14 @@ export class WalShipper {
   #position: WalPosition | null = null;
   /** Latest committed-and-consumed frame (page data offset) per page in the current log. */
   #walIndex = new Map<number, number>();
+  /** Highest page number in {@link #walIndex} (0 when empty): a commit that shrinks the database below it drops entries. */
+  #walIndexTop = 0;
   /** Set by a checkpoint the caller ran when everything was shipped: the next log may have new salts. */
   #expectRestart = false;
   #holds = 0;
   #closed = false;
+  /** Reads the meta row after each WAL commit (remembers its root page between schema changes). */
+  readonly #meta = new DomicileMetaReader();
 
   private constructor(opts: ShipperOptions, db: DbFile, state: DbHashState, txid: number) {
     this.#opts = Object.freeze({ ...opts });
@@ -407,6 +411,7 @@ export class WalShipper {
         // Our own checkpoint folded every shipped frame into the file and SQLite began a new log.
         this.#expectRestart = false;
         this.#walIndex.clear();
+        this.#walIndexTop = 0;
         this.#position = null;
         from = null;
         res = readWal(wal, undefined, walReads);
@@ -430,7 +435,7 @@ export class WalShipper {
       const now = this.#opts.now ?? Date.now;
       const time = now();
       const txs: SegmentTransaction[] = units.map((u) => {
-        const pages: PageImage[] = [...u.pages.entries()].sort((a, b) => a[0] - b[0]).map(([pgno, data]) => ({ pgno, data }));
+        const pages = sortedPages(u.pages);
         const postChecksum = this.#apply(u, start, pages);
         return { txid: u.txid, time, truncateTo: u.truncateTo, commitSize: u.commitSize, postChecksum, pages };
       });
@@ -496,7 +501,7 @@ export class WalShipper {
       for (const p of cur.pages.keys()) if (p > f.commitSize) cur.pages.delete(p);
       let meta: DomicileMeta | null;
       try {
-        meta = readDomicileMeta(getPage);
+        meta = this.#meta.read(getPage);
       } catch (err) {
         throw discontinuity(`unreadable _domicile_meta after WAL frame at ${f.offset}: ${(err as Error).message}`);
       }
@@ -519,10 +524,16 @@ export class WalShipper {
 
   /** Apply a unit to the hash state, the WAL index and the position; returns the post checksum. */
   #apply(u: Unit, start: WalPosition, sorted?: PageImage[]): DbChecksum {
-    const pages = sorted ?? [...u.pages.entries()].sort((a, b) => a[0] - b[0]).map(([pgno, data]) => ({ pgno, data }));
+    const pages = sorted ?? sortedPages(u.pages);
     const sum = applyTransactionHashes(this.#state, { truncateTo: u.truncateTo, commitSize: u.commitSize, pages });
-    for (const f of u.frames) this.#walIndex.set(f.pgno, f.offset + WAL_FRAME_HEADER_SIZE);
-    for (const p of this.#walIndex.keys()) if (p > u.commitSize) this.#walIndex.delete(p);
+    for (const f of u.frames) {
+      this.#walIndex.set(f.pgno, f.offset + WAL_FRAME_HEADER_SIZE);
+      if (f.pgno > this.#walIndexTop) this.#walIndexTop = f.pgno;
+    }
+    if (this.#walIndexTop > u.commitSize) {
+      for (const p of this.#walIndex.keys()) if (p > u.commitSize) this.#walIndex.delete(p);
+      this.#walIndexTop = u.commitSize;
+    }
     this.#position = positionAfter(this.#position ?? start, u.lastFrame);
     this.#txid = u.txid;
     return sum;
@@ -634,4 +645,24 @@ function discontinuity(message: string): Error & { code: string } {
 
 function fileIdentity(st: Stats): string {
   return `${st.dev}:${st.ino}`;
+}
+
+/**
+ * A transaction's page images ascending by page number. Insertion sort: a
+ * transaction holds a few pages, mostly in order already, and
+ * `Array.prototype.sort` allocates a work array per call (it was the largest
+ * allocation of a capture).
+ */
+function sortedPages(pages: Map<number, Uint8Array>): PageImage[] {
+  const out: PageImage[] = [];
+  pages.forEach((data, pgno) => {
+    let i = out.length;
+    out.push({ pgno, data });
+    while (i > 0 && out[i - 1]!.pgno > pgno) {
+      out[i] = out[i - 1]!;
+      i--;
+    }
+    out[i] = { pgno, data };
+  });
+  return out;
 }
