@@ -648,21 +648,24 @@ function fileIdentity(st: Stats): string {
 }
 
 /**
- * A transaction's page images ascending by page number. Insertion sort: a
- * transaction holds a few pages, mostly in order already, and
- * `Array.prototype.sort` allocates a work array per call (it was the largest
- * allocation of a capture).
+ * A transaction's page images ascending by page number. SQLite writes a
+ * commit's frames in page order, so they usually are already; only otherwise
+ * (a cache spill, commits joined into one transaction) are they sorted:
+ * `Array.prototype.sort` allocates a work array per call, which was the
+ * largest allocation of a capture.
  */
 function sortedPages(pages: Map<number, Uint8Array>): PageImage[] {
   const out: PageImage[] = [];
+  let ordered = true;
+  let last = 0;
   pages.forEach((data, pgno) => {
-    let i = out.length;
+    if (pgno < last) ordered = false;
+    last = pgno;
     out.push({ pgno, data });
-    while (i > 0 && out[i - 1]!.pgno > pgno) {
-      out[i] = out[i - 1]!;
-      i--;
-    }
-    out[i] = { pgno, data };
   });
-  return out;
+  return ordered ? out : out.sort(byPageNumber);
+}
+
+function byPageNumber(a: PageImage, b: PageImage): number {
+  return a.pgno - b.pgno;
 }
