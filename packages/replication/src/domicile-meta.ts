@@ -63,7 +63,8 @@ export class DomicileMetaReader {
       this.#cookie = cookie;
     }
     if (this.#root === 0) return null;
-    return this.#leafRow(getPage, usable) ?? firstMetaRow(getPage, this.#root, usable);
+    const row = this.#leafRow(getPage, usable);
+    return row === undefined ? firstMetaRow(getPage, this.#root, usable) : row;
   }
 
   /** The row when the root is a leaf holding it whole; undefined for the general path; null for an empty table. */
