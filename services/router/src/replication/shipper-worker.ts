@@ -4,10 +4,12 @@
  * pass (`SegmentPasses`) captures and uploads here too, into the bucket the
  * message names by URL (opened once per URL on this thread), so the event
  * loop neither encodes nor uploads segments: it receives the counts.
- * Segments under 1 MiB of page data are compressed in place on this thread
- * (a millisecond or so, about half the CPU of the libuv pool's: see
- * `compressInlineBelow`); larger ones, and snapshot slices, on the pool, so
- * one tenant's big capture does not hold up another's message for long.
+ * Segments under 4 MiB of page data are compressed in place on this thread
+ * (a millisecond or so for a busy tenant's 200 ms of writes, and less CPU
+ * than on the libuv pool: see `compressInlineBelow`); larger ones, and
+ * snapshot slices, on the pool, so one tenant's big capture does not hold up
+ * another's message for long (brotli at quality 1 takes ~25 ms for 4 MiB of
+ * pages that do not compress).
  */
 import { parentPort } from 'node:worker_threads';
 import { openObjectStore, type ObjectStore } from '@domicile/object-store';
@@ -17,7 +19,7 @@ import { toWire, type FromShipperWorker, type ShipperState, type ToShipperWorker
 
 const port = parentPort!;
 port.postMessage({ tid: osThreadId() } satisfies FromShipperWorker);
-compressInlineBelow(1 << 20);
+compressInlineBelow(4 << 20);
 const shippers = new Map<number, SegmentPasses>();
 const buckets = new Map<string, ObjectStore>();
 
