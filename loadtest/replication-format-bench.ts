@@ -6,10 +6,11 @@
  * of a 200k-row table; 140 per segment, as a busy async tenant ships them every
  * 200 ms) against the cost of committing them; then
  * the CPU of compressing a segment's page data on libuv's pool against in
- * place.
+ * place; then the CPU per transaction of writing on after each kind of WAL
+ * checkpoint.
  * Run: node --import tsx loadtest/replication-format-bench.ts
  */
-import { copyFileSync, readFileSync } from 'node:fs';
+import { copyFileSync, readFileSync, statSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { FsObjectStore } from '../packages/object-store/src/index.ts';
@@ -109,13 +110,28 @@ try {
     for (let r = 0; r < 5; r++) {
       compressInlineBelow(0);
       runs.pool.push(await cpuPerCall(() => compressAsync(Compression.brotli, data), calls));
-      compressInlineBelow(1 << 20);
+      compressInlineBelow(Number.MAX_SAFE_INTEGER);
       runs.inPlace.push(await cpuPerCall(() => compressAsync(Compression.brotli, data), calls));
     }
     compressInlineBelow(0);
     const [pool, inPlace] = [median(runs.pool), median(runs.inPlace)];
     console.log(`compress ${(data.byteLength / 1e6).toFixed(2)} MB        pool ${pool.toFixed(2)} ms, in place ${inPlace.toFixed(2)} ms CPU per call (pool / in place ${(pool / inPlace).toFixed(2)}×)`);
   }
+
+  // Checkpoints: the replicator folds a shipped log with wal_checkpoint(TRUNCATE), which empties the -wal, so the
+  // writes after it extend the file block by block again; RESTART, and SQLite's own PASSIVE auto-checkpoint
+  // (replication off), leave the file's blocks in place for the next log. CPU of this process per one-row
+  // transaction (an insert and the txid bump), a checkpoint whenever the -wal passes 4 MiB; interleaved, median of 3.
+  const perMode: Record<string, { cpu: number[]; sys: number[] }> = {};
+  for (let r = 0; r < 3; r++) {
+    for (const mode of ['TRUNCATE', 'RESTART', 'PASSIVE'] as const) {
+      const c = checkpointCost(join(dir, `ckpt-${mode}-${r}.db`), mode);
+      (perMode[mode] ??= { cpu: [], sys: [] }).cpu.push(c.cpuUs);
+      perMode[mode]!.sys.push(c.sysUs);
+    }
+  }
+  const ck = (m: string) => median(perMode[m]!.cpu);
+  console.log(`checkpoint every 4 MiB  ${['TRUNCATE', 'RESTART', 'PASSIVE'].map((m) => `${m} ${ck(m).toFixed(1)} µs (system ${median(perMode[m]!.sys).toFixed(1)})`).join(', ')} CPU per transaction (TRUNCATE / RESTART ${(ck('TRUNCATE') / ck('RESTART')).toFixed(2)}×)`);
 } finally {
   cleanup();
 }
@@ -164,4 +180,20 @@ function captureCost(path: string, ref: { tenant: string; incarnation: string; e
   shipper.close();
   shard.db.close();
   return { commitUs: (commitMs * 1000) / captured, captureUs: (captureMs * 1000) / captured, storedPerTx: stored / captured };
+}
+
+/** CPU per one-row transaction (µs, and its system part) with `wal_checkpoint(mode)` whenever the -wal passes 4 MiB. */
+function checkpointCost(path: string, mode: 'TRUNCATE' | 'RESTART' | 'PASSIVE'): { cpuUs: number; sysUs: number } {
+  const shard = createTestShard(path, 'bench', 'inc-1');
+  shard.db.exec('CREATE TABLE kv (id INTEGER PRIMARY KEY, v TEXT)');
+  const insert = shard.db.prepare('INSERT INTO kv (v) VALUES (?)');
+  const N = 40_000;
+  const c0 = process.cpuUsage();
+  for (let i = 0; i < N; i++) {
+    shard.write(() => insert.run(`value ${i} ${'x'.repeat(80)}`));
+    if (i % 256 === 255 && statSync(`${path}-wal`).size > 4 << 20) shard.db.pragma(`wal_checkpoint(${mode})`);
+  }
+  const c = process.cpuUsage(c0);
+  shard.db.close();
+  return { cpuUs: (c.user + c.system) / N, sysUs: c.system / N };
 }

@@ -33,13 +33,14 @@ let inlineBelow = 0;
 /**
  * For a thread of its own (the shipper thread): {@link compressAsync}
  * compresses inputs smaller than `bytes` in place instead of on the libuv
- * pool. On the pool, brotli costs about twice the CPU for segment-sized
- * inputs (the encoder's memory is allocated and faulted in afresh on the
- * pool's threads each time) and about the same from ~1.5 MB:
- * `loadtest/replication-format-bench.ts`, "compress" lines (SQLite pages:
- * 0.1 MB 0.61 ms on the pool against 0.28 ms in place, 0.4 MB 2.0 against
- * 1.2 ms, 1.6 MB 6.4 against 6.9 ms). Blocking that thread for the
- * millisecond this takes costs other tenants' captures less than the extra
+ * pool. On the pool, brotli costs 1.4–2.9× the CPU (the encoder's memory
+ * is allocated and faulted in afresh on the pool's threads each time):
+ * `loadtest/replication-format-bench.ts`, "compress" lines (SQLite pages,
+ * 2026-12-07: 0.1 MB 0.72–0.80 ms on the pool against 0.27–0.37 ms in
+ * place, 0.4 MB 1.9–2.0 against 1.3–1.5 ms, 1.6 MB 7.1–7.2 against 5.1 ms;
+ * an earlier "about the same from ~1.5 MB" measured the pool twice, its 1.6
+ * MB input being over the in-place limit). Blocking that thread for the
+ * milliseconds this takes costs other tenants' captures less than the extra
  * CPU costs the node. Module state: it applies to the calling thread only.
  * Default 0: always the pool (right for the main thread).
  */
