@@ -421,9 +421,14 @@ describe('watchdog', () => {
   });
 
   it('times each statement from its own start', () => {
-    guard.setTimeout(300);
-    const q = boundedQuery(120);
-    for (let i = 0; i < 5; i++) expect(() => run(q)).not.toThrow();
+    // Statements of ~100 ms, one after another for 1.5 s, past the 1 s timeout: a timer that ran from the
+    // first statement would interrupt one. Each alone has 10× headroom (a loaded CI machine slows it, and
+    // boundedQuery calibrates in a moment that may have been faster: with 300 ms against 120 ms it failed once).
+    guard.setTimeout(1000);
+    const q = boundedQuery(100);
+    const t0 = performance.now();
+    for (let n = 0; n < 200 && performance.now() - t0 < 1500; n++) expect(() => run(q)).not.toThrow();
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(1500);
   });
 
   it('does not interrupt a statement without a timeout', () => {
