@@ -34,7 +34,12 @@ export function fileChecksum(path: string, pageSize: number, pageCount: number, 
     }
   }
   return new Promise<DbChecksum>((resolve, reject) => {
-    const worker = new Worker(WORKER, { workerData: { path, pageSize, pageCount }, name: 'domicile-file-checksum' });
+    // A small young generation: the thread's garbage is one 32-byte digest per page, and V8's default lets the
+    // young generation grow to tens of MB of resident memory under load. Measured (snapshot-memory-probe.ts, 40 MB
+    // restore): peak RSS growth 11–15 MB against 13–23 MB, and 44–48 MB twice in loaded full test runs before it.
+    const worker = new Worker(WORKER, {
+      workerData: { path, pageSize, pageCount }, name: 'domicile-file-checksum', resourceLimits: { maxYoungGenerationSizeMb: 2 },
+    });
     worker.once('message', (m: { checksum?: bigint; error?: string }) => {
       if (typeof m.checksum === 'bigint') resolve(m.checksum);
       else reject(unreadable(m.error));
