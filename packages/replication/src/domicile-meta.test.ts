@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
 import { seededRandom } from '@domicile/testkit/random';
+import { headerPageSize } from './db-file.ts';
 import { DomicileMetaReader, MalformedDatabaseError, readDomicileMeta, type PageGetter } from './domicile-meta.ts';
 import { createTestShard, tempDir } from './test-support.ts';
 
@@ -12,7 +13,7 @@ afterAll(cleanup);
 /** Page getter over the database file as it is now (callers checkpoint first). */
 function filePages(path: string): PageGetter {
   const bytes = readFileSync(path);
-  const pageSize = bytes.readUInt16BE(16) === 1 ? 65536 : bytes.readUInt16BE(16);
+  const pageSize = headerPageSize(bytes);
   const pages = bytes.length / pageSize;
   return (pgno) => (pgno >= 1 && pgno <= pages ? bytes.subarray((pgno - 1) * pageSize, pgno * pageSize) : undefined);
 }

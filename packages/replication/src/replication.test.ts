@@ -7,6 +7,7 @@ import { generationPrefix, newGenerationId, snapshotKey, type GenerationRef } fr
 import { listGenerations, readGenerationTip, restore } from './restore.ts';
 import { createSnapshot } from './snapshot.ts';
 import { createTestShard, dumpDatabase, tempDir, type TestShard } from './test-support.ts';
+import { readWal } from './wal-reader.ts';
 import { WalShipper } from './wal-shipper.ts';
 
 let cleanups: Array<() => void> = [];
@@ -305,13 +306,10 @@ describe('a transaction whose WAL frames are out of page order', () => {
   });
 });
 
-/** Page numbers of a WAL's frames, in log order. */
+/** Page numbers of a WAL's committed frames, in log order. */
 function readFramesOf(walPath: string): number[] {
-  const wal = readFileSync(walPath);
-  const pageSize = wal.readUInt32BE(8);
-  const out: number[] = [];
-  for (let at = 32; at + 24 + pageSize <= wal.length; at += 24 + pageSize) out.push(wal.readUInt32BE(at));
-  return out;
+  const res = readWal(readFileSync(walPath));
+  return res.kind === 'frames' ? res.frames.map((f) => f.pgno) : [];
 }
 
 describe('a database file replaced under the shipper', () => {
