@@ -43,6 +43,7 @@ import { FsObjectStore, openObjectStore, type ObjectStore } from '../packages/ob
 import { listGenerations, restore } from '../packages/replication/src/index.ts';
 import { describeNodeEnv, parseNodeEnv } from './bench/node-env.ts';
 import { parseCommandLine, usageError, wholeNumber } from './bench/command-line.ts';
+import { scrapeMetrics } from './bench/node-metrics.ts';
 import { nodeThreadCpu, processCpuSeconds, threadsPerAnswer, type ThreadCpu } from './bench/process-cpu.ts';
 
 const usage = (message: string): never => usageError('pnpm bench:replication', message);
@@ -140,9 +141,8 @@ async function must(res: Promise<{ status: number; body: any }>, what: string): 
 
 /** Objects and bytes the node has stored in its buckets so far (`/metrics`). */
 async function uploadCounters(node: DomicileServer): Promise<{ objects: number; bytes: number }> {
-  const metrics = await (await fetch(`${node.url}/metrics`)).text();
-  const sum = (name: string) => [...metrics.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? ([\\d.e+-]+)$`, 'gm'))].reduce((a, m) => a + Number(m[1]), 0);
-  return { objects: sum('domicile_replication_uploaded_objects_total'), bytes: sum('domicile_replication_uploaded_bytes_total') };
+  const m = await scrapeMetrics(node.url);
+  return { objects: m.sum('domicile_replication_uploaded_objects_total'), bytes: m.sum('domicile_replication_uploaded_bytes_total') };
 }
 
 /**

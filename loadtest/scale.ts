@@ -22,6 +22,7 @@ import { cpus, loadavg, platform, release, tmpdir, totalmem } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '@domicile/testkit';
+import { scrapeMetrics } from './bench/node-metrics.ts';
 import { publishResults } from './bench/report.ts';
 import { parseCommandLine, usageError, wholeNumber } from './bench/command-line.ts';
 
@@ -182,8 +183,7 @@ clearInterval(sampler);
 const end = sample(pid);
 peakFds = Math.max(peakFds, end.fds);
 peakRss = Math.max(peakRss, end.rssKiB);
-const metrics = await (await fetch(`${url}/metrics`)).text();
-const openShards = Number(/^domicile_open_shards(?:\{[^}]*\})? (\d+)/m.exec(metrics)?.[1] ?? NaN);
+const openShards = (await scrapeMetrics(url)).value('domicile_open_shards');
 
 child.kill('SIGTERM');
 await new Promise<void>((r) => { if (child.exitCode !== null) r(); else child.once('exit', () => r()); });

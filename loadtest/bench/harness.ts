@@ -17,6 +17,7 @@ import { drive, type TargetResult } from './load.ts';
 import { RawShards } from './raw-sqlite.ts';
 import { startPostgresCluster, type PostgresCluster } from './postgres-cluster.ts';
 import { describeNodeEnv } from './node-env.ts';
+import { scrapeMetrics } from './node-metrics.ts';
 import { nodeThreadCpu, processCpuSeconds, threadsPerAnswer, type ThreadCpu } from './process-cpu.ts';
 import { loadScenarioFile, tenantIds, type Scenario, type ScenarioFile } from './scenarios.ts';
 
@@ -147,22 +148,18 @@ async function startBaseline(mode: 'ceiling' | 'postgres' | 'sqlite', ...extra: 
 
 /** Objects uploaded so far (all kinds, and segments alone) and the largest replication lag of any region (seconds), from /metrics. */
 async function replicationCounters(server: DomicileServer): Promise<{ objects: number; segments: number; maxLagSeconds: number }> {
-  const metrics = await (await fetch(`${server.url}/metrics`)).text();
-  let objects = 0;
-  let segments = 0;
-  for (const m of metrics.matchAll(/^domicile_replication_uploaded_objects_total(?:\{([^}]*)\})? (\d+)/gm)) {
-    objects += Number(m[2]);
-    if (m[1]?.includes('kind="segment"')) segments += Number(m[2]);
-  }
-  const maxLagSeconds = [...metrics.matchAll(/^domicile_replication_lag_seconds(?:\{[^}]*\})? ([\d.e+-]+)/gm)].reduce((a, m) => Math.max(a, Number(m[1])), 0);
-  return { objects, segments, maxLagSeconds };
+  const m = await scrapeMetrics(server.url);
+  return {
+    objects: m.sum('domicile_replication_uploaded_objects_total'),
+    segments: m.sum('domicile_replication_uploaded_objects_total', { kind: 'segment' }),
+    maxLagSeconds: m.max('domicile_replication_lag_seconds'),
+  };
 }
 
 /** Shard handles opened and evicted so far, and open now (`domicile_shard_opens_total`, `…_evictions_total`, `domicile_open_shards`). */
 async function handleCounters(server: DomicileServer): Promise<{ opens: number; evictions: number; open: number }> {
-  const metrics = await (await fetch(`${server.url}/metrics`)).text();
-  const one = (name: string) => Number(new RegExp(`^${name} ([\\d.e+-]+)$`, 'm').exec(metrics)?.[1] ?? NaN);
-  return { opens: one('domicile_shard_opens_total'), evictions: one('domicile_shard_evictions_total'), open: one('domicile_open_shards') };
+  const m = await scrapeMetrics(server.url);
+  return { opens: m.value('domicile_shard_opens_total'), evictions: m.value('domicile_shard_evictions_total'), open: m.value('domicile_open_shards') };
 }
 
 /**

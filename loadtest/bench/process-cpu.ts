@@ -1,5 +1,6 @@
 /** CPU time of another process, for benchmarks that compare CPU per operation (steadier than ops/s on a noisy machine). */
 import { cpuSeconds } from '../../packages/shard/src/thread-cpu.ts';
+import { scrapeMetrics } from './node-metrics.ts';
 
 /** User + system CPU seconds of process `pid` so far, every thread (Linux /proc, 10 ms clock ticks); 0 elsewhere or when it is gone. */
 export function processCpuSeconds(pid: number | undefined): number {
@@ -20,8 +21,7 @@ export interface ThreadCpu {
 
 /** CPU seconds per thread of the node at `url` so far (`domicile_thread_cpu_seconds_total`; empty without /proc). */
 export async function nodeThreadCpu(url: string): Promise<Map<string, number>> {
-  const metrics = await (await fetch(`${url}/metrics`)).text();
-  return new Map([...metrics.matchAll(/^domicile_thread_cpu_seconds_total\{thread="([^"]+)"\} ([\d.e+-]+)$/gm)].map((m) => [m[1]!, Number(m[2])]));
+  return (await scrapeMetrics(url)).byLabel('domicile_thread_cpu_seconds_total', 'thread');
 }
 
 /** The change of each thread group's CPU between two {@link nodeThreadCpu} readings, in µs per answer; undefined without readings or answers. */
