@@ -35,8 +35,8 @@ export function fileChecksum(path: string, pageSize: number, pageCount: number, 
   }
   return new Promise<DbChecksum>((resolve, reject) => {
     // A small young generation: the thread's garbage is one 32-byte digest per page, and V8's default lets the
-    // young generation grow to tens of MB of resident memory under load. Measured (snapshot-memory-probe.ts, 40 MB
-    // restore): peak RSS growth 11–15 MB against 13–23 MB, and 44–48 MB twice in loaded full test runs before it.
+    // young generation grow to tens of MB of resident memory under load (snapshot.test.ts bounds a restore's peak
+    // RSS growth; it went past it in loaded test runs before this limit).
     const worker = new Worker(WORKER, {
       workerData: { path, pageSize, pageCount }, name: 'domicile-file-checksum', resourceLimits: { maxYoungGenerationSizeMb: 2 },
     });
