@@ -38,8 +38,10 @@ export interface Config {
   snapshotIntervalMs: number;
   /** DOMICILE_SHIP_INTERVAL: least time between two uploads of one async tenant's WAL. */
   shipIntervalMs: number;
-  /** DOMICILE_CHECKPOINT_BYTES: a tenant's WAL is checkpointed (after shipping) once this large. */
+  /** DOMICILE_CHECKPOINT_BYTES: a tenant's shipped WAL is checkpointed once this large, when no write comes between (the tenant is not held). */
   checkpointBytes: number;
+  /** DOMICILE_CHECKPOINT_FORCE_BYTES: past this, the tenant is held for the checkpoint (steady writes cannot starve it); default 8 × DOMICILE_CHECKPOINT_BYTES. */
+  checkpointForceBytes: number;
   /** DOMICILE_SHIP_CONCURRENCY: tenants whose WAL is being shipped at once (their uploads overlap). */
   shipConcurrency: number;
   retentionMs: number;
@@ -186,6 +188,7 @@ const VARIABLES: ReadonlyArray<Variable<keyof Config>> = [
   { key: 'snapshotIntervalMs', env: 'DOMICILE_SNAPSHOT_INTERVAL', parse: parseDuration, default: () => 3_600_000 },
   { key: 'shipIntervalMs', env: 'DOMICILE_SHIP_INTERVAL', parse: parseDuration, default: () => 200 },
   { key: 'checkpointBytes', env: 'DOMICILE_CHECKPOINT_BYTES', parse: parseBytes, default: () => 4 * MIB },
+  { key: 'checkpointForceBytes', env: 'DOMICILE_CHECKPOINT_FORCE_BYTES', parse: parseBytes, default: (c) => 8 * (c.checkpointBytes ?? 4 * MIB) },
   { key: 'shipConcurrency', env: 'DOMICILE_SHIP_CONCURRENCY', parse: parseInteger(1, 1024), default: () => 8 },
   { key: 'retentionMs', env: 'DOMICILE_RETENTION', parse: parseDuration, default: () => 7 * 86_400_000 },
   { key: 'leaseTtlMs', env: 'DOMICILE_LEASE_TTL_MS', parse: parseInteger(500, 600_000), default: () => 5000 },
@@ -254,6 +257,7 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>, f
       if (c.tokenSecrets.length === 0) errors.push('DOMICILE_TOKEN_SECRET is required in a cluster');
       if (!c.clusterSecret) errors.push('DOMICILE_CLUSTER_SECRET is required in a cluster');
     }
+    if (c.checkpointForceBytes < c.checkpointBytes) errors.push(`DOMICILE_CHECKPOINT_FORCE_BYTES (${c.checkpointForceBytes}) must be at least DOMICILE_CHECKPOINT_BYTES (${c.checkpointBytes})`);
     if (c.publicUrl && !/^https?:\/\/[^/]+\/?$/.test(c.publicUrl)) errors.push('DOMICILE_PUBLIC_URL: expected http(s)://host:port');
   }
   if (errors.length > 0) {

@@ -208,6 +208,7 @@ export class Runtime {
         shipIntervalMs: config.shipIntervalMs,
         concurrency: config.shipConcurrency,
         checkpointBytes: config.checkpointBytes,
+        checkpointForceBytes: config.checkpointForceBytes,
         retentionMs: config.retentionMs,
       });
       onUpload = metrics.watchReplication(replicator, regionOf);

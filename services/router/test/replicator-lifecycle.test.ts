@@ -1,14 +1,16 @@
 // The replicator over a real ShardPool and a filesystem bucket: it forgets idle
 // tenants (bounded memory on a node with many more tenants than active ones;
 // large shards later) and resumes the same generation at their next write; it
-// ships at most `concurrency` tenants at once; and a crash of the shipper
-// thread loses nothing.
-import { mkdtempSync, rmSync } from 'node:fs';
+// ships at most `concurrency` tenants at once; it checkpoints a quiet
+// tenant's WAL without holding its writes, and holds a busy one only past
+// `checkpointForceBytes`; and a crash of the shipper thread loses nothing.
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { FsObjectStore, type ObjectStore } from '@domicile/object-store';
-import { listGenerations } from '@domicile/replication';
+import { listGenerations, restore } from '@domicile/replication';
+import Database from 'better-sqlite3';
 import { ShardPool, shardPath, type ShardRef } from '@domicile/shard';
 import { Replicator, type ReplicatorOptions } from '../src/replication/replicator.ts';
 import { ThreadShippers } from '../src/replication/shipper-thread.ts';
@@ -20,13 +22,13 @@ const quiet = { info() {}, warn() {}, error() {} };
 /** A pool whose commits notify a replicator (with `opts`), one tenant with a `kv` table and one row (txid 2); closes both after `fn`. */
 async function withReplicator(
   tenant: string,
-  opts: Partial<ReplicatorOptions>,
+  opts: Partial<ReplicatorOptions> | ((pool: ShardPool) => Partial<ReplicatorOptions>),
   fn: (t: { rep: Replicator; pool: ShardPool; ref: ShardRef; store: FsObjectStore }) => Promise<void>,
 ): Promise<void> {
   const store = new FsObjectStore(path.join(dir, `bucket-${tenant}`));
   let rep!: Replicator;
   const pool = new ShardPool({ workers: 1, maxOpenShards: 4, statementTimeoutMs: 5000, maxResultBytes: 1 << 20, maxDbBytes: 1 << 26, replication: true, onCommit: (r) => rep.notify(r) });
-  rep = new Replicator({ pool, storeFor: () => store, log: quiet, shipIntervalMs: 10, ...opts });
+  rep = new Replicator({ pool, storeFor: () => store, log: quiet, shipIntervalMs: 10, ...(typeof opts === 'function' ? opts(pool) : opts) });
   await pool.start();
   try {
     const ref: ShardRef = { tenant, incarnation: 'inc1', epoch: 1, path: shardPath(dir, tenant) };
@@ -200,6 +202,89 @@ describe('Replicator with its shippers on a thread', () => {
       expect(gens).toHaveLength(1);
       expect(gens[0]!.lastTxid).toBe(7);
       expect(rep.status('crashy')).toMatchObject({ lastTxid: 7, replicatedTxid: 7, failures: 0 });
+    });
+  });
+});
+
+describe('Replicator checkpoints', () => {
+  const walSize = (ref: ShardRef) => statSync(`${ref.path}-wal`).size;
+  /** The pool as the replicator sees it, counting checkpoint jobs and noting the WAL's size at each hold. */
+  const counting = (pool: ShardPool) => {
+    const seen = { jobs: 0, held: [] as number[] };
+    const view = {
+      maintenance: (ref: ShardRef, job: Parameters<ShardPool['maintenance']>[1]) => {
+        if (job.op === 'checkpoint') seen.jobs++;
+        return pool.maintenance(ref, job);
+      },
+      heldMaintenance: (ref: ShardRef, prepare: Parameters<ShardPool['heldMaintenance']>[1]) => {
+        seen.held.push(walSize(ref));
+        return pool.heldMaintenance(ref, prepare);
+      },
+    };
+    return { seen, view };
+  };
+  /** The rows of the bucket's newest generation, restored offline at its latest txid. */
+  const restoredCount = async (store: ObjectStore, tenant: string) => {
+    const g = (await listGenerations(store, tenant, 'inc1')).at(-1)!;
+    const out = path.join(dir, `${tenant}-restored.db`);
+    await restore({ store, ref: { tenant, incarnation: 'inc1', epoch: g.epoch, generation: g.generation }, outPath: out });
+    const db = new Database(out, { readonly: true });
+    try {
+      return (db.prepare('SELECT count(*) AS n FROM kv').get() as { n: number }).n;
+    } finally {
+      db.close();
+    }
+  };
+
+  it('checkpoints a quiet tenant past checkpointBytes without holding it, and continues the generation', async () => {
+    let c!: ReturnType<typeof counting>;
+    const opts = (pool: ShardPool) => {
+      c = counting(pool);
+      return { pool: c.view, checkpointBytes: 256 << 10, checkpointForceBytes: 4 << 20 };
+    };
+    await withReplicator('ckpt-quiet', opts, async ({ rep, pool, ref, store }) => {
+      for (let i = 0; i < 4; i++) await pool.query(ref, { sql: `INSERT INTO kv VALUES (${100 + i})` });
+      await pool.query(ref, { sql: 'CREATE TABLE blobs (b BLOB)' });
+      await pool.query(ref, { sql: 'INSERT INTO blobs VALUES (randomblob(400000))' });
+      expect(await rep.flush()).toBe(true);
+      for (let i = 0; i < 100 && walSize(ref) > 0; i++) await new Promise((r) => setTimeout(r, 10));
+      expect(walSize(ref)).toBe(0);
+      expect(c.seen.jobs).toBeGreaterThan(0);
+      expect(c.seen.held).toEqual([]);
+      await pool.query(ref, { sql: 'INSERT INTO kv VALUES (200)' });
+      expect(await rep.flush()).toBe(true);
+      expect(await listGenerations(store, 'ckpt-quiet', 'inc1')).toHaveLength(1);
+      expect(await restoredCount(store, 'ckpt-quiet')).toBe(6);
+    });
+  });
+
+  it('holds a tenant under steady writes only once its WAL passes checkpointForceBytes, and loses nothing', async () => {
+    let c!: ReturnType<typeof counting>;
+    const force = 2 << 20;
+    const opts = (pool: ShardPool) => {
+      c = counting(pool);
+      return { pool: c.view, checkpointBytes: 256 << 10, checkpointForceBytes: force };
+    };
+    await withReplicator('ckpt-busy', opts, async ({ rep, pool, ref, store }) => {
+      await pool.query(ref, { sql: 'CREATE TABLE pad (b BLOB)' });
+      // Four writers, each with its next write queued behind the others': a checkpoint job never finds the WAL as it was shipped.
+      let next = 1000;
+      let maxWal = 0;
+      const writer = async () => {
+        while (c.seen.held.length < 2 && next < 1000 + 20_000) {
+          const id = next++;
+          await pool.batch(ref, [{ sql: 'INSERT INTO kv VALUES (?)', params: [id] }, { sql: 'INSERT INTO pad VALUES (randomblob(3000))' }]);
+          maxWal = Math.max(maxWal, walSize(ref));
+        }
+      };
+      await Promise.all([writer(), writer(), writer(), writer()]);
+      expect(c.seen.held.length).toBe(2);
+      // Never held below the force threshold, and the WAL stayed near it (not unbounded).
+      for (const bytes of c.seen.held) expect(bytes).toBeGreaterThanOrEqual(force);
+      expect(maxWal).toBeLessThan(4 * force);
+      expect(await rep.flush()).toBe(true);
+      expect(await listGenerations(store, 'ckpt-busy', 'inc1')).toHaveLength(1);
+      expect(await restoredCount(store, 'ckpt-busy')).toBe(1 + (next - 1000));
     });
   });
 });

@@ -60,8 +60,18 @@ export interface ReplicatorOptions {
   /** The bucket of the region holding this shard (undefined: not replicated, logged once). */
   storeFor(ref: ShardRef): ObjectStore | undefined;
   log: ReplicatorLogger;
-  /** Checkpoint a tenant's WAL once it is this large and fully shipped; default 4 MiB. */
+  /**
+   * Checkpoint a tenant's WAL once it is this large and fully shipped, when
+   * no write commits between the ship and the checkpoint (the tenant is not
+   * held: under steady writes the attempt is skipped); default 4 MiB.
+   */
   checkpointBytes?: number;
+  /**
+   * Past this size the tenant is held for the checkpoint (`heldMaintenance`:
+   * its writes wait while the rest of its WAL is shipped), so steady writes
+   * cannot grow the WAL without bound; default 8 × `checkpointBytes`.
+   */
+  checkpointForceBytes?: number;
   /** Backoff after a failure: `min(maxBackoffMs, baseBackoffMs × 2^(failures−1))`, ±20 % jitter. */
   baseBackoffMs?: number;
   maxBackoffMs?: number;
@@ -195,10 +205,12 @@ export class Replicator {
   #closed = false;
 
   constructor(opts: ReplicatorOptions) {
+    const checkpointBytes = opts.checkpointBytes ?? 4 << 20;
     this.#o = {
-      checkpointBytes: 4 << 20, baseBackoffMs: 200, maxBackoffMs: 5_000, concurrency: 8, maxBacklog: 512, now: Date.now,
+      checkpointBytes, checkpointForceBytes: 8 * checkpointBytes, baseBackoffMs: 200, maxBackoffMs: 5_000, concurrency: 8, maxBacklog: 512, now: Date.now,
       snapshotIntervalMs: 3_600_000, retentionMs: 7 * 86_400_000, shipIntervalMs: 200, idleForgetMs: 60_000, largeShardBytes: 64 << 20, probeIntervalMs: 500, ...opts,
     };
+    this.#o.checkpointForceBytes = Math.max(checkpointBytes, opts.checkpointForceBytes ?? 8 * checkpointBytes);
     this.#shippers = opts.shippers ?? new InProcessShippers();
     this.#sweeper = setInterval(() => this.#forgetIdle(), Math.max(50, Math.min(60_000, this.#o.idleForgetMs / 2)));
     this.#sweeper.unref?.();
@@ -639,7 +651,7 @@ export class Replicator {
     }
     if (bytes < this.#o.checkpointBytes) return;
     const pool = this.#o.pool;
-    if (pool.heldMaintenance) {
+    if (pool.heldMaintenance && bytes >= this.#o.checkpointForceBytes) {
       // The tenant is held (nothing commits): ship the rest, then checkpoint exactly what was shipped.
       const res = await pool.heldMaintenance(st.ref, async () => {
         for (;;) {
@@ -661,7 +673,10 @@ export class Replicator {
     }
     // Size first, then the check: a commit in between fails the check or changes the size the job verifies.
     if (!(await shipper.checkpointAllowed())) return;
-    const res = await this.#o.pool.maintenance(st.ref, { op: 'checkpoint', expectWalBytes: bytes });
+    // Not held: the job runs after the tenant's queued writes, and a commit among them skips it (the
+    // size it verifies changed). A quiet tenant's checkpoint runs at once; a busy one's waits for the
+    // force threshold above, so its writes pause once per `checkpointForceBytes`, not per `checkpointBytes`.
+    const res = await pool.maintenance(st.ref, { op: 'checkpoint', expectWalBytes: bytes });
     if (res.skipped) {
       st.dirty = true;
       return;
