@@ -1,6 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { threadCpuSeconds, type ShardPool, type ShardRef } from '@domicile/shard';
-import type { Replicator } from './replication/replicator.ts';
+import type { Replicator, ReplicatorOptions } from './replication/replicator.ts';
 
 /**
  * Prometheus metrics (DESIGN §11). Labels are route patterns, methods, statuses and regions:
@@ -79,6 +79,24 @@ export class Metrics {
   }
 
   /** Replication metrics by region (never by tenant): uploads, their latency, and the worst lag. */
+  /** Checkpoints of shipped WALs by region and how (`quiet`, `held`, `skipped`), and the write pauses of held ones: the replicator's `onCheckpoint`. */
+  watchCheckpoints(regionOf: (ref: ShardRef) => string | undefined): NonNullable<ReplicatorOptions['onCheckpoint']> {
+    const count = new Counter({
+      name: 'domicile_replication_checkpoints_total',
+      help: 'Checkpoints of shipped WALs by region: quiet (no write waited), held (the tenant\'s writes paused), skipped (a write came in; tried again later).',
+      labelNames: ['region', 'how'] as const, registers: [this.registry],
+    });
+    const pause = new Histogram({
+      name: 'domicile_replication_checkpoint_pause_seconds', help: 'How long a held checkpoint paused its tenant\'s writes, by region.',
+      labelNames: ['region'] as const, registers: [this.registry], buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    });
+    return (ref, how, seconds) => {
+      const region = regionOf(ref) ?? 'unknown';
+      count.inc({ region, how });
+      if (how === 'held') pause.observe({ region }, seconds);
+    };
+  }
+
   watchReplication(replicator: Replicator, regionOf: (ref: ShardRef) => string | undefined): (ref: ShardRef, kind: 'segment' | 'snapshot', bytes: number | undefined, seconds: number) => void {
     const objects = new Counter({ name: 'domicile_replication_uploaded_objects_total', help: 'Objects stored in region buckets, by region and kind.', labelNames: ['region', 'kind'] as const, registers: [this.registry] });
     const bytes = new Counter({ name: 'domicile_replication_uploaded_bytes_total', help: 'Segment bytes stored in region buckets, by region.', labelNames: ['region'] as const, registers: [this.registry] });

@@ -203,6 +203,7 @@ export class Runtime {
           return region === undefined ? undefined : regionBuckets.get(region)?.store;
         },
         onUpload: (...args) => onUpload?.(...args),
+        onCheckpoint: metrics.watchCheckpoints(regionOf),
         shippers,
         snapshotIntervalMs: config.snapshotIntervalMs,
         shipIntervalMs: config.shipIntervalMs,

@@ -98,6 +98,10 @@ describe('async replication in one process (filesystem buckets, tiny handle cach
     const r = await restoredRows(store(), id, inc);
     expect(r.generations).toBe(1);
     expect(r.rows).toEqual(await liveRows(id));
+    // A quiet tenant: checkpointed without pausing its writes, and counted so.
+    const metrics = (await t.req('GET', '/metrics', undefined, null)).body as string;
+    expect(Number(/^domicile_replication_checkpoints_total\{region="moon-base",how="quiet"\} (\d+)/m.exec(metrics)?.[1])).toBeGreaterThan(0);
+    expect(metrics).not.toMatch(/^domicile_replication_checkpoints_total\{region="moon-base",how="held"\}/m);
   });
 
   it('erase stops the shipper and removes every object of the tenant', async () => {

@@ -210,7 +210,8 @@ describe('Replicator checkpoints', () => {
   const walSize = (ref: ShardRef) => statSync(`${ref.path}-wal`).size;
   /** The pool as the replicator sees it, counting checkpoint jobs and noting the WAL's size at each hold. */
   const counting = (pool: ShardPool) => {
-    const seen = { jobs: 0, held: [] as number[] };
+    const seen = { jobs: 0, held: [] as number[], reported: [] as Array<{ how: string; pause: number }> };
+    const onCheckpoint: ReplicatorOptions['onCheckpoint'] = (_ref, how, pause) => seen.reported.push({ how, pause });
     const view = {
       maintenance: (ref: ShardRef, job: Parameters<ShardPool['maintenance']>[1]) => {
         if (job.op === 'checkpoint') seen.jobs++;
@@ -221,7 +222,7 @@ describe('Replicator checkpoints', () => {
         return pool.heldMaintenance(ref, prepare);
       },
     };
-    return { seen, view };
+    return { seen, view, onCheckpoint };
   };
   /** The rows of the bucket's newest generation, restored offline at its latest txid. */
   const restoredCount = async (store: ObjectStore, tenant: string) => {
@@ -240,7 +241,7 @@ describe('Replicator checkpoints', () => {
     let c!: ReturnType<typeof counting>;
     const opts = (pool: ShardPool) => {
       c = counting(pool);
-      return { pool: c.view, checkpointBytes: 256 << 10, checkpointForceBytes: 4 << 20 };
+      return { pool: c.view, onCheckpoint: c.onCheckpoint, checkpointBytes: 256 << 10, checkpointForceBytes: 4 << 20 };
     };
     await withReplicator('ckpt-quiet', opts, async ({ rep, pool, ref, store }) => {
       for (let i = 0; i < 4; i++) await pool.query(ref, { sql: `INSERT INTO kv VALUES (${100 + i})` });
@@ -251,6 +252,8 @@ describe('Replicator checkpoints', () => {
       expect(walSize(ref)).toBe(0);
       expect(c.seen.jobs).toBeGreaterThan(0);
       expect(c.seen.held).toEqual([]);
+      expect(c.seen.reported.map((r) => r.how)).toContain('quiet');
+      expect(c.seen.reported.map((r) => r.how)).not.toContain('held');
       await pool.query(ref, { sql: 'INSERT INTO kv VALUES (200)' });
       expect(await rep.flush()).toBe(true);
       expect(await listGenerations(store, 'ckpt-quiet', 'inc1')).toHaveLength(1);
@@ -263,7 +266,7 @@ describe('Replicator checkpoints', () => {
     const force = 2 << 20;
     const opts = (pool: ShardPool) => {
       c = counting(pool);
-      return { pool: c.view, checkpointBytes: 256 << 10, checkpointForceBytes: force };
+      return { pool: c.view, onCheckpoint: c.onCheckpoint, checkpointBytes: 256 << 10, checkpointForceBytes: force };
     };
     await withReplicator('ckpt-busy', opts, async ({ rep, pool, ref, store }) => {
       await pool.query(ref, { sql: 'CREATE TABLE pad (b BLOB)' });
@@ -283,6 +286,11 @@ describe('Replicator checkpoints', () => {
       for (const bytes of c.seen.held) expect(bytes).toBeGreaterThanOrEqual(force);
       expect(maxWal).toBeLessThan(4 * force);
       expect(await rep.flush()).toBe(true);
+      // Below the force size it tried without holding, and the writes in between skipped those tries.
+      const held = c.seen.reported.filter((r) => r.how === 'held');
+      expect(held).toHaveLength(2);
+      for (const h of held) expect(h.pause).toBeGreaterThan(0);
+      expect(c.seen.reported.filter((r) => r.how === 'skipped').length).toBeGreaterThan(0);
       expect(await listGenerations(store, 'ckpt-busy', 'inc1')).toHaveLength(1);
       expect(await restoredCount(store, 'ckpt-busy')).toBe(1 + (next - 1000));
     });

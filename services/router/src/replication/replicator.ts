@@ -120,6 +120,12 @@ export interface ReplicatorOptions {
   shippers?: Shippers;
   /** Told of every object stored (for metrics): its kind, size when known, and how long the upload took. */
   onUpload?: (ref: ShardRef, kind: 'segment' | 'snapshot', bytes: number | undefined, seconds: number) => void;
+  /**
+   * Metrics: a checkpoint of a shipped WAL ran (`quiet`: without holding the
+   * tenant; `held`: with its writes paused for `pauseSeconds`), or an attempt
+   * without holding was skipped because a write came in between (`skipped`).
+   */
+  onCheckpoint?: (ref: ShardRef, how: 'quiet' | 'held' | 'skipped', pauseSeconds: number) => void;
 }
 
 /** Replication state of one tenant, for `GET /v1/tenants/:id`. */
@@ -190,7 +196,7 @@ function walSignature(dbPath: string): string {
 
 /** Ships every tenant's WAL to its region's bucket; see the file comment. */
 export class Replicator {
-  readonly #o: Required<Omit<ReplicatorOptions, 'pool' | 'storeFor' | 'log' | 'onUpload' | 'shippers'>> & Pick<ReplicatorOptions, 'pool' | 'storeFor' | 'log' | 'onUpload'>;
+  readonly #o: Required<Omit<ReplicatorOptions, 'pool' | 'storeFor' | 'log' | 'onUpload' | 'onCheckpoint' | 'shippers'>> & Pick<ReplicatorOptions, 'pool' | 'storeFor' | 'log' | 'onUpload' | 'onCheckpoint'>;
   readonly #shippers: Shippers;
   readonly #tenants = new Map<string, TenantRep>();
   readonly #noBucketLogged = new Set<string>();
@@ -653,7 +659,9 @@ export class Replicator {
     const pool = this.#o.pool;
     if (pool.heldMaintenance && bytes >= this.#o.checkpointForceBytes) {
       // The tenant is held (nothing commits): ship the rest, then checkpoint exactly what was shipped.
+      let heldAt = 0;
       const res = await pool.heldMaintenance(st.ref, async () => {
+        heldAt = performance.now();
         for (;;) {
           if (st.stopped || st.shipper !== shipper) return null;
           const r = await shipper.pass(st.store);
@@ -669,20 +677,26 @@ export class Replicator {
       if (res === null || res.skipped) return;
       shipper.noteCheckpoint(res);
       st.walBytes = 0;
+      this.#o.onCheckpoint?.(st.ref, 'held', (performance.now() - heldAt) / 1000);
       return;
     }
     // Size first, then the check: a commit in between fails the check or changes the size the job verifies.
-    if (!(await shipper.checkpointAllowed())) return;
+    if (!(await shipper.checkpointAllowed())) {
+      this.#o.onCheckpoint?.(st.ref, 'skipped', 0);
+      return;
+    }
     // Not held: the job runs after the tenant's queued writes, and a commit among them skips it (the
     // size it verifies changed). A quiet tenant's checkpoint runs at once; a busy one's waits for the
     // force threshold above, so its writes pause once per `checkpointForceBytes`, not per `checkpointBytes`.
     const res = await pool.maintenance(st.ref, { op: 'checkpoint', expectWalBytes: bytes });
     if (res.skipped) {
+      this.#o.onCheckpoint?.(st.ref, 'skipped', 0);
       st.dirty = true;
       return;
     }
     shipper.noteCheckpoint(res);
     st.walBytes = 0;
+    this.#o.onCheckpoint?.(st.ref, 'quiet', 0);
   }
 
   /**
