@@ -10,7 +10,7 @@ describe('configuration', () => {
     const c = parseConfig({});
     expect(c).toMatchObject({
       host: '127.0.0.1', port: 8080, statementTimeoutMs: 5000, maxResultBytes: 16 * 1024 ** 2, maxBodyBytes: 10 * 1024 ** 2,
-      maxDbBytes: 1024 ** 3, durability: 'async', snapshotIntervalMs: 3_600_000, shipIntervalMs: 200, checkpointBytes: 4 * 1024 ** 2, checkpointForceBytes: 32 * 1024 ** 2, shipConcurrency: 8, retentionMs: 7 * 86_400_000, leaseTtlMs: 5000, replication: 'on', tokenCache: 10_000,
+      maxDbBytes: 1024 ** 3, durability: 'async', snapshotIntervalMs: 3_600_000, shipIntervalMs: 500, checkpointBytes: 4 * 1024 ** 2, checkpointForceBytes: 32 * 1024 ** 2, shipConcurrency: 8, retentionMs: 7 * 86_400_000, leaseTtlMs: 5000, replication: 'on', tokenCache: 10_000,
       region: undefined, redisUrl: undefined,
     });
     expect(c.dataDir).toBe(path.resolve('data'));

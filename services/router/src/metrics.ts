@@ -78,7 +78,6 @@ export class Metrics {
     });
   }
 
-  /** Replication metrics by region (never by tenant): uploads, their latency, and the worst lag. */
   /** Checkpoints of shipped WALs by region and how (`quiet`, `held`, `skipped`), and the write pauses of held ones: the replicator's `onCheckpoint`. */
   watchCheckpoints(regionOf: (ref: ShardRef) => string | undefined): NonNullable<ReplicatorOptions['onCheckpoint']> {
     const count = new Counter({
@@ -97,6 +96,7 @@ export class Metrics {
     };
   }
 
+  /** Replication metrics by region (never by tenant): uploads, their latency, and the worst lag. */
   watchReplication(replicator: Replicator, regionOf: (ref: ShardRef) => string | undefined): (ref: ShardRef, kind: 'segment' | 'snapshot', bytes: number | undefined, seconds: number) => void {
     const objects = new Counter({ name: 'domicile_replication_uploaded_objects_total', help: 'Objects stored in region buckets, by region and kind.', labelNames: ['region', 'kind'] as const, registers: [this.registry] });
     const bytes = new Counter({ name: 'domicile_replication_uploaded_bytes_total', help: 'Segment bytes stored in region buckets, by region.', labelNames: ['region'] as const, registers: [this.registry] });

@@ -208,10 +208,14 @@ describe('async replication to an S3 bucket (s3rver), through an outage', () => 
     expect(await t.rt.replicator!.flush()).toBe(true);
     await s3.kill();
     for (let i = 11; i <= 20; i++) expect((await q('INSERT INTO kv (id, v) VALUES (?, ?)', [i, `r${i}`])).status).toBe(200);
-    await new Promise((r) => setTimeout(r, 300));
-    const during = (await t.req('GET', '/v1/tenants/s3t')).body.replication;
-    expect(during.lagMs).toBeGreaterThan(0);
-    expect(during.replicatedTxid).toBeLessThan(during.lastTxid ?? Infinity);
+    // The next pass (after the shipping interval) captures the new writes and fails to store them.
+    let during: { lagMs: number; lastTxid: number | null; replicatedTxid: number | null } | undefined;
+    await waitFor(async () => {
+      during = (await t.req('GET', '/v1/tenants/s3t')).body.replication;
+      return (during!.lastTxid ?? 0) > (during!.replicatedTxid ?? 0);
+    }, 10_000);
+    expect(during!.lagMs).toBeGreaterThan(0);
+    expect(during!.replicatedTxid).toBeLessThan(during!.lastTxid ?? Infinity);
     await s3.restart();
     expect(await t.rt.replicator!.flush(20_000)).toBe(true);
     const inc = (await t.rt.directory.get('s3t'))!.incarnation;

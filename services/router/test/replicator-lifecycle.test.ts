@@ -71,6 +71,21 @@ describe('Replicator idle forgetting of large shards', () => {
   });
 });
 
+describe('Replicator flush', () => {
+  it('ships at once, not after the shipping interval', async () => {
+    await withReplicator('flushy', { shipIntervalMs: 60_000 }, async ({ rep, pool, ref }) => {
+      // The set-up's flush shipped a pass just now: the next one is due in a minute unless flush cuts it short.
+      for (let i = 2; i <= 4; i++) {
+        await pool.query(ref, { sql: `INSERT INTO kv VALUES (${i})` });
+        const started = performance.now();
+        expect(await rep.flush(20_000)).toBe(true);
+        expect(performance.now() - started).toBeLessThan(10_000);
+        expect(rep.status('flushy')).toMatchObject({ lastTxid: i + 1, replicatedTxid: i + 1 });
+      }
+    });
+  });
+});
+
 describe('Replicator concurrency', () => {
   it('ships at most `concurrency` tenants at once, and does use that many', async () => {
     const inner = new FsObjectStore(path.join(dir, 'bucket-slots'));

@@ -76,7 +76,7 @@ describe('sync durability on the filesystem bucket', () => {
     expect((await t.req('POST', '/v1/tenants', { id: 'asyncy', residency: 'moon' })).body.durability).toBe('async');
     expect((await t.req('POST', '/v1/tenants/asyncy/query', { sql: 'CREATE TABLE kv (id INTEGER PRIMARY KEY)' })).status).toBe(200);
     expect((await t.req('GET', '/v1/tenants/asyncy')).body.replication.mode).toBe('async');
-    // Async commits made within the shipping interval (DOMICILE_SHIP_INTERVAL, 200 ms) share segments.
+    // Async commits made within the shipping interval (DOMICILE_SHIP_INTERVAL, 500 ms) share segments.
     const started = Date.now();
     for (let i = 0; i < 50; i++) expect((await t.req('POST', '/v1/tenants/asyncy/query', { sql: 'INSERT INTO kv VALUES (?)', params: [i] })).status).toBe(200);
     const elapsed = Date.now() - started;

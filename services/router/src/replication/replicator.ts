@@ -88,7 +88,7 @@ export interface ReplicatorOptions {
    * Least time between the starts of two passes of one tenant while nobody
    * waits for durability (async writes): commits arriving meanwhile share the
    * next segment, so a busy tenant costs at most ~1000/interval uploads a
-   * second. A sync writer's wait starts the next pass at once. Default 200 ms
+   * second. A sync writer's wait starts the next pass at once. Default 500 ms
    * (DOMICILE_SHIP_INTERVAL).
    */
   shipIntervalMs?: number;
@@ -170,6 +170,8 @@ interface TenantRep {
   failures: number;
   lastError: string | undefined;
   wake: (() => void) | undefined;
+  /** `flush` waits: the next passes skip the shipping interval until the tenant is idle. */
+  flushing: boolean;
   idle: Array<() => void>;
   /** Set while waiting for a shipping slot: starts the pass (see `#acquire`). */
   queued: (() => void) | undefined;
@@ -214,8 +216,9 @@ export class Replicator {
     const checkpointBytes = opts.checkpointBytes ?? 4 << 20;
     this.#o = {
       checkpointBytes, checkpointForceBytes: 8 * checkpointBytes, baseBackoffMs: 200, maxBackoffMs: 5_000, concurrency: 8, maxBacklog: 512, now: Date.now,
-      snapshotIntervalMs: 3_600_000, retentionMs: 7 * 86_400_000, shipIntervalMs: 200, idleForgetMs: 60_000, largeShardBytes: 64 << 20, probeIntervalMs: 500, ...opts,
+      snapshotIntervalMs: 3_600_000, retentionMs: 7 * 86_400_000, shipIntervalMs: 500, idleForgetMs: 60_000, largeShardBytes: 64 << 20, probeIntervalMs: 500, ...opts,
     };
+    this.#o.checkpointBytes = checkpointBytes;
     this.#o.checkpointForceBytes = Math.max(checkpointBytes, opts.checkpointForceBytes ?? 8 * checkpointBytes);
     this.#shippers = opts.shippers ?? new InProcessShippers();
     this.#sweeper = setInterval(() => this.#forgetIdle(), Math.max(50, Math.min(60_000, this.#o.idleForgetMs / 2)));
@@ -268,7 +271,7 @@ export class Replicator {
       }
       st = {
         ref, store, gen: null, genStartedAt: 0, shipper: null, walBytes: 0, dirty: false, running: null, stopped: false,
-        oldest: undefined, newer: undefined, failures: 0, lastError: undefined, wake: undefined, queued: undefined, idle: [], walSig: undefined,
+        oldest: undefined, newer: undefined, failures: 0, lastError: undefined, wake: undefined, flushing: false, queued: undefined, idle: [], walSig: undefined,
         startedSeq: 0, doneSeq: 0, needSeq: 0, durable: [], lastPassAt: undefined,
       };
       this.#tenants.set(ref.tenant, st);
@@ -351,10 +354,11 @@ export class Replicator {
   async flush(timeoutMs = 30_000): Promise<boolean> {
     const waits = [...this.#tenants.values()].filter((st) => !st.stopped).map((st) => {
       st.dirty = true;
+      st.flushing = true; // no shipping interval: ship now
       st.oldest ??= this.#o.now();
       if (st.running) st.newer ??= this.#o.now();
       this.#kick(st);
-      if (st.wake) st.wake(); // skip a backoff sleep
+      if (st.wake) st.wake(); // skip a backoff sleep or the interval
       return new Promise<void>((r) => st.idle.push(r));
     });
     let timer: NodeJS.Timeout | undefined;
@@ -392,6 +396,7 @@ export class Replicator {
     if (st.running || st.stopped) return;
     st.running = this.#loop(st).finally(() => {
       st.running = null;
+      st.flushing = false;
       for (const w of st.idle.splice(0)) w();
       if (st.dirty && !st.stopped && !this.#closed) this.#kick(st);
     });
@@ -480,9 +485,9 @@ export class Replicator {
     }
   }
 
-  /** Async shipping interval: wait until `shipIntervalMs` after the previous pass started, unless a sync writer waits. */
+  /** Async shipping interval: wait until `shipIntervalMs` after the previous pass started, unless a sync writer or `flush` waits. */
   async #spaceOut(st: TenantRep): Promise<void> {
-    if (st.lastPassAt === undefined || st.durable.length > 0) return;
+    if (st.lastPassAt === undefined || st.durable.length > 0 || st.flushing) return;
     const wait = this.#o.shipIntervalMs - (performance.now() - st.lastPassAt);
     if (wait > 0) await this.#sleep(st, wait);
   }

@@ -157,7 +157,10 @@ async function restoreInPlace(rt: Runtime, src: Source, ref: ShardRef): Promise<
   const thread = RestoreThread.start(threadInit(src, staged));
   try {
     const r = await thread.restored;
-    // Stop shipping the old file first: a pass may be waiting for a checkpoint job, which would queue behind the swap.
+    // Ship the writes committed while the restore ran (the swap undoes them; the old generation keeps them), then
+    // stop shipping the old file: a pass may be waiting for a checkpoint job, which would queue behind the swap.
+    replicator.notify(ref);
+    await replicator.waitDurable(ref).catch(() => undefined); // a bucket outage: the old generation ends earlier
     await replicator.stop(t.id);
     let pauseStart = 0;
     const newTxid = await rt.pool.exclusive(ref, async () => {
