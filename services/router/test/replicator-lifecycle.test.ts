@@ -82,6 +82,11 @@ describe('Replicator flush', () => {
         expect(performance.now() - started).toBeLessThan(10_000);
         expect(rep.status('flushy')).toMatchObject({ lastTxid: i + 1, replicatedTxid: i + 1 });
       }
+      // Once flushed, the interval applies again: a later write waits for it.
+      await pool.query(ref, { sql: 'INSERT INTO kv VALUES (5)' });
+      await new Promise((r) => setTimeout(r, 300));
+      expect(rep.status('flushy')).toMatchObject({ replicatedTxid: 5 });
+      expect(rep.status('flushy')!.lagMs).toBeGreaterThan(0);
     });
   });
 });

@@ -408,6 +408,7 @@ export class Replicator {
       while (st.dirty && !st.stopped) {
         await this.#spaceOut(st);
         if (st.stopped) break;
+        st.flushing = false; // this pass ships everything committed before the flush
         st.dirty = false;
         st.newer = undefined;
         const seq = ++st.startedSeq;
