@@ -694,10 +694,11 @@ export class Replicator {
     // Not held: the job runs after the tenant's queued writes, and a commit among them skips it (the
     // size it verifies changed). A quiet tenant's checkpoint runs at once; a busy one's waits for the
     // force threshold above, so its writes pause once per `checkpointForceBytes`, not per `checkpointBytes`.
+    // Skipped: the write that came in has already asked for the next pass, which tries again; a move's hold
+    // (moves/checkpoint-holds.ts) or a busy reader waits for the tenant's next write rather than a spin.
     const res = await pool.maintenance(st.ref, { op: 'checkpoint', expectWalBytes: bytes });
     if (res.skipped) {
       this.#o.onCheckpoint?.(st.ref, 'skipped', 0);
-      st.dirty = true;
       return;
     }
     shipper.noteCheckpoint(res);
