@@ -156,7 +156,7 @@ describe('sync durability through a bucket outage (s3rver)', () => {
 
 describe('checkpoints under steady writes', () => {
   let t: TestApp;
-  // Held past 8 MiB (the default, 8 × 4 MiB, would let this test's 25 MiB of writes through unchecked).
+  // Held past 8 MiB (the default, 2 × 4 MiB; explicit so that this test's 25 MiB of writes must be checkpointed whatever the default).
   beforeAll(async () => { t = await testApp({ DOMICILE_CHECKPOINT_FORCE_BYTES: '8MiB' }); });
   afterAll(async () => { await t?.close(); });
 

@@ -215,11 +215,11 @@ export class Replicator {
   constructor(opts: ReplicatorOptions) {
     const checkpointBytes = opts.checkpointBytes ?? 4 << 20;
     this.#o = {
-      checkpointBytes, checkpointForceBytes: 8 * checkpointBytes, baseBackoffMs: 200, maxBackoffMs: 5_000, concurrency: 8, maxBacklog: 512, now: Date.now,
+      checkpointBytes, checkpointForceBytes: 2 * checkpointBytes, baseBackoffMs: 200, maxBackoffMs: 5_000, concurrency: 8, maxBacklog: 512, now: Date.now,
       snapshotIntervalMs: 3_600_000, retentionMs: 7 * 86_400_000, shipIntervalMs: 500, idleForgetMs: 60_000, largeShardBytes: 64 << 20, probeIntervalMs: 500, ...opts,
     };
     this.#o.checkpointBytes = checkpointBytes;
-    this.#o.checkpointForceBytes = Math.max(checkpointBytes, opts.checkpointForceBytes ?? 8 * checkpointBytes);
+    this.#o.checkpointForceBytes = Math.max(checkpointBytes, opts.checkpointForceBytes ?? 2 * checkpointBytes);
     this.#shippers = opts.shippers ?? new InProcessShippers();
     this.#sweeper = setInterval(() => this.#forgetIdle(), Math.max(50, Math.min(60_000, this.#o.idleForgetMs / 2)));
     this.#sweeper.unref?.();
