@@ -66,6 +66,36 @@ describe('readWal', () => {
     }
   });
 
+  it('after a RESTART checkpoint reads from a file only the new log, not the old frames behind it in the file', () => {
+    const { path, s } = shardWithWal();
+    for (let i = 0; i < 200; i++) s.write((db) => db.prepare('INSERT INTO t (v) VALUES (?)').run(`row ${i} ${'y'.repeat(1000)}`));
+    expect((s.db.pragma('wal_checkpoint(RESTART)') as Array<{ busy: number }>)[0]!.busy).toBe(0);
+    for (let i = 0; i < 3; i++) s.write((db) => db.prepare('INSERT INTO t (v) VALUES (?)').run(`new ${i}`));
+    const file = readFileSync(`${path}-wal`);
+    const mem = readWal(file);
+    if (mem.kind !== 'frames') throw new Error(mem.kind);
+    expect(mem.commits).toBe(3);
+    const logEnd = mem.endOffset;
+    expect(logEnd).toBeLessThan(file.byteLength / 10); // old frames fill the rest of the file
+    // Every slot count: the log's frames found by salts wherever the file ends.
+    for (const cut of [logEnd, logEnd + 1, logEnd + 4120, file.byteLength]) {
+      const copy = `${path}-cut.wal`;
+      writeFileSync(copy, file.subarray(0, cut));
+      const into = new ReadBuffer(1 << 30);
+      const fd = openSync(copy, 'r');
+      try {
+        const viaFile = readWal(fd, undefined, into);
+        if (viaFile.kind !== 'frames') throw new Error(viaFile.kind);
+        expect(viaFile.position).toEqual(mem.position);
+        expect(viaFile.frames.map((f) => f.offset)).toEqual(mem.frames.map((f) => f.offset));
+        // Only the log was read: the buffer is the log's size, not the file's.
+        expect(into.take(0).buffer.byteLength).toBeLessThanOrEqual(logEnd);
+      } finally {
+        closeSync(fd);
+      }
+    }
+  });
+
   it('ReadBuffer: grows to the largest read, keeps up to its limit, lets go of more on trim', () => {
     const rb = new ReadBuffer(1024);
     const a = rb.take(100);

@@ -229,9 +229,38 @@ export function readWal(src: WalSource, from?: WalPosition, into?: ReadBuffer): 
   return readFrames(src, size, header, from, into);
 }
 
+/**
+ * How many of the `whole` frame slots from `offset` on carry the log's salts,
+ * found with a few 24-byte reads instead of reading them all. The frames of
+ * the current log come first, one after the other; whatever follows them in
+ * the file (the frames of an earlier log, after `wal_checkpoint(RESTART)`,
+ * which keeps the file's size) has other salts. Without this a read after
+ * such a checkpoint would copy megabytes of old frames only to stop at the
+ * first of them. The frames counted are then checked as before (checksums).
+ */
+function framesWithSalts(fd: number, header: WalHeader, offset: number, frameSize: number, whole: number): number {
+  const head = new Uint8Array(new ArrayBuffer(WAL_FRAME_HEADER_SIZE));
+  const view = new DataView(head.buffer);
+  const ours = (i: number): boolean => {
+    if (readSync(fd, head, 0, WAL_FRAME_HEADER_SIZE, offset + i * frameSize) !== WAL_FRAME_HEADER_SIZE) return false;
+    return view.getUint32(8) === header.salt1 && view.getUint32(12) === header.salt2;
+  };
+  if (whole === 0 || ours(whole - 1)) return whole; // the usual case: the file ends with the log
+  if (!ours(0)) return 0;
+  let lo = 0; // ours
+  let hi = whole - 1; // not ours
+  while (hi - lo > 1) {
+    const mid = (lo + hi) >>> 1;
+    if (ours(mid)) lo = mid;
+    else hi = mid;
+  }
+  return hi;
+}
+
 function readFrames(src: WalSource, size: number, header: WalHeader, from: WalPosition, into: ReadBuffer | undefined): WalReadResult & { kind: 'frames' } {
   const frameSize = WAL_FRAME_HEADER_SIZE + header.pageSize;
-  const whole = Math.floor((size - from.offset) / frameSize);
+  const slots = Math.floor((size - from.offset) / frameSize);
+  const whole = typeof src === 'number' ? framesWithSalts(src, header, from.offset, frameSize, slots) : slots;
   const buf = whole > 0 ? readRange(src, from.offset, whole * frameSize, into) : new Uint8Array(0);
   const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   // Fast path: little-endian checksums over an aligned buffer are summed over one word view,
