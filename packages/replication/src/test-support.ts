@@ -7,6 +7,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
+import type { ObjectStore } from '@domicile/object-store';
+import { snapshotKey, type GenerationRef } from './keys.ts';
+import { createSnapshot } from './snapshot.ts';
+import { WalShipper } from './wal-shipper.ts';
 
 /** A fresh temp directory and its removal. */
 export function tempDir(): { dir: string; cleanup: () => void } {
@@ -75,5 +79,22 @@ export function dumpDatabase(path: string): Record<string, unknown[]> {
     return out;
   } finally {
     db.close();
+  }
+}
+
+/**
+ * Begin a generation of `shard` as the replicator does: a complete
+ * checkpoint, a shipper, the snapshot stored in `store`. Close the shipper.
+ */
+export async function beginTestGeneration(shard: TestShard, store: ObjectStore, ref: GenerationRef): Promise<WalShipper> {
+  if (shard.checkpoint().busy !== 0) throw new Error('the checkpoint before the generation was busy');
+  const shipper = WalShipper.beginGeneration({ dbPath: shard.path, ...ref });
+  try {
+    const snap = createSnapshot({ dbPath: shard.path, ...ref, checksum: shipper.checksum });
+    await Promise.all([store.put(snapshotKey(ref, snap.header.txid), snap.stream, { ifNoneMatch: true }), snap.done]);
+    return shipper;
+  } catch (err) {
+    shipper.close();
+    throw err;
   }
 }

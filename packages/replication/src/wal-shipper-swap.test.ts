@@ -11,10 +11,8 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, expect, it, vi } from 'vitest';
 import { FsObjectStore } from '@domicile/object-store';
-import { newGenerationId, snapshotKey, type GenerationRef } from './keys.ts';
-import { createSnapshot } from './snapshot.ts';
-import { createTestShard, tempDir } from './test-support.ts';
-import { WalShipper } from './wal-shipper.ts';
+import { newGenerationId, type GenerationRef } from './keys.ts';
+import { beginTestGeneration, createTestShard, tempDir } from './test-support.ts';
 
 const hook: { path?: string; swap?: () => void } = {};
 vi.mock('node:fs', async (importOriginal) => {
@@ -44,12 +42,8 @@ it('a log opened after a swap that followed the identity check is reported as a 
   shard.write((db) => db.exec('CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT)'));
   const store = new FsObjectStore(join(dir, 'bucket'));
   const ref: GenerationRef = { tenant: 'acme', incarnation: 'inc-1', epoch: 1, generation: newGenerationId() };
-  expect(shard.checkpoint().busy).toBe(0);
-  const shipper = WalShipper.beginGeneration({ dbPath: path, ...ref });
+  const shipper = await beginTestGeneration(shard, store, ref);
   cleanups.unshift(() => shipper.close());
-  const snap = createSnapshot({ dbPath: path, ...ref, checksum: shipper.checksum });
-  await store.put(snapshotKey(ref, snap.header.txid), snap.stream, { ifNoneMatch: true });
-  await snap.done;
   shard.write((db) => db.prepare('INSERT INTO items (name) VALUES (?)').run('a'));
   const c1 = shipper.capture();
   expect(c1.kind).toBe('segment');

@@ -19,7 +19,7 @@ import { DbFile } from './db-file.ts';
 import { DomicileMetaReader, readDomicileMeta, type DomicileMeta } from './domicile-meta.ts';
 import { segmentKey } from './keys.ts';
 import { encodeSegment, encodeSegmentAsync, type EncodeOptions, type ObjectIdentity, type PageImage, type SegmentHeader, type SegmentTransaction } from './segment.ts';
-import { positionAfter, ReadBuffer, readWal, WAL_FRAME_HEADER_SIZE, walStartPosition, type WalFrame, type WalPosition } from './wal-reader.ts';
+import { positionAfter, ReadBuffer, readWal, WAL_FRAME_HEADER_SIZE, walStartPosition, type WalFrame, type WalPosition, type WalReadResult } from './wal-reader.ts';
 
 /**
  * The WAL reads of every shipper on this thread go through one buffer: a
@@ -257,8 +257,12 @@ export class WalShipper {
           try {
             shipper.#group(wal, start, res.frames, Number.MAX_SAFE_INTEGER);
           } catch (err) {
-            if ((err as { code?: unknown }).code === 'TXID_DISCONTINUITY') return shipper.#discard();
-            throw err;
+            if ((err as { code?: unknown }).code !== 'TXID_DISCONTINUITY') throw err;
+            // A log a checkpoint folded without truncating it (RESTART) and no write restarted before the
+            // node stopped: nothing in it is new. Continue after it; the next write restarts or extends it.
+            if (!shipper.#logInFile(res)) return shipper.#discard();
+            shipper.#position = res.position;
+            shipper.#expectRestart = true;
           }
           return shipper;
         }
@@ -276,6 +280,25 @@ export class WalShipper {
       shipper.close();
       throw err;
     }
+  }
+
+  /**
+   * True when the log adds nothing to the database file: the file has the
+   * size of the log's last commit and holds the last image of every page the
+   * log's committed frames carry.
+   */
+  #logInFile(res: WalReadResult & { kind: 'frames' }): boolean {
+    const size = res.frames.at(-1)?.commitSize ?? 0;
+    const db = this.#file();
+    if (size === 0 || db.pageCount() !== size) return false;
+    const last = new Map<number, Uint8Array>();
+    for (const f of res.frames) last.set(f.pgno, f.data);
+    for (const [pgno, data] of last) {
+      if (pgno > size) continue;
+      const page = db.page(pgno);
+      if (!page || Buffer.compare(page, data) !== 0) return false;
+    }
+    return true;
   }
 
   static #fromDbFile(opts: ShipperOptions, hashPath = opts.dbPath): { shipper: WalShipper; meta: DomicileMeta | null } {
@@ -429,7 +452,9 @@ export class WalShipper {
       }
       const { units, pending } = grouped;
       this.#position = start;
-      if (units.length === 0) return { kind: 'none', pendingCommits: pending, walBytes: this.#position.offset };
+      // A log our checkpoint folded (RESTART keeps its frames in the file until a write restarts it) holds
+      // nothing to checkpoint again.
+      if (units.length === 0) return { kind: 'none', pendingCommits: pending, walBytes: this.#expectRestart ? 0 : this.#position.offset };
       const preChecksum = this.#state.checksum;
       const prePageCount = this.#state.pageCount;
       const now = this.#opts.now ?? Date.now;
@@ -559,18 +584,32 @@ export class WalShipper {
   /**
    * True when a checkpoint loses nothing: every committed frame of the WAL is
    * in an acknowledged segment and no hold is active. Call it on the thread
-   * that commits, right before `PRAGMA wal_checkpoint(TRUNCATE)`, with no
-   * commit in between; then report the result with {@link noteCheckpoint}.
+   * that commits, right before `PRAGMA wal_checkpoint(TRUNCATE)` or
+   * `(RESTART)`, with no commit in between; then report the result with
+   * {@link noteCheckpoint}. From another thread, use {@link checkpointMark}.
    */
   checkpointAllowed(): boolean {
-    if (this.#closed || this.#holds > 0 || this.#shippedTxid !== this.#txid) return false;
+    return this.checkpointMark() !== null;
+  }
+
+  /**
+   * Like {@link checkpointAllowed}, for a checkpoint that runs later on
+   * another thread: null when a checkpoint would lose something, else where
+   * the log stands — its salts and the offset after its last frame, which the
+   * checkpointing thread checks right before it checkpoints
+   * (`walChangedSince` of @domicile/shard: a commit in between skips the
+   * checkpoint). A missing or empty log is `{salt1: 0, salt2: 0, offset: 0}`,
+   * which that check calls changed: there is nothing to fold anyway.
+   */
+  checkpointMark(): WalMark | null {
+    if (this.#closed || this.#holds > 0 || this.#shippedTxid !== this.#txid) return null;
     const wal = this.#openWal();
-    if (wal === null) return true;
+    if (wal === null) return NO_LOG;
     try {
       const res = this.#position ? readWal(wal, this.#position) : readWal(wal);
-      if (res.kind === 'empty') return true;
-      if (res.kind === 'restart') return this.#expectRestart && res.reason !== 'format-changed' ? noNewCommits(wal) : false;
-      return res.commits === 0;
+      if (res.kind === 'empty') return NO_LOG;
+      if (res.kind === 'restart') return this.#expectRestart && res.reason !== 'format-changed' ? freshLogMark(wal) : null;
+      return res.commits === 0 ? markOf(res) : null;
     } finally {
       closeSync(wal);
     }
@@ -634,9 +673,24 @@ function idle<T extends WalShipper | null>(shipper: T): T {
   return shipper;
 }
 
-function noNewCommits(wal: number): boolean {
+/** Where a shipper stopped reading a `-wal` (the shape of `WalMark` in @domicile/shard). */
+export interface WalMark {
+  salt1: number;
+  salt2: number;
+  offset: number;
+}
+
+const NO_LOG: WalMark = Object.freeze({ salt1: 0, salt2: 0, offset: 0 });
+
+function markOf(res: WalReadResult & { kind: 'frames' }): WalMark {
+  return { salt1: res.header.salt1, salt2: res.header.salt2, offset: res.lastCommitOffset };
+}
+
+/** A log restarted since the last read: its mark when it holds no commit yet, else null. */
+function freshLogMark(wal: number): WalMark | null {
   const res = readWal(wal);
-  return res.kind !== 'frames' || res.commits === 0;
+  if (res.kind !== 'frames') return NO_LOG;
+  return res.commits === 0 ? markOf(res) : null;
 }
 
 function discontinuity(message: string): Error & { code: string } {

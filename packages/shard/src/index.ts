@@ -1,6 +1,7 @@
 /** @domicile/shard: per-tenant SQLite shards on worker threads (DESIGN §7). */
 export { ShardPool, DEFAULT_MAX_QUEUE, type ShardPoolOptions, type ShardPoolLogger } from './shard-pool.ts';
 export type { MaintenanceOp, MaintenanceResult } from './protocol.ts';
+export { walChangedSince, type WalMark } from './wal-mark.ts';
 export type { DescribeValue } from './describe.ts';
 export { shardPath, assertTenantId, TENANT_ID_PATTERN, SHARD_FILE_SUFFIXES } from './shard-path.ts';
 export { toBindParams, toBindValue, toWireValue, type BindParams, type BindValue } from './values.ts';

@@ -3,6 +3,7 @@
  * is structured-clone safe: values are already wire values and errors travel
  * as `SerializedError`.
  */
+import type { WalMark } from './wal-mark.ts';
 import type { SerializedError } from '@domicile/errors';
 import type { CloseReason } from './handle-cache.ts';
 import type { ExecOptions, ExecOutcome, ShardRef, Statement, StatementResult } from './types.ts';
@@ -34,13 +35,16 @@ export interface WorkerInit {
 
 /**
  * A replication job in a tenant's queue (between its writes, on any worker):
- * `checkpoint` = `wal_checkpoint(TRUNCATE)`, skipped when `expectWalBytes` is
- * given and the `-wal` file's size differs (a commit the shipper has not seen);
+ * `checkpoint` = `wal_checkpoint(TRUNCATE)` (or `RESTART` with `mode`: the log
+ * restarts in place, its file keeps its size), skipped when `expectWal` is
+ * given and the `-wal` holds frames past it (a commit the shipper has not
+ * seen; wal-mark.ts); `hold` = nothing (opens the handle: `heldMaintenance`);
  * `snapshot-copy` = checkpoint TRUNCATE, then copy the database file to `dest`
  * (skipped, nothing copied, when the checkpoint was busy).
  */
 export type MaintenanceOp =
-  | { op: 'checkpoint'; expectWalBytes?: number }
+  | { op: 'checkpoint'; mode?: 'TRUNCATE' | 'RESTART'; expectWal?: WalMark }
+  | { op: 'hold' }
   | { op: 'snapshot-copy'; dest: string };
 
 /** Result of a maintenance job: the checkpoint's row, or why it was skipped. */
@@ -49,7 +53,7 @@ export interface MaintenanceResult {
   log: number;
   checkpointed: number;
   /** Set when nothing was done. */
-  skipped?: 'wal-changed' | 'busy';
+  skipped?: 'wal-changed' | 'busy' | 'hold';
   /** `snapshot-copy`: the copy exists. */
   copied?: boolean;
 }

@@ -44,9 +44,18 @@ describe('ShardPool with replication on', () => {
     for (const r of refs) expect(walBytes(r.path)).toBeGreaterThan(0);
     const a = refs[0]!;
     const before = walBytes(a.path);
-    const skipped = await pool.maintenance(a, { op: 'checkpoint', expectWalBytes: before + 1 });
+    // A mark one frame before the end: the log holds a frame the "shipper" has not read.
+    const header = readFileSync(`${a.path}-wal`);
+    const behind = { salt1: header.readUInt32BE(16), salt2: header.readUInt32BE(20), offset: before - (24 + header.readUInt32BE(8)) };
+    const skipped = await pool.maintenance(a, { op: 'checkpoint', expectWal: behind });
     expect(skipped.skipped).toBe('wal-changed');
     expect(walBytes(a.path)).toBe(before);
+    // RESTART at the end of the log: the log is folded in place, the file keeps its size.
+    const restarted = await pool.maintenance(a, { op: 'checkpoint', mode: 'RESTART', expectWal: { ...behind, offset: before } });
+    expect(restarted).toMatchObject({ busy: 0 });
+    expect(restarted.skipped).toBeUndefined();
+    expect(walBytes(a.path)).toBe(before);
+    expect(await pool.query(a, { sql: 'SELECT count(*) AS n FROM t' })).toMatchObject({ rows: [[5]] });
     const copy = `${a.path}.copy`;
     const res = await pool.maintenance(a, { op: 'snapshot-copy', dest: copy });
     expect(res).toMatchObject({ busy: 0, copied: true });

@@ -365,9 +365,7 @@ export class ShardPool {
    */
   async maintenance(ref: ShardRef, job: MaintenanceOp): Promise<MaintenanceResult> {
     assertTenantId(ref.tenant);
-    const j: MaintenanceOp = job.op === 'checkpoint'
-      ? (job.expectWalBytes === undefined ? { op: 'checkpoint' } : { op: 'checkpoint', expectWalBytes: job.expectWalBytes })
-      : { op: 'snapshot-copy', dest: job.dest };
+    const j = plainJob(job);
     return (await this.#enqueue(ref, (id) => ({ id, type: 'maintenance', ref, job: j }), undefined, false)) as MaintenanceResult;
   }
 
@@ -384,13 +382,14 @@ export class ShardPool {
     let slot = -1;
     let held!: () => void;
     const acquired = new Promise<void>((r) => { held = r; });
-    // A no-op job (its size check never matches) opens the handle and holds the tenant from then on.
-    await this.#enqueue(ref, (id) => ({ id, type: 'maintenance', ref, job: { op: 'checkpoint', expectWalBytes: -1 } }), (i) => { slot = i; held(); }, false, undefined, true);
+    // A no-op job opens the handle and holds the tenant from then on.
+    await this.#enqueue(ref, (id) => ({ id, type: 'maintenance', ref, job: { op: 'hold' } }), (i) => { slot = i; held(); }, false, undefined, true);
     await acquired;
     try {
       const job = await prepare();
       if (!job) return null;
-      return (await this.#callSession(slot, (id) => ({ id, type: 'maintenance', ref, job }))) as MaintenanceResult;
+      const j = plainJob(job);
+      return (await this.#callSession(slot, (id) => ({ id, type: 'maintenance', ref, job: j }))) as MaintenanceResult;
     } finally {
       this.#release(ref.tenant);
     }
@@ -979,4 +978,20 @@ function execOptions(opts: ExecOptions): ExecOptions {
 
 function unavailable(): DomicileError {
   return new DomicileError('NODE_UNAVAILABLE', 'the shard pool is shutting down');
+}
+
+/** A maintenance job with only its own fields (it is posted to a worker). */
+function plainJob(job: MaintenanceOp): MaintenanceOp {
+  switch (job.op) {
+    case 'checkpoint': {
+      const w = job.expectWal;
+      return {
+        op: 'checkpoint',
+        ...(job.mode === undefined ? {} : { mode: job.mode }),
+        ...(w === undefined ? {} : { expectWal: { salt1: w.salt1, salt2: w.salt2, offset: w.offset } }),
+      };
+    }
+    case 'hold': return { op: 'hold' };
+    case 'snapshot-copy': return { op: 'snapshot-copy', dest: job.dest };
+  }
 }

@@ -16,6 +16,7 @@ import { HandleCache, type CloseReason } from './handle-cache.ts';
 import { osThreadId } from './thread-cpu.ts';
 import { createShard, openShard, type ShardHandle, type ShardLimits } from './open-shard.ts';
 import type { MaintenanceOp, MaintenanceResult, RequestReply, WorkerCounters, WorkerInit, WorkerReply, WorkerRequest } from './protocol.ts';
+import { walChangedSince } from './wal-mark.ts';
 
 const init = workerData as WorkerInit;
 const port = parentPort;
@@ -65,12 +66,14 @@ function beforeClose(handle: ShardHandle, reason: CloseReason): void {
 
 /** A replication job (protocol.ts `MaintenanceOp`); runs between the tenant's writes. */
 function maintenance(h: ShardHandle, job: MaintenanceOp): MaintenanceResult {
+  if (job.op === 'hold') return { busy: 0, log: -1, checkpointed: -1, skipped: 'hold' };
   return h.guard.trusted(() => {
     if (h.db.inTransaction) throw new DomicileError('INTERNAL', 'maintenance inside an open transaction');
-    if (job.op === 'checkpoint' && job.expectWalBytes !== undefined && walBytes(h.path) !== job.expectWalBytes) {
+    if (job.op === 'checkpoint' && job.expectWal !== undefined && walChangedSince(`${h.path}-wal`, job.expectWal)) {
       return { busy: 0, log: -1, checkpointed: -1, skipped: 'wal-changed' };
     }
-    const row = (h.db.pragma('wal_checkpoint(TRUNCATE)') as Array<{ busy: number; log: number; checkpointed: number }>)[0]!;
+    const mode = job.op === 'checkpoint' && job.mode === 'RESTART' ? 'RESTART' : 'TRUNCATE';
+    const row = (h.db.pragma(`wal_checkpoint(${mode})`) as Array<{ busy: number; log: number; checkpointed: number }>)[0]!;
     const out: MaintenanceResult = { busy: row.busy, log: row.log, checkpointed: row.checkpointed };
     if (job.op === 'snapshot-copy') {
       if (row.busy !== 0 || walBytes(h.path) !== 0) return { ...out, skipped: 'busy' };

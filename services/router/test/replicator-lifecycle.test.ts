@@ -4,7 +4,7 @@
 // ships at most `concurrency` tenants at once; it checkpoints a quiet
 // tenant's WAL without holding its writes, and holds a busy one only past
 // `checkpointForceBytes`; and a crash of the shipper thread loses nothing.
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, utimesSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -228,6 +228,15 @@ describe('Replicator with its shippers on a thread', () => {
 
 describe('Replicator checkpoints', () => {
   const walSize = (ref: ShardRef) => statSync(`${ref.path}-wal`).size;
+  /** Bytes of the current log (header and frames with its salts): less than the file after a RESTART checkpoint. */
+  const logBytes = (ref: ShardRef) => {
+    const b = readFileSync(`${ref.path}-wal`);
+    if (b.byteLength < 32) return 0;
+    const frame = 24 + b.readUInt32BE(8);
+    let end = 32;
+    while (end + frame <= b.byteLength && b.readUInt32BE(end + 8) === b.readUInt32BE(16) && b.readUInt32BE(end + 12) === b.readUInt32BE(20)) end += frame;
+    return end;
+  };
   /** The pool as the replicator sees it, counting checkpoint jobs and noting the WAL's size at each hold. */
   const counting = (pool: ShardPool) => {
     const seen = { jobs: 0, held: [] as number[], reported: [] as Array<{ how: string; pause: number }> };
@@ -238,7 +247,7 @@ describe('Replicator checkpoints', () => {
         return pool.maintenance(ref, job);
       },
       heldMaintenance: (ref: ShardRef, prepare: Parameters<ShardPool['heldMaintenance']>[1]) => {
-        seen.held.push(walSize(ref));
+        seen.held.push(logBytes(ref));
         return pool.heldMaintenance(ref, prepare);
       },
     };
@@ -281,7 +290,22 @@ describe('Replicator checkpoints', () => {
     });
   });
 
-  it('holds a tenant under steady writes only once its WAL passes checkpointForceBytes, and loses nothing', async () => {
+  /** Four writers, each with its next write queued behind the others', until `stop()`: a checkpoint job never finds the WAL as it was shipped. */
+  const steadyWrites = async (pool: ShardPool, ref: ShardRef, stop: () => boolean, sample: () => void) => {
+    await pool.query(ref, { sql: 'CREATE TABLE pad (b BLOB)' });
+    let next = 1000;
+    const writer = async () => {
+      while (!stop() && next < 1000 + 20_000) {
+        const id = next++;
+        await pool.batch(ref, [{ sql: 'INSERT INTO kv VALUES (?)', params: [id] }, { sql: 'INSERT INTO pad VALUES (randomblob(3000))' }]);
+        sample();
+      }
+    };
+    await Promise.all([writer(), writer(), writer(), writer()]);
+    return next - 1000;
+  };
+
+  it('holds a tenant under steady writes only once its log passes checkpointForceBytes, restarts the log in place, and loses nothing', async () => {
     let c!: ReturnType<typeof counting>;
     const force = 2 << 20;
     const opts = (pool: ShardPool) => {
@@ -289,22 +313,18 @@ describe('Replicator checkpoints', () => {
       return { pool: c.view, onCheckpoint: c.onCheckpoint, checkpointBytes: 256 << 10, checkpointForceBytes: force };
     };
     await withReplicator('ckpt-busy', opts, async ({ rep, pool, ref, store }) => {
-      await pool.query(ref, { sql: 'CREATE TABLE pad (b BLOB)' });
-      // Four writers, each with its next write queued behind the others': a checkpoint job never finds the WAL as it was shipped.
-      let next = 1000;
       let maxWal = 0;
-      const writer = async () => {
-        while (c.seen.held.length < 2 && next < 1000 + 20_000) {
-          const id = next++;
-          await pool.batch(ref, [{ sql: 'INSERT INTO kv VALUES (?)', params: [id] }, { sql: 'INSERT INTO pad VALUES (randomblob(3000))' }]);
-          maxWal = Math.max(maxWal, walSize(ref));
-        }
-      };
-      await Promise.all([writer(), writer(), writer(), writer()]);
+      let minWalAfterHold = Number.POSITIVE_INFINITY;
+      const written = await steadyWrites(pool, ref, () => c.seen.held.length >= 2, () => {
+        maxWal = Math.max(maxWal, walSize(ref));
+        if (c.seen.reported.some((r) => r.how === 'held')) minWalAfterHold = Math.min(minWalAfterHold, walSize(ref));
+      });
       expect(c.seen.held.length).toBe(2);
       // Never held below the force threshold, and the WAL stayed near it (not unbounded).
       for (const bytes of c.seen.held) expect(bytes).toBeGreaterThanOrEqual(force);
       expect(maxWal).toBeLessThan(4 * force);
+      // RESTART, not TRUNCATE: after a held checkpoint the busy tenant's -wal kept its size (its next commits overwrite it).
+      expect(minWalAfterHold).toBeGreaterThanOrEqual(force);
       expect(await rep.flush()).toBe(true);
       // Below the force size it tried without holding, and the writes in between skipped those tries.
       const held = c.seen.reported.filter((r) => r.how === 'held');
@@ -312,7 +332,79 @@ describe('Replicator checkpoints', () => {
       for (const h of held) expect(h.pause).toBeGreaterThan(0);
       expect(c.seen.reported.filter((r) => r.how === 'skipped').length).toBeGreaterThan(0);
       expect(await listGenerations(store, 'ckpt-busy', 'inc1')).toHaveLength(1);
-      expect(await restoredCount(store, 'ckpt-busy')).toBe(1 + (next - 1000));
+      expect(await restoredCount(store, 'ckpt-busy')).toBe(1 + written);
+    });
+  });
+
+  it('a write in place after a RESTART is shipped even when the -wal\'s size and mtime look unchanged', async () => {
+    let c!: ReturnType<typeof counting>;
+    const opts = (pool: ShardPool) => {
+      c = counting(pool);
+      return { pool: c.view, onCheckpoint: c.onCheckpoint, checkpointBytes: 256 << 10, checkpointForceBytes: 1 << 20 };
+    };
+    await withReplicator('ckpt-inplace', opts, async ({ rep, pool, ref, store }) => {
+      const written = await steadyWrites(pool, ref, () => c.seen.reported.some((r) => r.how === 'held'), () => {});
+      const wal = `${ref.path}-wal`;
+      const db = new Database(ref.path);
+      const txid = () => (db.prepare('SELECT txid FROM _domicile_meta').get() as { txid: number }).txid;
+      /** Until the replicator has shipped everything committed (no flush: its extra pass would find nothing new and truncate the -wal). */
+      const shipped = async () => {
+        const done = () => rep.status('ckpt-inplace')?.replicatedTxid === txid() && rep.status('ckpt-inplace')?.lagMs === 0;
+        for (let i = 0; i < 100 && !done(); i++) await new Promise((r) => setTimeout(r, 20));
+        await new Promise((r) => setTimeout(r, 50)); // and its pass loop has ended: the next notification finds it idle
+        return done();
+      };
+      /** A commit from another connection that overwrites old frames (the -wal keeps its size) within one clock tick (its mtime is pinned). */
+      const tick = new Date('2026-01-01T00:00:00Z');
+      const writeInPlace = (id: number) => {
+        const size = walSize(ref);
+        db.transaction(() => {
+          db.prepare('INSERT INTO kv VALUES (?)').run(id);
+          db.prepare('UPDATE _domicile_meta SET txid = txid + 1').run();
+        })();
+        expect(walSize(ref)).toBe(size);
+        utimesSync(wal, tick, tick);
+        rep.notify(ref);
+      };
+      try {
+        expect(await shipped()).toBe(true);
+        expect(logBytes(ref)).toBeLessThan(walSize(ref)); // the log restarted inside the larger file
+        writeInPlace(999_998); // shipped by a pass that records the -wal's size and pinned mtime
+        expect(await shipped()).toBe(true);
+        writeInPlace(999_999); // same size, same mtime as that record: only the log tells it from a read
+        expect(await shipped()).toBe(true);
+      } finally {
+        db.close();
+      }
+      expect(await restoredCount(store, 'ckpt-inplace')).toBe(1 + written + 2);
+    });
+  });
+
+  it('truncates the -wal of a tenant whose log may be written in place (here: resumed) once it is idle, then forgets it', async () => {
+    let c!: ReturnType<typeof counting>;
+    const opts = (pool: ShardPool) => {
+      c = counting(pool);
+      return { pool: c.view, onCheckpoint: c.onCheckpoint, idleForgetMs: 150 };
+    };
+    await withReplicator('ckpt-trim', opts, async ({ rep, pool, ref, store }) => {
+      const forgotten = async () => {
+        for (let i = 0; i < 200 && rep.trackedTenants > 0; i++) await new Promise((r) => setTimeout(r, 20));
+        return rep.trackedTenants === 0;
+      };
+      // A tenant that began its generation here is forgotten as it is: its small log stays (below checkpointBytes).
+      await pool.query(ref, { sql: 'INSERT INTO kv VALUES (2)' });
+      expect(await forgotten()).toBe(true);
+      expect(walSize(ref)).toBeGreaterThan(0);
+      expect(c.seen.reported).toEqual([]);
+      // Resumed at its next write: the shipper did not see its log begin (a RESTART may have left it large), so
+      // once idle it gets one more pass, which finds nothing new and truncates the -wal; then it is forgotten.
+      await pool.query(ref, { sql: 'INSERT INTO kv VALUES (3)' });
+      for (let i = 0; i < 200 && !(walSize(ref) === 0 && rep.trackedTenants === 0); i++) await new Promise((r) => setTimeout(r, 20));
+      expect(walSize(ref)).toBe(0);
+      expect(rep.trackedTenants).toBe(0);
+      expect(c.seen.reported.map((r) => r.how)).toEqual(['quiet']);
+      expect(await listGenerations(store, 'ckpt-trim', 'inc1')).toHaveLength(1);
+      expect(await restoredCount(store, 'ckpt-trim')).toBe(3);
     });
   });
 });

@@ -4,10 +4,11 @@
  * a Domicile-shaped file into a filesystem bucket and restores them; the
  * thread additionally survives its own crash (SHIPPER_LOST, then a new thread).
  */
-import { copyFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FsObjectStore } from '@domicile/object-store';
+import { walChangedSince } from '@domicile/shard';
 import {
   createSnapshot, newGenerationId, readGenerationTip, restore, snapshotKey, type GenerationRef,
 } from '@domicile/replication';
@@ -78,7 +79,15 @@ describe.each(implementations)('Shippers contract: %s', (_name, make) => {
     expect(r.uploads[0]!.bytes).toBeGreaterThan(0);
     expect([h.txid, h.shippedTxid]).toEqual([s.shard.txid(), s.shard.txid()]);
     expect(await h.checkpointAllowed()).toBe(true);
+    // The mark a checkpoint job checks: the end of the shipped log, which a new commit moves past.
+    const mark = await h.checkpointMark();
+    expect(mark).toMatchObject({ offset: statSync(`${s.path}-wal`).size });
+    expect(walChangedSince(`${s.path}-wal`, mark!)).toBe(false);
     expect(await h.pass(s.store)).toMatchObject({ kind: 'none', uploads: [] });
+    s.shard.write((db) => db.prepare('INSERT INTO items (name) VALUES (?)').run('unshipped'));
+    expect(walChangedSince(`${s.path}-wal`, mark!)).toBe(true);
+    expect(await h.checkpointMark()).toBeNull();
+    await ship(h, s.store);
     await expectRestoresLive(s);
     h.close();
   });
@@ -94,6 +103,7 @@ describe.each(implementations)('Shippers contract: %s', (_name, make) => {
     await expect(h.pass(down)).rejects.toThrow();
     expect([h.txid, h.shippedTxid]).toEqual([s.shard.txid(), before]);
     expect(await h.checkpointAllowed()).toBe(false); // captured, not acknowledged
+    expect(await h.checkpointMark()).toBeNull();
     s.shard.write((db) => db.prepare('INSERT INTO items (name) VALUES (?)').run('after the failure'));
     const r = await h.pass(s.store);
     expect(r).toMatchObject({ kind: 'stored', uploads: [{ maxTxid: s.shard.txid() - 1 }, { maxTxid: s.shard.txid() }] });

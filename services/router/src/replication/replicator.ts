@@ -31,7 +31,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
-import { rm, stat } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { DomicileError } from '@domicile/errors';
 import type { ObjectStore } from '@domicile/object-store';
 import {
@@ -177,6 +177,16 @@ interface TenantRep {
   queued: (() => void) | undefined;
   /** `-wal` size and mtime before the latest completed pass: a notification with the same is a read (nothing to ship). */
   walSig: string | undefined;
+  /**
+   * The `-wal` may be written in place: a RESTART checkpoint left the file
+   * its size, or the shipper resumed a log it did not see begin. Commits then
+   * overwrite old frames without growing the file, and a size and an mtime
+   * (coarse: a clock tick) no longer tell a write from a read, so every
+   * notification counts. A pass that finds nothing new tries a quiet
+   * TRUNCATE, which ends this state and gives the disk back; an idle tenant
+   * gets one such pass before it is forgotten.
+   */
+  inPlace: boolean;
 }
 
 function shardBytes(dbPath: string): number {
@@ -234,6 +244,13 @@ export class Replicator {
       if (st.running || st.dirty || st.failures > 0 || st.durable.length > 0 || st.idle.length > 0 || st.oldest !== undefined) continue;
       if (st.lastPassAt === undefined || now - st.lastPassAt < this.#o.idleForgetMs) continue;
       if (now - st.lastPassAt < 10 * this.#o.idleForgetMs && shardBytes(st.ref.path) > this.#o.largeShardBytes) continue;
+      if (st.inPlace && st.shipper) {
+        // Its -wal may still be as large as a RESTART checkpoint left it: one more pass, which finds
+        // nothing new and so truncates it (`#maybeCheckpoint`); the tenant is forgotten a sweep later.
+        st.dirty = true;
+        this.#kick(st);
+        continue;
+      }
       this.#tenants.delete(tenant);
       st.stopped = true;
       st.shipper?.close();
@@ -271,14 +288,14 @@ export class Replicator {
       }
       st = {
         ref, store, gen: null, genStartedAt: 0, shipper: null, walBytes: 0, dirty: false, running: null, stopped: false,
-        oldest: undefined, newer: undefined, failures: 0, lastError: undefined, wake: undefined, flushing: false, queued: undefined, idle: [], walSig: undefined,
+        oldest: undefined, newer: undefined, failures: 0, lastError: undefined, wake: undefined, flushing: false, queued: undefined, idle: [], walSig: undefined, inPlace: false,
         startedSeq: 0, doneSeq: 0, needSeq: 0, durable: [], lastPassAt: undefined,
       };
       this.#tenants.set(ref.tenant, st);
     }
     if (ref.epoch !== st.ref.epoch) st.ref = ref;
     // A read (or a refused write) leaves the -wal as it was: no pass, no lag.
-    if (!st.running && !st.dirty && st.failures === 0 && st.walSig !== undefined && st.walSig === walSignature(ref.path)) return;
+    if (!st.running && !st.dirty && st.failures === 0 && !st.inPlace && st.walSig !== undefined && st.walSig === walSignature(ref.path)) return;
     const now = this.#o.now();
     st.oldest ??= now;
     if (st.running) st.newer ??= now;
@@ -518,12 +535,14 @@ export class Replicator {
     // One pass of the shipper holds every commit made before it started (after the segment a failed
     // pass left, if any). Commits arriving meanwhile go to the next pass — under steady writes a pass
     // ends, so sync waiters are answered and checkpoints get their turn.
+    let quiet: boolean;
     for (;;) {
       if (st.stopped || !st.shipper) return;
       const r = await st.shipper.pass(st.store);
       this.#uploaded(st, r);
       if (r.kind !== 'restart') {
         st.walBytes = r.walBytes;
+        quiet = r.kind === 'none' && r.uploads.length === 0;
         break;
       }
       if (st.stopped) return; // a stopped shipper (restore, move, erase) starts nothing
@@ -538,7 +557,7 @@ export class Replicator {
       await this.#rotate(st);
       return;
     }
-    await this.#maybeCheckpoint(st);
+    await this.#maybeCheckpoint(st, quiet);
   }
 
   /** A pass's uploads: metrics, and the bucket answers again. */
@@ -573,6 +592,7 @@ export class Replicator {
         }
         if (shipper) {
           st.shipper = shipper;
+          st.inPlace = true; // the log may be one a RESTART checkpoint folded before the node stopped
           st.gen = gen;
           st.genStartedAt = generationTime(gen.generation);
           this.#o.log.info({ tenant, generation: gen.generation, txid: tip.txid }, 'replication resumed from the bucket tip');
@@ -592,6 +612,7 @@ export class Replicator {
       // A stopped tenant (restore, move, erase) uploads no generation: the copy may be of a file swapped in since.
       if (st.stopped) return;
       if (!res.copied) throw new Error(`generation start: checkpoint not complete (${res.skipped ?? 'busy'})`);
+      st.inPlace = false; // the checkpoint truncated the -wal
       const gen: GenerationRef = { tenant: st.ref.tenant, incarnation: st.ref.incarnation, epoch: st.ref.epoch, generation: newGenerationId(this.#o.now()) };
       // Hashes the copy (on the shippers' thread, in ~2 MiB slices).
       const shipper = await this.#shippers.beginFromCopy({ dbPath: st.ref.path, ...gen }, copy);
@@ -649,22 +670,23 @@ export class Replicator {
     }
   }
 
-  /** A large WAL whose every commit is acknowledged: checkpoint it through the tenant's queue. */
-  async #maybeCheckpoint(st: TenantRep): Promise<void> {
+  /**
+   * A large WAL whose every commit is acknowledged: checkpoint it through the
+   * tenant's queue (docs/replication.md, "Checkpoints"). The size is the log's
+   * as the pass read it (`walBytes`), not the file's: a RESTART checkpoint
+   * leaves the file as large as it was.
+   */
+  async #maybeCheckpoint(st: TenantRep, quiet: boolean): Promise<void> {
     const shipper = st.shipper;
     if (!shipper || st.stopped) return;
-    // What the pass read of the log, without a stat per pass: the file is at least that large.
-    if (st.walBytes < this.#o.checkpointBytes) return;
-    let bytes: number;
-    try {
-      bytes = (await stat(`${st.ref.path}-wal`)).size;
-    } catch {
-      return;
-    }
-    if (bytes < this.#o.checkpointBytes) return;
+    const bytes = st.walBytes;
+    // Also a small log, when the pass found nothing new and the file may be larger than the log (`inPlace`).
+    if (bytes < this.#o.checkpointBytes && !(st.inPlace && quiet)) return;
     const pool = this.#o.pool;
     if (pool.heldMaintenance && bytes >= this.#o.checkpointForceBytes) {
       // The tenant is held (nothing commits): ship the rest, then checkpoint exactly what was shipped.
+      // RESTART, not TRUNCATE: a tenant this busy writes again at once, and appending to a truncated
+      // file costs each of its commits more than overwriting the old log in place (RESULTS.md).
       let heldAt = 0;
       const res = await pool.heldMaintenance(st.ref, async () => {
         heldAt = performance.now();
@@ -675,34 +697,37 @@ export class Replicator {
           if (r.kind === 'none') break;
           if (r.kind === 'restart') return null; // the next pass begins a new generation (its snapshot job would wait behind this hold)
         }
-        if (!(await shipper.checkpointAllowed())) return null;
-        let now: number;
-        try { now = (await stat(`${st.ref.path}-wal`)).size; } catch { return null; }
-        return { op: 'checkpoint', expectWalBytes: now };
+        const mark = await shipper.checkpointMark();
+        return mark === null ? null : { op: 'checkpoint', mode: 'RESTART', expectWal: mark };
       });
       if (res === null || res.skipped) return;
       shipper.noteCheckpoint(res);
       st.walBytes = 0;
+      st.inPlace = true;
       this.#o.onCheckpoint?.(st.ref, 'held', (performance.now() - heldAt) / 1000);
       return;
     }
-    // Size first, then the check: a commit in between fails the check or changes the size the job verifies.
-    if (!(await shipper.checkpointAllowed())) {
+    // The mark is where the pass stopped reading; a commit after it skips the job (wal-mark.ts in @domicile/shard).
+    const mark = await shipper.checkpointMark();
+    if (mark === null) {
       this.#o.onCheckpoint?.(st.ref, 'skipped', 0);
       return;
     }
     // Not held: the job runs after the tenant's queued writes, and a commit among them skips it (the
-    // size it verifies changed). A quiet tenant's checkpoint runs at once; a busy one's waits for the
+    // log moved past the mark). A quiet tenant's checkpoint runs at once; a busy one's waits for the
     // force threshold above, so its writes pause once per `checkpointForceBytes`, not per `checkpointBytes`.
+    // TRUNCATE: a quiet tenant may stay quiet, and its `-wal` should not keep its size on disk meanwhile;
+    // this is also how a file left large by a RESTART (`inPlace`) shrinks, at the tenant's first pause.
     // Skipped: the write that came in has already asked for the next pass, which tries again; a move's hold
     // (moves/checkpoint-holds.ts) or a busy reader waits for the tenant's next write rather than a spin.
-    const res = await pool.maintenance(st.ref, { op: 'checkpoint', expectWalBytes: bytes });
+    const res = await pool.maintenance(st.ref, { op: 'checkpoint', mode: 'TRUNCATE', expectWal: mark });
     if (res.skipped) {
       this.#o.onCheckpoint?.(st.ref, 'skipped', 0);
       return;
     }
     shipper.noteCheckpoint(res);
     st.walBytes = 0;
+    if (res.busy === 0) st.inPlace = false;
     this.#o.onCheckpoint?.(st.ref, 'quiet', 0);
   }
 

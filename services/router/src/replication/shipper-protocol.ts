@@ -9,6 +9,7 @@ export type ToShipperWorker =
   /** A `SegmentPasses.pass` into the bucket at `bucket` (a URL the thread opens once: `openObjectStore`). */
   | { id: number; op: 'pass'; sid: number; bucket: string }
   | { id: number; op: 'checkpointAllowed'; sid: number }
+  | { id: number; op: 'checkpointMark'; sid: number }
   | { op: 'noteCheckpoint'; sid: number; result: { busy: number; log?: number; checkpointed?: number } }
   | { op: 'close'; sid: number };
 

@@ -17,7 +17,7 @@ import { Worker } from 'node:worker_threads';
 import { pathToFileURL } from 'node:url';
 import { DomicileError } from '@domicile/errors';
 import { FsObjectStore, type ObjectStore } from '@domicile/object-store';
-import type { GenerationTip, PassResult, ShipperOptions } from '@domicile/replication';
+import type { GenerationTip, PassResult, ShipperOptions, WalMark } from '@domicile/replication';
 import { resolveTsxEsmApi } from '@domicile/shard';
 import { fromWire, type FromShipperWorker, type ShipperState, type ToShipperWorker } from './shipper-protocol.ts';
 import { ShipperLostError, type ShipperHandle, type Shippers } from './shippers.ts';
@@ -178,6 +178,10 @@ export class ThreadShippers implements Shippers {
       checkpointAllowed: async () => {
         if (closed) return false;
         return (await this.#call(t, { op: 'checkpointAllowed', sid })).value as boolean;
+      },
+      checkpointMark: async () => {
+        if (closed) return null;
+        return (await this.#call(t, { op: 'checkpointMark', sid })).value as WalMark | null;
       },
       noteCheckpoint: (result) => send({ op: 'noteCheckpoint', sid, result }),
       close: () => {

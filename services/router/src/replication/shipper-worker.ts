@@ -63,6 +63,8 @@ async function answer(m: Extract<ToShipperWorker, { id: number }>): Promise<From
     }
     case 'checkpointAllowed':
       return { id: m.id, ok: true, value: shippers.get(m.sid)?.shipper.checkpointAllowed() ?? false };
+    case 'checkpointMark':
+      return { id: m.id, ok: true, value: shippers.get(m.sid)?.shipper.checkpointMark() ?? null };
   }
 }
 

@@ -15,7 +15,7 @@
  * generation's start (what its snapshot must carry).
  */
 import type { ObjectStore } from '@domicile/object-store';
-import { SegmentPasses, WalShipper, type DbChecksum, type GenerationTip, type PassResult, type ShipperOptions } from '@domicile/replication';
+import { SegmentPasses, WalShipper, type DbChecksum, type GenerationTip, type PassResult, type ShipperOptions, type WalMark } from '@domicile/replication';
 
 /** One tenant's shipper, whichever thread it runs on. Calls for one handle must not overlap (the replicator runs one pass per tenant). */
 export interface ShipperHandle {
@@ -33,6 +33,8 @@ export interface ShipperHandle {
   pass(store: ObjectStore): Promise<PassResult>;
   /** `WalShipper.checkpointAllowed`. */
   checkpointAllowed(): Promise<boolean>;
+  /** `WalShipper.checkpointMark`: null when a checkpoint would lose something, else the mark a checkpoint job checks. */
+  checkpointMark(): Promise<WalMark | null>;
   /** `WalShipper.noteCheckpoint`. */
   noteCheckpoint(result: { busy: number; log?: number; checkpointed?: number }): void;
   /** `WalShipper.close`. Idempotent. */
@@ -91,6 +93,7 @@ export class InProcessShippers implements Shippers {
       checksum,
       pass: (store) => passes.pass(store),
       checkpointAllowed: async () => s.checkpointAllowed(),
+      checkpointMark: async () => s.checkpointMark(),
       noteCheckpoint: (res) => s.noteCheckpoint(res),
       close: () => { open.delete(s); s.close(); },
     };
