@@ -4,14 +4,14 @@
 // ships at most `concurrency` tenants at once; it checkpoints a quiet
 // tenant's WAL without holding its writes, and holds a busy one only past
 // `checkpointForceBytes`; and a crash of the shipper thread loses nothing.
-import { mkdtempSync, readFileSync, rmSync, statSync, utimesSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, rmSync, statSync, utimesSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { FsObjectStore, type ObjectStore } from '@domicile/object-store';
-import { listGenerations, restore } from '@domicile/replication';
+import { listGenerations, readWal, restore } from '@domicile/replication';
 import Database from 'better-sqlite3';
-import { ShardPool, shardPath, type ShardRef } from '@domicile/shard';
+import { ShardPool, shardPath, type MaintenanceResult, type ShardRef } from '@domicile/shard';
 import { Replicator, type ReplicatorOptions } from '../src/replication/replicator.ts';
 import { ThreadShippers } from '../src/replication/shipper-thread.ts';
 
@@ -228,23 +228,27 @@ describe('Replicator with its shippers on a thread', () => {
 
 describe('Replicator checkpoints', () => {
   const walSize = (ref: ShardRef) => statSync(`${ref.path}-wal`).size;
-  /** Bytes of the current log (header and frames with its salts): less than the file after a RESTART checkpoint. */
+  /** Bytes of the current log (its header and valid frames): less than the file after a RESTART checkpoint. */
   const logBytes = (ref: ShardRef) => {
-    const b = readFileSync(`${ref.path}-wal`);
-    if (b.byteLength < 32) return 0;
-    const frame = 24 + b.readUInt32BE(8);
-    let end = 32;
-    while (end + frame <= b.byteLength && b.readUInt32BE(end + 8) === b.readUInt32BE(16) && b.readUInt32BE(end + 12) === b.readUInt32BE(20)) end += frame;
-    return end;
+    const fd = openSync(`${ref.path}-wal`, 'r');
+    try {
+      const res = readWal(fd);
+      return res.kind === 'frames' ? res.endOffset : 0;
+    } finally {
+      closeSync(fd);
+    }
   };
   /** The pool as the replicator sees it, counting checkpoint jobs and noting the WAL's size at each hold. */
   const counting = (pool: ShardPool) => {
-    const seen = { jobs: 0, held: [] as number[], reported: [] as Array<{ how: string; pause: number }> };
+    const seen = { jobs: 0, held: [] as number[], reported: [] as Array<{ how: string; pause: number }>, results: [] as MaintenanceResult[] };
     const onCheckpoint: ReplicatorOptions['onCheckpoint'] = (_ref, how, pause) => seen.reported.push({ how, pause });
     const view = {
       maintenance: (ref: ShardRef, job: Parameters<ShardPool['maintenance']>[1]) => {
         if (job.op === 'checkpoint') seen.jobs++;
-        return pool.maintenance(ref, job);
+        return pool.maintenance(ref, job).then((res) => {
+          if (job.op === 'checkpoint') seen.results.push(res);
+          return res;
+        });
       },
       heldMaintenance: (ref: ShardRef, prepare: Parameters<ShardPool['heldMaintenance']>[1]) => {
         seen.held.push(logBytes(ref));
@@ -336,25 +340,23 @@ describe('Replicator checkpoints', () => {
     });
   });
 
-  it('a write in place after a RESTART is shipped even when the -wal\'s size and mtime look unchanged', async () => {
-    let c!: ReturnType<typeof counting>;
-    const opts = (pool: ShardPool) => {
-      c = counting(pool);
-      return { pool: c.view, onCheckpoint: c.onCheckpoint, checkpointBytes: 256 << 10, checkpointForceBytes: 1 << 20 };
-    };
-    await withReplicator('ckpt-inplace', opts, async ({ rep, pool, ref, store }) => {
-      const written = await steadyWrites(pool, ref, () => c.seen.reported.some((r) => r.how === 'held'), () => {});
-      const wal = `${ref.path}-wal`;
-      const db = new Database(ref.path);
+  /**
+   * Two commits from another connection that overwrite old frames of the log (the -wal keeps its size)
+   * within one clock tick (the mtime is pinned), each notified: the first is shipped by a pass that records
+   * the -wal's size and mtime, the second has the same size and mtime, so only the log tells it from a read.
+   * Waits for each to be shipped (no flush: its extra pass would find nothing new and truncate the -wal).
+   */
+  const writeTwiceInPlace = async (rep: Replicator, ref: ShardRef): Promise<boolean> => {
+    const wal = `${ref.path}-wal`;
+    const db = new Database(ref.path);
+    try {
       const txid = () => (db.prepare('SELECT txid FROM _domicile_meta').get() as { txid: number }).txid;
-      /** Until the replicator has shipped everything committed (no flush: its extra pass would find nothing new and truncate the -wal). */
       const shipped = async () => {
-        const done = () => rep.status('ckpt-inplace')?.replicatedTxid === txid() && rep.status('ckpt-inplace')?.lagMs === 0;
+        const done = () => rep.status(ref.tenant)?.replicatedTxid === txid() && rep.status(ref.tenant)?.lagMs === 0;
         for (let i = 0; i < 100 && !done(); i++) await new Promise((r) => setTimeout(r, 20));
         await new Promise((r) => setTimeout(r, 50)); // and its pass loop has ended: the next notification finds it idle
         return done();
       };
-      /** A commit from another connection that overwrites old frames (the -wal keeps its size) within one clock tick (its mtime is pinned). */
       const tick = new Date('2026-01-01T00:00:00Z');
       const writeInPlace = (id: number) => {
         const size = walSize(ref);
@@ -366,17 +368,54 @@ describe('Replicator checkpoints', () => {
         utimesSync(wal, tick, tick);
         rep.notify(ref);
       };
-      try {
-        expect(await shipped()).toBe(true);
-        expect(logBytes(ref)).toBeLessThan(walSize(ref)); // the log restarted inside the larger file
-        writeInPlace(999_998); // shipped by a pass that records the -wal's size and pinned mtime
-        expect(await shipped()).toBe(true);
-        writeInPlace(999_999); // same size, same mtime as that record: only the log tells it from a read
-        expect(await shipped()).toBe(true);
-      } finally {
-        db.close();
-      }
+      if (!(await shipped())) return false;
+      writeInPlace(999_998);
+      if (!(await shipped())) return false;
+      writeInPlace(999_999);
+      return await shipped();
+    } finally {
+      db.close();
+    }
+  };
+
+  it('a write in place after a RESTART is shipped even when the -wal\'s size and mtime look unchanged', async () => {
+    let c!: ReturnType<typeof counting>;
+    const opts = (pool: ShardPool) => {
+      c = counting(pool);
+      return { pool: c.view, onCheckpoint: c.onCheckpoint, checkpointBytes: 256 << 10, checkpointForceBytes: 1 << 20 };
+    };
+    await withReplicator('ckpt-inplace', opts, async ({ rep, pool, ref, store }) => {
+      const written = await steadyWrites(pool, ref, () => c.seen.reported.some((r) => r.how === 'held'), () => {});
+      expect(logBytes(ref)).toBeLessThan(walSize(ref)); // the log restarted inside the larger file
+      expect(await writeTwiceInPlace(rep, ref)).toBe(true);
       expect(await restoredCount(store, 'ckpt-inplace')).toBe(1 + written + 2);
+    });
+  });
+
+  it('after a quiet TRUNCATE a reader kept from truncating, a write that restarts the log in place is still shipped', async () => {
+    let c!: ReturnType<typeof counting>;
+    const opts = (pool: ShardPool) => {
+      c = counting(pool);
+      // The interval leaves time to start the reader between the commit and the pass that checkpoints it.
+      return { pool: c.view, onCheckpoint: c.onCheckpoint, checkpointBytes: 64 << 10, checkpointForceBytes: 64 << 20, shipIntervalMs: 500 };
+    };
+    await withReplicator('ckpt-busy-truncate', opts, async ({ rep, pool, ref, store }) => {
+      await pool.batch(ref, [{ sql: 'CREATE TABLE pad (b BLOB)' }, { sql: 'INSERT INTO pad VALUES (randomblob(100000))' }]);
+      // A reader in another connection that sees the whole log: the checkpoint folds all of it but cannot
+      // truncate the file while the reader is there (busy), and the next write restarts the log in place.
+      const reader = new Database(ref.path, { readonly: true });
+      try {
+        reader.exec('BEGIN');
+        reader.prepare('SELECT count(*) FROM pad').get();
+        for (let i = 0; i < 250 && !c.seen.results.some((r) => r.busy !== 0); i++) await new Promise((r) => setTimeout(r, 20));
+        expect(c.seen.results.some((r) => r.busy !== 0 && r.skipped === undefined)).toBe(true);
+        reader.exec('COMMIT');
+      } finally {
+        reader.close();
+      }
+      expect(walSize(ref)).toBeGreaterThan(64 << 10); // not truncated: the next write restarts the log at its start
+      expect(await writeTwiceInPlace(rep, ref)).toBe(true);
+      expect(await restoredCount(store, 'ckpt-busy-truncate')).toBe(1 + 2);
     });
   });
 

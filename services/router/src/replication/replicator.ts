@@ -178,8 +178,10 @@ interface TenantRep {
   /** `-wal` size and mtime before the latest completed pass: a notification with the same is a read (nothing to ship). */
   walSig: string | undefined;
   /**
-   * The `-wal` may be written in place: a RESTART checkpoint left the file
-   * its size, or the shipper resumed a log it did not see begin. Commits then
+   * The `-wal` may be written in place: a checkpoint folded the log without
+   * emptying the file (RESTART; or a TRUNCATE that a reader kept from
+   * truncating, after which SQLite restarts the log at the next write), or
+   * the shipper resumed a log it did not see begin. Commits then
    * overwrite old frames without growing the file, and a size and an mtime
    * (coarse: a clock tick) no longer tell a write from a read, so every
    * notification counts. A pass that finds nothing new tries a quiet
@@ -611,8 +613,8 @@ export class Replicator {
       const res = await this.#o.pool.maintenance(st.ref, { op: 'snapshot-copy', dest: copy });
       // A stopped tenant (restore, move, erase) uploads no generation: the copy may be of a file swapped in since.
       if (st.stopped) return;
+      st.inPlace = !res.copied; // copied: the checkpoint emptied the -wal; else it may have folded the log without emptying it
       if (!res.copied) throw new Error(`generation start: checkpoint not complete (${res.skipped ?? 'busy'})`);
-      st.inPlace = false; // the checkpoint truncated the -wal
       const gen: GenerationRef = { tenant: st.ref.tenant, incarnation: st.ref.incarnation, epoch: st.ref.epoch, generation: newGenerationId(this.#o.now()) };
       // Hashes the copy (on the shippers' thread, in ~2 MiB slices).
       const shipper = await this.#shippers.beginFromCopy({ dbPath: st.ref.path, ...gen }, copy);
@@ -727,7 +729,7 @@ export class Replicator {
     }
     shipper.noteCheckpoint(res);
     st.walBytes = 0;
-    if (res.busy === 0) st.inPlace = false;
+    st.inPlace = res.busy !== 0; // busy: folded as far as a reader allowed, not truncated; the next write may restart the log in place
     this.#o.onCheckpoint?.(st.ref, 'quiet', 0);
   }
 
