@@ -100,6 +100,8 @@ interface LoadResult {
   mode: Mode; s3rverCpuS: number; nodeCpuS: number; opsPerSec: number; p50Ms: number; p99Ms: number; ok: number; errors: number; lagSamples: number[]; probeLags: number[];
   /** Objects (and their bytes) the node stored in its bucket during the window. */
   uploads: { objects: number; bytes: number };
+  /** Held checkpoints during the window and the write pause they cost, summed over tenants (`/metrics`). */
+  held: { count: number; pauseS: number };
   /** The node's CPU per write by thread group (µs; undefined without /proc). */
   threads: ThreadCpu | undefined;
 }
@@ -139,10 +141,13 @@ async function must(res: Promise<{ status: number; body: any }>, what: string): 
 }
 
 
-/** Objects and bytes the node has stored in its buckets so far (`/metrics`). */
-async function uploadCounters(node: DomicileServer): Promise<{ objects: number; bytes: number }> {
+/** What the node's replication has done so far (`/metrics`): objects and bytes stored, held checkpoints and their pause. */
+async function replicationCounters(node: DomicileServer): Promise<{ objects: number; bytes: number; held: number; heldPauseS: number }> {
   const m = await scrapeMetrics(node.url);
-  return { objects: m.sum('domicile_replication_uploaded_objects_total'), bytes: m.sum('domicile_replication_uploaded_bytes_total') };
+  return {
+    objects: m.sum('domicile_replication_uploaded_objects_total'), bytes: m.sum('domicile_replication_uploaded_bytes_total'),
+    held: m.sum('domicile_replication_checkpoints_total', { how: 'held' }), heldPauseS: m.sum('domicile_replication_checkpoint_pause_seconds_sum'),
+  };
 }
 
 /**
@@ -180,7 +185,7 @@ async function putAlongside(s3: S3Server, prefix: string, upl: { objects: number
 }
 
 /** One autocannon window over `tenants`; lag sampled alongside. */
-async function drive(node: DomicileServer, tenants: string[], durationS: number, sampleLag: boolean): Promise<Omit<LoadResult, 'mode' | 's3rverCpuS' | 'nodeCpuS' | 'uploads' | 'threads'>> {
+async function drive(node: DomicileServer, tenants: string[], durationS: number, sampleLag: boolean): Promise<Omit<LoadResult, 'mode' | 's3rverCpuS' | 'nodeCpuS' | 'uploads' | 'held' | 'threads'>> {
   let i = 0;
   const lat: number[] = [];
   const lagSamples: number[] = [];
@@ -253,16 +258,17 @@ async function loadPhase(s3: S3Server, mode: Mode, round: number, alongside?: { 
     await drive(node, tenants, WARMUP_S, false);
     const cpu0 = processCpuSeconds(s3.pid);
     const nodeCpu0 = processCpuSeconds(node.pid());
-    const up0 = await uploadCounters(node);
+    const up0 = await replicationCounters(node);
     const threads0 = await nodeThreadCpu(node.url);
     const side = alongside ? putAlongside(s3, `bound-${round}`, alongside, DURATION_S) : Promise.resolve(0);
     const r = await drive(node, tenants, DURATION_S, true);
     const sidePuts = await side;
     if (alongside && sidePuts < alongside.objects) throw new Error(`bound: ${sidePuts} of ${alongside.objects} PUTs to s3rver answered 200`);
     const threads = threadsPerAnswer(threads0, await nodeThreadCpu(node.url), r.ok);
-    const up1 = await uploadCounters(node);
+    const up1 = await replicationCounters(node);
     const uploads = alongside ?? { objects: up1.objects - up0.objects, bytes: up1.bytes - up0.bytes };
-    return { mode, s3rverCpuS: processCpuSeconds(s3.pid) - cpu0, nodeCpuS: processCpuSeconds(node.pid()) - nodeCpu0, ...r, uploads, threads };
+    const held = { count: up1.held - up0.held, pauseS: up1.heldPauseS - up0.heldPauseS };
+    return { mode, s3rverCpuS: processCpuSeconds(s3.pid) - cpu0, nodeCpuS: processCpuSeconds(node.pid()) - nodeCpu0, ...r, uploads, held, threads };
   } finally {
     if (PROFILE_NODE) await node.stop(); // the profiles are written on a graceful exit
     await node.dispose();
@@ -430,14 +436,14 @@ async function main(): Promise<void> {
       for (const [mode, round] of schedule) {
         const r = await loadPhase(s3, mode, round, mode === 'bound' ? runs.get('async')![round]!.uploads : undefined);
         runs.get(mode)!.push(r);
-        console.log(`${`${mode} #${round + 1}`.padEnd(11)} ${fmt(r.opsPerSec)} writes/s  p50 ${fmt(r.p50Ms, 1)} ms  p99 ${fmt(r.p99Ms, 1)} ms  errors ${r.errors}  node CPU ${fmt((r.nodeCpuS * 1e6) / Math.max(1, r.ok))} µs/write (${threadText(r.threads)})  lag p50/p99 ${fmt(pct(r.lagSamples, 50))}/${fmt(pct(r.lagSamples, 99))} ms  probe ack→bucket p50/p99 ${fmt(pct(r.probeLags, 50), 1)}/${fmt(pct(r.probeLags, 99), 1)} ms  s3rver CPU ${fmt(r.s3rverCpuS, 1)} s`);
+        console.log(`${`${mode} #${round + 1}`.padEnd(11)} ${fmt(r.opsPerSec)} writes/s  p50 ${fmt(r.p50Ms, 1)} ms  p99 ${fmt(r.p99Ms, 1)} ms  errors ${r.errors}  node CPU ${fmt((r.nodeCpuS * 1e6) / Math.max(1, r.ok))} µs/write (${threadText(r.threads)})  lag p50/p99 ${fmt(pct(r.lagSamples, 50))}/${fmt(pct(r.lagSamples, 99))} ms  probe ack→bucket p50/p99 ${fmt(pct(r.probeLags, 50), 1)}/${fmt(pct(r.probeLags, 99), 1)} ms  held checkpoints ${r.held.count} (pause mean ${r.held.count > 0 ? fmt((r.held.pauseS * 1000) / r.held.count, 1) : 'n/a'} ms, total ${fmt(r.held.pauseS, 2)} s)  s3rver CPU ${fmt(r.s3rverCpuS, 1)} s`);
       }
       const off = runs.get('off')!;
       const rows = (['off', 'async', 'sync', 'async-fs', 'bound'] as const).filter((m) => runs.get(m)!.length > 0).map((m) => summarize(m, runs.get(m)!, off));
       const row = (m: Mode) => rows.find((r) => r.mode === m);
       const pooled = (xs: LoadResult[], f: (r: LoadResult) => number[]) => xs.flatMap(f);
       report.push(
-        `Load: ${TENANTS} tenants, ${CONNECTIONS} connections, autocannon closed loop in the bench process, ${DURATION_S} s measured after ${WARMUP_S} s warm-up, one INSERT of ~100 bytes per request, tenants in rotation; a fresh node per run. ${ROUNDS} interleaved round(s) of off → async → async-fs → bound, then sync once; bound: replication off while the bench stores in s3rver, beside the load, as many objects of the same mean size as that round's async node uploaded in its window (plain HTTP PUTs, evenly paced, ≤ 8 in flight): the node pays nothing for replication, s3rver takes its share of the cores; writes/s is the median of a mode's runs, the ratio the median of each round's ratio to that round's off run (sync: to the median off). Node CPU: user + system time of the node process (every thread) during the window, per acknowledged write (median of runs); by thread: the same window from the node's \`domicile_thread_cpu_seconds_total\` (event loop, SQLite workers, replication shipper, the rest: GC, the libuv pool's fsyncs and compression), each the median of runs. Lag: \`replication.lagMs\` of every tenant sampled every 50 ms; probe: one write at a time to the first tenant, from its answer until \`replicatedTxid\` reaches the txid seen right after (polled every 5 ms); both pooled over the runs.`,
+        `Load: ${TENANTS} tenants, ${CONNECTIONS} connections, autocannon closed loop in the bench process, ${DURATION_S} s measured after ${WARMUP_S} s warm-up, one INSERT of ~100 bytes per request, tenants in rotation; a fresh node per run. ${ROUNDS} interleaved round(s) of off → async → async-fs → bound, then sync once; bound: replication off while the bench stores in s3rver, beside the load, as many objects of the same mean size as that round's async node uploaded in its window (plain HTTP PUTs, evenly paced, ≤ 8 in flight): the node pays nothing for replication, s3rver takes its share of the cores; writes/s is the median of a mode's runs, the ratio the median of each round's ratio to that round's off run (sync: to the median off). Node CPU: user + system time of the node process (every thread) during the window, per acknowledged write (median of runs); by thread: the same window from the node's \`domicile_thread_cpu_seconds_total\` (event loop, SQLite workers, replication shipper, the rest: GC, the libuv pool's fsyncs and compression), each the median of runs. Lag: \`replication.lagMs\` of every tenant sampled every 50 ms; probe: one write at a time to the first tenant, from its answer until \`replicatedTxid\` reaches the txid seen right after (polled every 5 ms); both pooled over the runs. Held checkpoints (per-run lines): the window's increase of the node's \`domicile_replication_checkpoints_total{how="held"}\` and of the sum of \`domicile_replication_checkpoint_pause_seconds\`, over all tenants.`,
         '',
         '| replication | writes/s (runs) | ratio vs off (rounds) | node CPU per write | by thread: main / workers / shipper / other | p50 | p99 | errors | lagMs p50 / p99 (samples) | probe answer→bucket p50 / p99 | s3rver CPU |',
         '|---|---|---|---|---|---|---|---|---|---|---|',
