@@ -157,7 +157,10 @@ describe('sync durability through a bucket outage (s3rver)', () => {
 describe('checkpoints under steady writes', () => {
   let t: TestApp;
   // Held past 8 MiB (the default, 2 × 4 MiB; explicit so that this test's 25 MiB of writes must be checkpointed whatever the default).
-  beforeAll(async () => { t = await testApp({ DOMICILE_CHECKPOINT_FORCE_BYTES: '8MiB' }); });
+  // The WAL peaks at the force size plus what the writers add before the next pass sees it: ~6 MiB per
+  // 500 ms (the default interval) at this test's rate, which left the 16 MiB bound below a few hundred KB
+  // of margin (it failed once by 0.4 MB). 100 ms keeps the overshoot to ~1–2 MiB.
+  beforeAll(async () => { t = await testApp({ DOMICILE_CHECKPOINT_FORCE_BYTES: '8MiB', DOMICILE_SHIP_INTERVAL: '100ms' }); });
   afterAll(async () => { await t?.close(); });
 
   it('keeps a busy tenant\'s WAL bounded (the checkpoint holds the tenant briefly instead of being starved) and loses nothing', async () => {
