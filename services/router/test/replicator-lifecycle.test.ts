@@ -238,24 +238,30 @@ describe('Replicator checkpoints', () => {
       closeSync(fd);
     }
   };
-  /** The pool as the replicator sees it, counting checkpoint jobs and noting the WAL's size at each hold. */
-  const counting = (pool: ShardPool) => {
+  /**
+   * Replicator options (`extra` added) whose pool counts checkpoint jobs, keeps their results and notes the
+   * log's size at each hold; `seen` also gathers what `onCheckpoint` reports.
+   */
+  const counted = (extra: Partial<ReplicatorOptions>) => {
     const seen = { jobs: 0, held: [] as number[], reported: [] as Array<{ how: string; pause: number }>, results: [] as MaintenanceResult[] };
-    const onCheckpoint: ReplicatorOptions['onCheckpoint'] = (_ref, how, pause) => seen.reported.push({ how, pause });
-    const view = {
-      maintenance: (ref: ShardRef, job: Parameters<ShardPool['maintenance']>[1]) => {
-        if (job.op === 'checkpoint') seen.jobs++;
-        return pool.maintenance(ref, job).then((res) => {
-          if (job.op === 'checkpoint') seen.results.push(res);
-          return res;
-        });
+    const opts = (pool: ShardPool): Partial<ReplicatorOptions> => ({
+      pool: {
+        maintenance: (ref: ShardRef, job: Parameters<ShardPool['maintenance']>[1]) => {
+          if (job.op === 'checkpoint') seen.jobs++;
+          return pool.maintenance(ref, job).then((res) => {
+            if (job.op === 'checkpoint') seen.results.push(res);
+            return res;
+          });
+        },
+        heldMaintenance: (ref: ShardRef, prepare: Parameters<ShardPool['heldMaintenance']>[1]) => {
+          seen.held.push(logBytes(ref));
+          return pool.heldMaintenance(ref, prepare);
+        },
       },
-      heldMaintenance: (ref: ShardRef, prepare: Parameters<ShardPool['heldMaintenance']>[1]) => {
-        seen.held.push(logBytes(ref));
-        return pool.heldMaintenance(ref, prepare);
-      },
-    };
-    return { seen, view, onCheckpoint };
+      onCheckpoint: (_ref, how, pause) => seen.reported.push({ how, pause }),
+      ...extra,
+    });
+    return { seen, opts };
   };
   /** The rows of the bucket's newest generation, restored offline at its latest txid. */
   const restoredCount = async (store: ObjectStore, tenant: string) => {
@@ -271,11 +277,7 @@ describe('Replicator checkpoints', () => {
   };
 
   it('checkpoints a quiet tenant past checkpointBytes without holding it, and continues the generation', async () => {
-    let c!: ReturnType<typeof counting>;
-    const opts = (pool: ShardPool) => {
-      c = counting(pool);
-      return { pool: c.view, onCheckpoint: c.onCheckpoint, checkpointBytes: 256 << 10, checkpointForceBytes: 4 << 20 };
-    };
+    const { seen, opts } = counted({ checkpointBytes: 256 << 10, checkpointForceBytes: 4 << 20 });
     await withReplicator('ckpt-quiet', opts, async ({ rep, pool, ref, store }) => {
       for (let i = 0; i < 4; i++) await pool.query(ref, { sql: `INSERT INTO kv VALUES (${100 + i})` });
       await pool.query(ref, { sql: 'CREATE TABLE blobs (b BLOB)' });
@@ -283,10 +285,10 @@ describe('Replicator checkpoints', () => {
       expect(await rep.flush()).toBe(true);
       for (let i = 0; i < 100 && walSize(ref) > 0; i++) await new Promise((r) => setTimeout(r, 10));
       expect(walSize(ref)).toBe(0);
-      expect(c.seen.jobs).toBeGreaterThan(0);
-      expect(c.seen.held).toEqual([]);
-      expect(c.seen.reported.map((r) => r.how)).toContain('quiet');
-      expect(c.seen.reported.map((r) => r.how)).not.toContain('held');
+      expect(seen.jobs).toBeGreaterThan(0);
+      expect(seen.held).toEqual([]);
+      expect(seen.reported.map((r) => r.how)).toContain('quiet');
+      expect(seen.reported.map((r) => r.how)).not.toContain('held');
       await pool.query(ref, { sql: 'INSERT INTO kv VALUES (200)' });
       expect(await rep.flush()).toBe(true);
       expect(await listGenerations(store, 'ckpt-quiet', 'inc1')).toHaveLength(1);
@@ -310,31 +312,27 @@ describe('Replicator checkpoints', () => {
   };
 
   it('holds a tenant under steady writes only once its log passes checkpointForceBytes, restarts the log in place, and loses nothing', async () => {
-    let c!: ReturnType<typeof counting>;
     const force = 2 << 20;
-    const opts = (pool: ShardPool) => {
-      c = counting(pool);
-      return { pool: c.view, onCheckpoint: c.onCheckpoint, checkpointBytes: 256 << 10, checkpointForceBytes: force };
-    };
+    const { seen, opts } = counted({ checkpointBytes: 256 << 10, checkpointForceBytes: force });
     await withReplicator('ckpt-busy', opts, async ({ rep, pool, ref, store }) => {
       let maxWal = 0;
       let minWalAfterHold = Number.POSITIVE_INFINITY;
-      const written = await steadyWrites(pool, ref, () => c.seen.held.length >= 2, () => {
+      const written = await steadyWrites(pool, ref, () => seen.held.length >= 2, () => {
         maxWal = Math.max(maxWal, walSize(ref));
-        if (c.seen.reported.some((r) => r.how === 'held')) minWalAfterHold = Math.min(minWalAfterHold, walSize(ref));
+        if (seen.reported.some((r) => r.how === 'held')) minWalAfterHold = Math.min(minWalAfterHold, walSize(ref));
       });
-      expect(c.seen.held.length).toBe(2);
+      expect(seen.held.length).toBe(2);
       // Never held below the force threshold, and the WAL stayed near it (not unbounded).
-      for (const bytes of c.seen.held) expect(bytes).toBeGreaterThanOrEqual(force);
+      for (const bytes of seen.held) expect(bytes).toBeGreaterThanOrEqual(force);
       expect(maxWal).toBeLessThan(4 * force);
       // RESTART, not TRUNCATE: after a held checkpoint the busy tenant's -wal kept its size (its next commits overwrite it).
       expect(minWalAfterHold).toBeGreaterThanOrEqual(force);
       expect(await rep.flush()).toBe(true);
       // Below the force size it tried without holding, and the writes in between skipped those tries.
-      const held = c.seen.reported.filter((r) => r.how === 'held');
+      const held = seen.reported.filter((r) => r.how === 'held');
       expect(held).toHaveLength(2);
       for (const h of held) expect(h.pause).toBeGreaterThan(0);
-      expect(c.seen.reported.filter((r) => r.how === 'skipped').length).toBeGreaterThan(0);
+      expect(seen.reported.filter((r) => r.how === 'skipped').length).toBeGreaterThan(0);
       expect(await listGenerations(store, 'ckpt-busy', 'inc1')).toHaveLength(1);
       expect(await restoredCount(store, 'ckpt-busy')).toBe(1 + written);
     });
@@ -379,13 +377,9 @@ describe('Replicator checkpoints', () => {
   };
 
   it('a write in place after a RESTART is shipped even when the -wal\'s size and mtime look unchanged', async () => {
-    let c!: ReturnType<typeof counting>;
-    const opts = (pool: ShardPool) => {
-      c = counting(pool);
-      return { pool: c.view, onCheckpoint: c.onCheckpoint, checkpointBytes: 256 << 10, checkpointForceBytes: 1 << 20 };
-    };
+    const { seen, opts } = counted({ checkpointBytes: 256 << 10, checkpointForceBytes: 1 << 20 });
     await withReplicator('ckpt-inplace', opts, async ({ rep, pool, ref, store }) => {
-      const written = await steadyWrites(pool, ref, () => c.seen.reported.some((r) => r.how === 'held'), () => {});
+      const written = await steadyWrites(pool, ref, () => seen.reported.some((r) => r.how === 'held'), () => {});
       expect(logBytes(ref)).toBeLessThan(walSize(ref)); // the log restarted inside the larger file
       expect(await writeTwiceInPlace(rep, ref)).toBe(true);
       expect(await restoredCount(store, 'ckpt-inplace')).toBe(1 + written + 2);
@@ -393,12 +387,8 @@ describe('Replicator checkpoints', () => {
   });
 
   it('after a quiet TRUNCATE a reader kept from truncating, a write that restarts the log in place is still shipped', async () => {
-    let c!: ReturnType<typeof counting>;
-    const opts = (pool: ShardPool) => {
-      c = counting(pool);
-      // The interval leaves time to start the reader between the commit and the pass that checkpoints it.
-      return { pool: c.view, onCheckpoint: c.onCheckpoint, checkpointBytes: 64 << 10, checkpointForceBytes: 64 << 20, shipIntervalMs: 500 };
-    };
+    // The interval leaves time to start the reader between the commit and the pass that checkpoints it.
+    const { seen, opts } = counted({ checkpointBytes: 64 << 10, checkpointForceBytes: 64 << 20, shipIntervalMs: 500 });
     await withReplicator('ckpt-busy-truncate', opts, async ({ rep, pool, ref, store }) => {
       await pool.batch(ref, [{ sql: 'CREATE TABLE pad (b BLOB)' }, { sql: 'INSERT INTO pad VALUES (randomblob(100000))' }]);
       // A reader in another connection that sees the whole log: the checkpoint folds all of it but cannot
@@ -407,8 +397,8 @@ describe('Replicator checkpoints', () => {
       try {
         reader.exec('BEGIN');
         reader.prepare('SELECT count(*) FROM pad').get();
-        for (let i = 0; i < 250 && !c.seen.results.some((r) => r.busy !== 0); i++) await new Promise((r) => setTimeout(r, 20));
-        expect(c.seen.results.some((r) => r.busy !== 0 && r.skipped === undefined)).toBe(true);
+        for (let i = 0; i < 250 && !seen.results.some((r) => r.busy !== 0); i++) await new Promise((r) => setTimeout(r, 20));
+        expect(seen.results.some((r) => r.busy !== 0 && r.skipped === undefined)).toBe(true);
         reader.exec('COMMIT');
       } finally {
         reader.close();
@@ -420,11 +410,7 @@ describe('Replicator checkpoints', () => {
   });
 
   it('truncates the -wal of a tenant whose log may be written in place (here: resumed) once it is idle, then forgets it', async () => {
-    let c!: ReturnType<typeof counting>;
-    const opts = (pool: ShardPool) => {
-      c = counting(pool);
-      return { pool: c.view, onCheckpoint: c.onCheckpoint, idleForgetMs: 150 };
-    };
+    const { seen, opts } = counted({ idleForgetMs: 150 });
     await withReplicator('ckpt-trim', opts, async ({ rep, pool, ref, store }) => {
       const forgotten = async () => {
         for (let i = 0; i < 200 && rep.trackedTenants > 0; i++) await new Promise((r) => setTimeout(r, 20));
@@ -434,14 +420,14 @@ describe('Replicator checkpoints', () => {
       await pool.query(ref, { sql: 'INSERT INTO kv VALUES (2)' });
       expect(await forgotten()).toBe(true);
       expect(walSize(ref)).toBeGreaterThan(0);
-      expect(c.seen.reported).toEqual([]);
+      expect(seen.reported).toEqual([]);
       // Resumed at its next write: the shipper did not see its log begin (a RESTART may have left it large), so
       // once idle it gets one more pass, which finds nothing new and truncates the -wal; then it is forgotten.
       await pool.query(ref, { sql: 'INSERT INTO kv VALUES (3)' });
       for (let i = 0; i < 200 && !(walSize(ref) === 0 && rep.trackedTenants === 0); i++) await new Promise((r) => setTimeout(r, 20));
       expect(walSize(ref)).toBe(0);
       expect(rep.trackedTenants).toBe(0);
-      expect(c.seen.reported.map((r) => r.how)).toEqual(['quiet']);
+      expect(seen.reported.map((r) => r.how)).toEqual(['quiet']);
       expect(await listGenerations(store, 'ckpt-trim', 'inc1')).toHaveLength(1);
       expect(await restoredCount(store, 'ckpt-trim')).toBe(3);
     });
