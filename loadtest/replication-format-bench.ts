@@ -55,7 +55,7 @@ try {
     const tx = { txid: t + 1, time: Date.now(), truncateTo: commitSize, commitSize, pages: ps };
     txs.push({ ...tx, postChecksum: applyTransactionHashes(state, tx) });
   }
-  const header = { tenant: 'bench', incarnation: 'inc-1', generation: newGenerationId(), epoch: 1, pageSize, preChecksum: 0n, prePageCount: 0 };
+  const header = { tenant: 'bench', incarnation: 'inc-1', generation: newGenerationId(), epoch: 1, pageSize, pageHash: state.pageHash, preChecksum: 0n, prePageCount: 0 };
   for (const [name, compression] of [['brotli q1', Compression.brotli], ['deflate-raw l1', Compression.deflateRaw], ['none', Compression.none]] as const) {
     let t0 = performance.now();
     const bytes = encodeSegment(header, txs, { compression });

@@ -39,7 +39,7 @@ try {
   const copy = join(dir, 'copy.db');
   copyFileSync(path, copy);
   const shipper = await WalShipper.beginGenerationFromCopyAsync({ dbPath: path, ...ref }, copy);
-  const snap = createSnapshot({ dbPath: copy, ...ref, checksum: shipper.checksum });
+  const snap = createSnapshot({ dbPath: copy, ...ref, checksum: shipper.checksum, pageHash: shipper.pageHash });
   await Promise.all([store.put(snapshotKey(ref, snap.header.txid), snap.stream), snap.done]);
   const passes = new SegmentPasses(shipper);
   const insert = shard.db.prepare('INSERT INTO events (kind, body, at) VALUES (?, ?, ?)');

@@ -1,16 +1,21 @@
 /**
  * The rolling database checksum (DESIGN §8, "as in LTX"): the XOR over every
- * page of `pageHash(pgno, page)`. Changing a page XORs its old hash out and the
- * new one in, so the shipper keeps it per transaction without hashing the
- * whole file; restore hashes the file it wrote once, at the end
- * (file-checksum.ts). LTX uses CRC64 of (pgno, page); Node has no CRC64, and a
- * JavaScript CRC64 is slower than native SHA-256, so a page hash here is the
- * first 8 bytes of SHA-256(u32be(pgno) ‖ page) — the page number inside the
- * hash, so moving content between pages changes the sum.
+ * page of a 64-bit hash of (pgno, page). Changing a page XORs its old hash out
+ * and the new one in, so the shipper keeps it per transaction without hashing
+ * the whole file; restore hashes the file it wrote once, at the end
+ * (file-checksum.ts). The page number is inside the hash, so moving content
+ * between pages changes the sum. Which hash is a generation's choice, recorded
+ * in each of its objects (page-hash.js): XXH64 seeded with the page number for
+ * new generations, the first 8 bytes of SHA-256(u32be(pgno) ‖ page) for
+ * generations begun by builds before it. LTX uses CRC64; Node has none natively.
  */
-import { pageDigest, pageHash } from './page-hash.js';
+import { DEFAULT_PAGE_HASH, pageHash, pageHashHalves, pageHashName, type PageHashId } from './page-hash.js';
 
+export { DEFAULT_PAGE_HASH, isKnownPageHash, PageHash, pageHashName, type PageHashId } from './page-hash.js';
 export { pageHash };
+
+/** One page hash's halves, reused by every state (single-threaded). */
+const scratch = new Uint32Array(2);
 
 /** 64-bit database checksum; 0n for an empty database. */
 export type DbChecksum = bigint;
@@ -28,10 +33,13 @@ export class DbHashState {
   #pageCount = 0;
   #hi = 0;
   #lo = 0;
+  /** The page hash this state sums. */
+  readonly pageHash: PageHashId;
 
-  constructor(initialCapacity = 64) {
+  constructor(initialCapacity = 64, pageHash: PageHashId = DEFAULT_PAGE_HASH) {
     this.#hashes = new Uint32Array(2 * initialCapacity);
     this.#present = new Uint8Array(initialCapacity);
+    this.pageHash = pageHash;
   }
 
   /** Database size in pages. */
@@ -52,8 +60,8 @@ export class DbHashState {
 
   /** Set page `pgno` (1-based) to `page`, growing the database if it lies past the end. */
   setPage(pgno: number, page: Uint8Array): void {
-    const d = pageDigest(pgno, page);
-    this.#set(pgno, d.readUInt32BE(0), d.readUInt32BE(4));
+    pageHashHalves(this.pageHash, pgno, page, scratch);
+    this.#set(pgno, scratch[0]!, scratch[1]!);
   }
 
   #set(pgno: number, hi: number, lo: number): void {
@@ -94,6 +102,11 @@ export class DbHashState {
     for (let i = 0; i < this.#pageCount; i++) if (!this.#present[i]) n++;
     return n;
   }
+}
+
+/** `0x` + 16 hex digits and the page hash it sums, for messages ("0x… (xxh64)"). */
+export function describeChecksum(c: DbChecksum, id: PageHashId): string {
+  return `${formatChecksum(c)} (${pageHashName(id)})`;
 }
 
 /** `0x` + 16 hex digits, for messages. */

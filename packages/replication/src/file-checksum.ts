@@ -7,7 +7,7 @@
  */
 import { Worker } from 'node:worker_threads';
 import { DomicileError } from '@domicile/errors';
-import type { DbChecksum } from './checksum.ts';
+import type { DbChecksum, PageHashId } from './checksum.ts';
 import { fileChecksumSync } from './page-hash.js';
 
 /**
@@ -20,25 +20,25 @@ export const FILE_CHECKSUM_THREAD_PAGES = 4096;
 const WORKER = new URL('./file-checksum-worker.js', import.meta.url);
 
 /**
- * XOR of the page hashes of pages 1..pageCount of `path`. Small files are
+ * XOR of the page hashes (page hash `pageHash`) of pages 1..pageCount of `path`. Small files are
  * hashed before this returns; larger ones (`threadFrom` pages, default
  * {@link FILE_CHECKSUM_THREAD_PAGES}) on a worker thread while the caller goes
  * on. Fails with INTERNAL when the file cannot be read to that length.
  */
-export function fileChecksum(path: string, pageSize: number, pageCount: number, opts: { threadFrom?: number } = {}): Promise<DbChecksum> {
+export function fileChecksum(path: string, pageSize: number, pageCount: number, pageHash: PageHashId, opts: { threadFrom?: number } = {}): Promise<DbChecksum> {
   if (pageCount < (opts.threadFrom ?? FILE_CHECKSUM_THREAD_PAGES)) {
     try {
-      return Promise.resolve(fileChecksumSync(path, pageSize, pageCount));
+      return Promise.resolve(fileChecksumSync(path, pageSize, pageCount, pageHash));
     } catch (err) {
       return Promise.reject(unreadable(err));
     }
   }
   return new Promise<DbChecksum>((resolve, reject) => {
-    // A small young generation: the thread's garbage is one 32-byte digest per page, and V8's default lets the
+    // A small young generation: the thread's garbage is one digest per page (a BigInt, or 32 bytes under SHA-256), and V8's default lets the
     // young generation grow to tens of MB of resident memory under load (snapshot.test.ts bounds a restore's peak
     // RSS growth; it went past it in loaded test runs before this limit).
     const worker = new Worker(WORKER, {
-      workerData: { path, pageSize, pageCount }, name: 'domicile-file-checksum', resourceLimits: { maxYoungGenerationSizeMb: 2 },
+      workerData: { path, pageSize, pageCount, pageHash }, name: 'domicile-file-checksum', resourceLimits: { maxYoungGenerationSizeMb: 2 },
     });
     worker.once('message', (m: { checksum?: bigint; error?: string }) => {
       if (typeof m.checksum === 'bigint') resolve(m.checksum);

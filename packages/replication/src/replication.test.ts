@@ -33,7 +33,7 @@ async function beginGeneration(shard: TestShard, store: FsObjectStore, ref: Gene
   const shipper = WalShipper.beginGeneration({ dbPath: path, ...ref });
   cleanups.unshift(() => shipper.close());
   const release = shipper.hold();
-  const snap = createSnapshot({ dbPath: path, ...ref, checksum: shipper.checksum });
+  const snap = createSnapshot({ dbPath: path, ...ref, checksum: shipper.checksum, pageHash: shipper.pageHash });
   await store.put(snapshotKey(ref, snap.header.txid), snap.stream, { ifNoneMatch: true });
   await snap.done;
   release();
@@ -221,7 +221,7 @@ describe('shipper + restore', () => {
     expect((await restore({ store, ref, outPath: out })).txid).toBe(shard.txid());
     expect(dumpDatabase(out)).toEqual(dumpDatabase(path));
     // A tip the local files do not continue.
-    expect(WalShipper.resume({ dbPath: path, ...ref }, { txid: tip.txid, checksum: tip.checksum ^ 1n })).toBeNull();
+    expect(WalShipper.resume({ dbPath: path, ...ref }, { ...tip, checksum: tip.checksum ^ 1n })).toBeNull();
     // A checkpoint nobody told the shipper about: the next capture asks for a new generation.
     shard.write((db) => db.prepare('INSERT INTO items (name) VALUES (?)').run('c'));
     shard.checkpoint();
@@ -255,7 +255,7 @@ describe('generation start from a copy', () => {
     expect(sliced.checksum).toBe(sync.checksum);
     expect(sliced.txid).toBe(sync.txid);
     expect(sliced.pageCount).toBe(sync.pageCount);
-    const snap = createSnapshot({ dbPath: copy, ...ref, checksum: sliced.checksum });
+    const snap = createSnapshot({ dbPath: copy, ...ref, checksum: sliced.checksum, pageHash: sliced.pageHash });
     await store.put(snapshotKey(ref, snap.header.txid), snap.stream, { ifNoneMatch: true });
     await snap.done;
     shard.write((db) => db.prepare('INSERT INTO items (name) VALUES (?)').run('after-copy'));

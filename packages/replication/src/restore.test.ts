@@ -8,17 +8,18 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FsObjectStore, type ObjectStore } from '@domicile/object-store';
 import { newGenerationId, snapshotKey, type GenerationRef } from './keys.ts';
-import { decodeSegment, encodeSegment, type SegmentHeader } from './segment.ts';
-import { restore } from './restore.ts';
-import { createSnapshot } from './snapshot.ts';
+import { PageHash, type PageHashId } from './checksum.ts';
+import { decodeSegment, encodeSegment, encodeSegmentV2, type SegmentHeader } from './segment.ts';
+import { readGenerationTip, restore } from './restore.ts';
+import { createSnapshot, snapshotAsFormat1 } from './snapshot.ts';
 import { createTestShard, dumpDatabase, tempDir } from './test-support.ts';
 import { WalShipper } from './wal-shipper.ts';
 
 let cleanups: Array<() => void> = [];
 afterEach(() => { for (const c of cleanups) c(); cleanups = []; });
 
-/** A generation of 1 snapshot + `n` segments (one transaction each); the dumps after each txid. */
-async function generation(n: number) {
+/** A generation of 1 snapshot + `n` segments (one transaction each), of page hash `pageHash`; the dumps after each txid. */
+async function generation(n: number, pageHash?: PageHashId) {
   const { dir, cleanup } = tempDir();
   cleanups.push(cleanup);
   const path = join(dir, 'acme.db');
@@ -28,11 +29,12 @@ async function generation(n: number) {
   const store = new FsObjectStore(join(dir, 'bucket'));
   const ref: GenerationRef = { tenant: 'acme', incarnation: 'inc-1', epoch: 1, generation: newGenerationId() };
   shard.checkpoint();
-  const shipper = WalShipper.beginGeneration({ dbPath: path, ...ref });
+  const shipper = WalShipper.beginGeneration({ dbPath: path, ...ref, ...(pageHash === undefined ? {} : { pageHash }) });
   cleanups.unshift(() => shipper.close());
   const release = shipper.hold();
-  const snap = createSnapshot({ dbPath: path, ...ref, checksum: shipper.checksum });
-  await store.put(snapshotKey(ref, snap.header.txid), snap.stream);
+  const snap = createSnapshot({ dbPath: path, ...ref, checksum: shipper.checksum, pageHash: shipper.pageHash });
+  const snapKey = snapshotKey(ref, snap.header.txid);
+  await store.put(snapKey, snap.stream);
   await snap.done;
   release();
   const keys: string[] = [];
@@ -51,7 +53,7 @@ async function generation(n: number) {
     keys.push(c.key);
     dumps.set(shard.txid(), dumpDatabase(path));
   }
-  return { dir, path, store, ref, keys, dumps, shard };
+  return { dir, path, store, ref, keys, dumps, shard, shipper, snapKey };
 }
 
 async function corrupt(store: ObjectStore, key: string): Promise<void> {
@@ -96,12 +98,59 @@ describe('restore with segments fetched ahead', () => {
 /** Re-encode segment `key` with `edit` applied to its header and transactions: a well-formed object (valid trailer) that lies. */
 async function rewrite(store: ObjectStore, key: string, edit: (header: SegmentHeader, pages: Array<Array<{ pgno: number; data: Uint8Array }>>) => void): Promise<void> {
   const seg = decodeSegment(await store.get(key), key);
-  const header: SegmentHeader = { tenant: seg.tenant, incarnation: seg.incarnation, generation: seg.generation, epoch: seg.epoch, pageSize: seg.pageSize, preChecksum: seg.preChecksum, prePageCount: seg.prePageCount };
+  const header: SegmentHeader = { tenant: seg.tenant, incarnation: seg.incarnation, generation: seg.generation, epoch: seg.epoch, pageSize: seg.pageSize, pageHash: seg.pageHash, preChecksum: seg.preChecksum, prePageCount: seg.prePageCount };
   const pages = seg.transactions.map((tx) => tx.pages().map((p) => ({ pgno: p.pgno, data: Uint8Array.from(p.data) })));
   edit(header, pages);
   const txs = seg.transactions.map((tx, i) => ({ txid: tx.txid, time: tx.time, truncateTo: tx.truncateTo, commitSize: tx.commitSize, postChecksum: tx.postChecksum, pages: pages[i]! }));
   await store.put(key, encodeSegment(header, txs));
 }
+
+describe('generations of SHA-256 page hashes (builds before segment format 3 and snapshot format 2)', () => {
+  it('restores one written in the old formats, at every txid, and a shipper resumed on it continues it with SHA-256', async () => {
+    const { dir, path, store, ref, keys, dumps, shard, shipper, snapKey } = await generation(4, PageHash.sha256);
+    shipper.close();
+    // Rewritten as an older build stored them: snapshot format 1, segments format 2 (same checksums).
+    await store.put(snapKey, snapshotAsFormat1(await store.get(snapKey)));
+    for (const key of keys) {
+      const seg = decodeSegment(await store.get(key), key);
+      expect(seg.pageHash).toBe(PageHash.sha256);
+      const header: SegmentHeader = { tenant: seg.tenant, incarnation: seg.incarnation, generation: seg.generation, epoch: seg.epoch, pageSize: seg.pageSize, pageHash: seg.pageHash, preChecksum: seg.preChecksum, prePageCount: seg.prePageCount };
+      await store.put(key, encodeSegmentV2(header, seg.transactions.map((tx) => ({ ...tx, pages: tx.pages() }))));
+    }
+    for (const [txid, dump] of dumps) {
+      const out = join(dir, `old-${txid}.db`);
+      expect((await restore({ store, ref, outPath: out, target: { txid } })).txid).toBe(txid);
+      expect(dumpDatabase(out)).toEqual(dump);
+    }
+    // A node of this build resumes the generation: its new segments are format 3 and still SHA-256.
+    const tip = (await readGenerationTip(store, ref))!;
+    expect(tip.pageHash).toBe(PageHash.sha256);
+    const resumed = WalShipper.resume({ dbPath: path, ...ref }, tip)!;
+    expect(resumed).not.toBeNull();
+    cleanups.unshift(() => resumed.close());
+    expect(resumed.pageHash).toBe(PageHash.sha256);
+    shard.write((db) => db.prepare('INSERT INTO items (name) VALUES (?)').run('after the upgrade'));
+    const c = resumed.capture();
+    if (c.kind !== 'segment') throw new Error(`expected a segment, got ${c.kind}`);
+    await store.put(c.key, c.bytes);
+    expect(decodeSegment(c.bytes)).toMatchObject({ major: 3, pageHash: PageHash.sha256 });
+    const out = join(dir, 'mixed.db');
+    expect((await restore({ store, ref, outPath: out })).txid).toBe(shard.txid());
+    expect(dumpDatabase(out)).toEqual(dumpDatabase(path));
+    // Their checksums are still checked: a lying page image in the old format is caught.
+    await rewrite(store, keys[3]!, (_h, pages) => { pages[0]!.at(-1)!.data[100]! ^= 0x01; });
+    await expect(restore({ store, ref, outPath: join(dir, 'lying-old.db'), target: { txid: [...dumps.keys()][3]! } }))
+      .rejects.toMatchObject({ code: 'BACKUP_INVALID', message: expect.stringMatching(/Restored database has checksum 0x[0-9a-f]{16} \(sha256\)/) });
+  });
+
+  it('refuses a segment whose page hash is not its snapshot\'s', async () => {
+    const { dir, store, ref, keys } = await generation(3);
+    await rewrite(store, keys[1]!, (h) => { h.pageHash = PageHash.sha256; });
+    await expect(restore({ store, ref, outPath: join(dir, 'mixed-hash.db') })).rejects.toMatchObject({
+      code: 'BACKUP_INVALID', message: `${keys[1]!}: checksums of page hash sha256; the snapshot's are xxh64.`,
+    });
+  });
+});
 
 describe('restore checks what the backup records', () => {
   it('refuses a well-formed segment whose pages do not give the checksum it records (the finished file is hashed)', async () => {
@@ -109,7 +158,7 @@ describe('restore checks what the backup records', () => {
     // One byte of one page image of the last segment: the trailer is valid, the content is not what was shipped.
     await rewrite(store, keys[5]!, (_h, pages) => { pages[0]!.at(-1)!.data[100]! ^= 0x01; });
     const out = join(dir, 'lying.db');
-    await expect(restore({ store, ref, outPath: out })).rejects.toMatchObject({ code: 'BACKUP_INVALID', message: expect.stringMatching(/Restored database has checksum 0x[0-9a-f]{16}; the backup records/) });
+    await expect(restore({ store, ref, outPath: out })).rejects.toMatchObject({ code: 'BACKUP_INVALID', message: expect.stringMatching(/Restored database has checksum 0x[0-9a-f]{16} \(xxh64\); the backup records/) });
     expect(existsSync(out)).toBe(false);
     // The state before it is still restorable and checked.
     const txid = [...dumps.keys()][4]!;

@@ -13,7 +13,7 @@ import Database from 'better-sqlite3';
 import { DomicileError } from '@domicile/errors';
 import { compareKeys, type ObjectStore } from '@domicile/object-store';
 import { backupInvalid } from './binary.ts';
-import { formatChecksum, type DbChecksum } from './checksum.ts';
+import { describeChecksum, formatChecksum, pageHashName, type DbChecksum, type PageHashId } from './checksum.ts';
 import { fileChecksum } from './file-checksum.ts';
 import { RestoredPages } from './restore-pages.ts';
 import { generationPrefix, generationsPrefix, parseKey, type GenerationRef, type ParsedKey } from './keys.ts';
@@ -142,7 +142,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
         if (txid >= stopTxid) break;
         if (seg.minTxid > txid + 1) throw backupInvalid(`Gap in the backup: txids ${txid + 1}..${seg.minTxid - 1} are missing.`, { fromTxid: txid + 1, toTxid: seg.minTxid - 1 });
         if (seg.minTxid < txid + 1) throw backupInvalid(`Overlapping segments at txid ${seg.minTxid} (${seg.key}).`, { key: seg.key });
-        const done = applySegment(fd, await ahead(i), seg, ref, pages, recorded, pageSize, stopTxid, stopTime);
+        const done = applySegment(fd, await ahead(i), seg, ref, pages, recorded, header.pageHash, pageSize, stopTxid, stopTime);
         objects++;
         if (done.applied > 0) { txid = done.txid; time = done.time; recorded = done.checksum; }
         if (done.stopped) break;
@@ -155,7 +155,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
     // The file goes to disk on the thread pool and is hashed (a large one on its own
     // thread) while SQLite checks it here; the rename below waits for all three.
     const syncing = fsyncOnPool(fd);
-    const hashing = fileChecksum(tmp, pageSize, pages.pageCount);
+    const hashing = fileChecksum(tmp, pageSize, pages.pageCount, header.pageHash);
     hashing.catch(() => {}); // awaited below, after the integrity check
     let integrity: unknown;
     try {
@@ -169,7 +169,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
     if (syncFailed) throw syncFailed;
     const sum = await hashing;
     if (sum !== recorded) {
-      throw backupInvalid(`Restored database has checksum ${formatChecksum(sum)}; the backup records ${formatChecksum(recorded)} at txid ${txid}.`, { txid });
+      throw backupInvalid(`Restored database has checksum ${describeChecksum(sum, header.pageHash)}; the backup records ${formatChecksum(recorded)} at txid ${txid}.`, { txid });
     }
     if (integrity !== undefined) throw integrity;
     for (const s of ['-wal', '-shm']) rmSync(tmp + s, { force: true }); // left by the verifying connection, if any
@@ -223,11 +223,13 @@ function prefetcher(store: ObjectStore, segs: readonly SegEntry[]): (i: number) 
 }
 
 function applySegment(
-  fd: number, seg: DecodedSegment, entry: SegEntry, ref: GenerationRef, pages: RestoredPages, recorded: DbChecksum, pageSize: number, stopTxid: number, stopTime: number,
+  fd: number, seg: DecodedSegment, entry: SegEntry, ref: GenerationRef, pages: RestoredPages, recorded: DbChecksum, pageHash: PageHashId, pageSize: number, stopTxid: number, stopTime: number,
 ): { applied: number; txid: number; time: number; checksum: DbChecksum; stopped: boolean } {
   checkIdentity(entry.key, ref, seg);
   if (seg.minTxid !== entry.minTxid || seg.maxTxid !== entry.maxTxid) throw backupInvalid(`${entry.key}: txid range ${seg.minTxid}..${seg.maxTxid} does not match its key.`);
   if (seg.pageSize !== pageSize) throw backupInvalid(`${entry.key}: page size ${seg.pageSize} differs from the snapshot's ${pageSize}.`);
+  // A generation keeps one page hash: its checksums could not be compared otherwise.
+  if (seg.pageHash !== pageHash) throw backupInvalid(`${entry.key}: checksums of page hash ${pageHashName(seg.pageHash)}; the snapshot's are ${pageHashName(pageHash)}.`, { key: entry.key });
   if (seg.preChecksum !== recorded || seg.prePageCount !== pages.pageCount) {
     throw backupInvalid(`${entry.key}: starts from checksum ${formatChecksum(seg.preChecksum)} (${seg.prePageCount} pages); the backup before it ends at ${formatChecksum(recorded)} (${pages.pageCount} pages).`, { key: entry.key });
   }
@@ -368,17 +370,17 @@ export async function listGenerations(store: ObjectStore, tenant: string, incarn
  * The newest replicated state of a generation (for `WalShipper.resume`): the
  * last segment's post checksum, or the newest snapshot's when no segment follows it.
  */
-export async function readGenerationTip(store: ObjectStore, ref: GenerationRef): Promise<{ txid: number; checksum: DbChecksum; time: number } | null> {
+export async function readGenerationTip(store: ObjectStore, ref: GenerationRef): Promise<{ txid: number; checksum: DbChecksum; pageHash: PageHashId; time: number } | null> {
   const { snaps, segs } = await listGeneration(store, ref);
   const lastSnap = snaps.at(-1);
   const lastSeg = segs.reduce<SegEntry | undefined>((m, s) => (!m || s.maxTxid > m.maxTxid ? s : m), undefined);
   if (lastSeg && (!lastSnap || lastSeg.maxTxid > lastSnap.txid)) {
     const seg = decodeSegment(await store.get(lastSeg.key), lastSeg.key);
     checkIdentity(lastSeg.key, ref, seg);
-    return { txid: seg.maxTxid, checksum: seg.postChecksum, time: seg.transactions.at(-1)!.time };
+    return { txid: seg.maxTxid, checksum: seg.postChecksum, pageHash: seg.pageHash, time: seg.transactions.at(-1)!.time };
   }
   if (!lastSnap) return null;
   const h = await readSnapshotHeaderAt(store, lastSnap.key);
   checkIdentity(lastSnap.key, ref, h);
-  return { txid: h.txid, checksum: h.checksum, time: h.time };
+  return { txid: h.txid, checksum: h.checksum, pageHash: h.pageHash, time: h.time };
 }

@@ -1,13 +1,13 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { DbHashState, applyTransactionHashes } from './checksum.ts';
+import { DbHashState, applyTransactionHashes, PageHash, type PageHashId } from './checksum.ts';
 import { Compression, compressInlineBelow } from './compression.ts';
-import { decodeSegment, encodeSegment, encodeSegmentAsync, encodeSegmentV1, SEGMENT_MAJOR, type SegmentHeader, type SegmentTransaction } from './segment.ts';
+import { decodeSegment, encodeSegment, encodeSegmentAsync, encodeSegmentV1, encodeSegmentV2, SEGMENT_MAJOR, type SegmentHeader, type SegmentTransaction } from './segment.ts';
 
-function sample(compression?: number, encode = encodeSegment): { header: SegmentHeader; txs: SegmentTransaction[]; bytes: Uint8Array } {
-  const state = new DbHashState();
+function sample(compression?: number, encode = encodeSegment, pageHash: PageHashId = PageHash.xxh64): { header: SegmentHeader; txs: SegmentTransaction[]; bytes: Uint8Array } {
+  const state = new DbHashState(64, pageHash);
   for (let p = 1; p <= 5; p++) state.setPage(p, Buffer.alloc(1024, p));
-  const header: SegmentHeader = { tenant: 'acme', incarnation: 'inc-1', generation: '0123456789abcdef0123', epoch: 7, pageSize: 1024, preChecksum: state.checksum, prePageCount: 5 };
+  const header: SegmentHeader = { tenant: 'acme', incarnation: 'inc-1', generation: '0123456789abcdef0123', epoch: 7, pageSize: 1024, pageHash, preChecksum: state.checksum, prePageCount: 5 };
   const txs: SegmentTransaction[] = [];
   for (let i = 0; i < 3; i++) {
     const pages = [{ pgno: 1, data: randomBytes(1024) }, { pgno: 6 + i, data: Buffer.alloc(1024, 'ab') }];
@@ -17,13 +17,18 @@ function sample(compression?: number, encode = encodeSegment): { header: Segment
   return { header, txs, bytes: encode(header, txs, compression === undefined ? {} : { compression: compression as 0 }) };
 }
 
-describe.each([['format 2', encodeSegment], ['format 1 (still read)', encodeSegmentV1]] as const)('segment codec, %s', (_name, encode) => {
+describe.each([
+  ['format 3, xxh64', encodeSegment, 3, PageHash.xxh64],
+  ['format 3, sha256 (a generation begun before format 3)', encodeSegment, 3, PageHash.sha256],
+  ['format 2 (still read)', encodeSegmentV2, 2, PageHash.sha256],
+  ['format 1 (still read)', encodeSegmentV1, 1, PageHash.sha256],
+] as const)('segment codec, %s', (_name, encode, major, pageHash) => {
   it('round trips header, transactions and pages, with each codec', () => {
     for (const c of [Compression.none, Compression.brotli, Compression.deflateRaw]) {
-      const { header, txs, bytes } = sample(c, encode);
-      expect(Buffer.from(bytes).readUInt16BE(4)).toBe(encode === encodeSegment ? SEGMENT_MAJOR : 1);
+      const { header, txs, bytes } = sample(c, encode, pageHash);
+      expect(Buffer.from(bytes).readUInt16BE(4)).toBe(major);
       const d = decodeSegment(bytes);
-      expect(d).toMatchObject({ ...header, minTxid: 41, maxTxid: 43, postChecksum: txs[2]!.postChecksum, postPageCount: 8 });
+      expect(d).toMatchObject({ ...header, major, minTxid: 41, maxTxid: 43, postChecksum: txs[2]!.postChecksum, postPageCount: 8 });
       d.transactions.forEach((t, i) => {
         expect(t).toMatchObject({ txid: txs[i]!.txid, time: txs[i]!.time, truncateTo: txs[i]!.truncateTo, commitSize: txs[i]!.commitSize, postChecksum: txs[i]!.postChecksum });
         expect(t.pages().map((p) => [p.pgno, Buffer.from(p.data).toString('hex')])).toEqual(txs[i]!.pages.map((p) => [p.pgno, Buffer.from(p.data).toString('hex')]));
@@ -32,7 +37,7 @@ describe.each([['format 2', encodeSegment], ['format 1 (still read)', encodeSegm
   });
 
   it('refuses every corrupted byte and every truncation with BACKUP_INVALID', () => {
-    const { bytes } = sample(undefined, encode);
+    const { bytes } = sample(undefined, encode, pageHash);
     for (let i = 0; i < bytes.length; i++) {
       const bad = Buffer.from(bytes);
       bad[i]! ^= 1 << (i % 8);
@@ -44,18 +49,40 @@ describe.each([['format 2', encodeSegment], ['format 1 (still read)', encodeSegm
   });
 
   it('names an unknown major version in a clear error', () => {
-    const bad = Buffer.from(sample(undefined, encode).bytes);
-    bad.writeUInt16BE(3, 4);
-    expect(() => decodeSegment(bad, 'seg-x')).toThrow(/seg-x has segment format 3\.0; this build reads major versions 1 and 2/);
+    const bad = Buffer.from(sample(undefined, encode, pageHash).bytes);
+    bad.writeUInt16BE(4, 4);
+    expect(() => decodeSegment(bad, 'seg-x')).toThrow(/seg-x has segment format 4\.0; this build reads major versions 1 to 3/);
   });
 });
 
-describe('segment format 2', () => {
+describe('segment format 3: the page hash field', () => {
+  /** `bytes` with the page hash field set to `id` and the trailer re-sealed (an object of a future build). */
+  function withPageHash(bytes: Uint8Array, id: number): Buffer {
+    const body = Buffer.from(bytes.subarray(0, bytes.byteLength - 32));
+    body.writeUInt16BE(id, 26);
+    return Buffer.concat([body, createHash('sha256').update(body).digest()]);
+  }
+
+  it('is written at offset 26 and an unknown one is BACKUP_INVALID, named', () => {
+    const { bytes } = sample(undefined, encodeSegment, PageHash.xxh64);
+    expect(Buffer.from(bytes).readUInt16BE(26)).toBe(PageHash.xxh64);
+    expect(decodeSegment(withPageHash(bytes, PageHash.sha256)).pageHash).toBe(PageHash.sha256);
+    expect(() => decodeSegment(withPageHash(bytes, 9), 'seg-y')).toThrow(expect.objectContaining({ code: 'BACKUP_INVALID', message: 'seg-y: unknown page hash 9.' }));
+  });
+
+  it('is read as SHA-256 in formats 1 and 2, whatever the reserved field holds', () => {
+    const { bytes } = sample(undefined, encodeSegmentV2, PageHash.sha256);
+    expect(decodeSegment(withPageHash(bytes, 5)).pageHash).toBe(PageHash.sha256);
+    expect(() => encodeSegmentV2(sample(undefined, encodeSegment, PageHash.xxh64).header, sample().txs)).toThrow(RangeError);
+  });
+});
+
+describe('segment formats 2–3', () => {
   it('compresses consecutive images of one page together: far smaller than format 1 for one-row transactions', () => {
-    const state = new DbHashState();
+    const state = new DbHashState(64, PageHash.sha256);
     const page = Buffer.alloc(4096, 0);
     state.setPage(1, page);
-    const header: SegmentHeader = { tenant: 'acme', incarnation: 'inc-1', generation: '0123456789abcdef0123', epoch: 1, pageSize: 4096, preChecksum: state.checksum, prePageCount: 1 };
+    const header: SegmentHeader = { tenant: 'acme', incarnation: 'inc-1', generation: '0123456789abcdef0123', epoch: 1, pageSize: 4096, pageHash: state.pageHash, preChecksum: state.checksum, prePageCount: 1 };
     const txs: SegmentTransaction[] = [];
     for (let i = 0; i < 200; i++) {
       const data = Buffer.from(page);
@@ -76,7 +103,7 @@ describe('the reused page-data buffer (one per thread)', () => {
   /** A segment of `n` random pages whose content says which segment it is. */
   function randomSegment(n: number): { header: SegmentHeader; txs: SegmentTransaction[] } {
     const state = new DbHashState();
-    const header: SegmentHeader = { tenant: 'acme', incarnation: 'inc-1', generation: '0123456789abcdef0123', epoch: 1, pageSize: 1024, preChecksum: state.checksum, prePageCount: 0 };
+    const header: SegmentHeader = { tenant: 'acme', incarnation: 'inc-1', generation: '0123456789abcdef0123', epoch: 1, pageSize: 1024, pageHash: state.pageHash, preChecksum: state.checksum, prePageCount: 0 };
     const pages = Array.from({ length: n }, (_, i) => ({ pgno: i + 1, data: randomBytes(1024) }));
     const tx = { txid: 1, time: 1_700_000_000_000, truncateTo: 0, commitSize: n, pages };
     return { header, txs: [{ ...tx, postChecksum: applyTransactionHashes(state, tx) }] };

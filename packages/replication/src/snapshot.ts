@@ -5,6 +5,9 @@
  * shipper's hash pass or by {@link createSnapshot} itself) and the writer
  * re-checks it while streaming: a file that changed under the writer fails the
  * stream, so a wrong snapshot is never stored. Layout: docs/replication-format.md.
+ *
+ * Format 2 (written since 2026-12-07) adds the page hash its checksum sums
+ * (page-hash.js); format 1, still read, implies SHA-256.
  */
 import { createHash, hash } from 'node:crypto';
 import { closeSync, openSync } from 'node:fs';
@@ -13,7 +16,7 @@ import { promisify } from 'node:util';
 import { brotliCompress, constants, deflateRaw } from 'node:zlib';
 import { DomicileError, isDomicileError } from '@domicile/errors';
 import { backupInvalid, ByteReader, ByteWriter } from './binary.ts';
-import { DbHashState, formatChecksum, type DbChecksum } from './checksum.ts';
+import { DbHashState, DEFAULT_PAGE_HASH, describeChecksum, isKnownPageHash, PageHash, pageHashName, type DbChecksum, type PageHashId } from './checksum.ts';
 import { Compression, decompressAsync, isKnownCompression, type CompressionId } from './compression.ts';
 import { DbFile } from './db-file.ts';
 import { readDomicileMeta } from './domicile-meta.ts';
@@ -21,8 +24,10 @@ import type { ObjectIdentity } from './segment.ts';
 
 /** Magic of a snapshot object. */
 export const SNAPSHOT_MAGIC = 'DSNP';
-/** Format major version this build writes and reads. */
-export const SNAPSHOT_MAJOR = 1;
+/** Format major version this build writes; it reads this one and {@link SNAPSHOT_MAJOR_V1}. */
+export const SNAPSHOT_MAJOR = 2;
+/** The first format: no page hash field (SHA-256 page hashes). */
+export const SNAPSHOT_MAJOR_V1 = 1;
 /** Format minor version this build writes. */
 export const SNAPSHOT_MINOR = 0;
 /** Pages per compressed chunk (1 MiB of 4 KiB pages). */
@@ -33,6 +38,7 @@ const deflateRawAsync = promisify(deflateRaw);
 
 /** Header fields of a snapshot. */
 export interface SnapshotHeader extends ObjectIdentity {
+  major: number;
   minor: number;
   txid: number;
   /** Time the snapshot's state was current (ms since the epoch). */
@@ -40,20 +46,25 @@ export interface SnapshotHeader extends ObjectIdentity {
   pageSize: number;
   pageCount: number;
   checksum: DbChecksum;
+  /** The page hash `checksum` sums: the generation's (format 1: SHA-256). */
+  pageHash: PageHashId;
   compression: CompressionId;
   chunkPages: number;
 }
 
 /** Options of {@link createSnapshot}. */
-export interface CreateSnapshotOptions extends ObjectIdentity {
+export type CreateSnapshotOptions = ObjectIdentity & {
   /** A database file that does not change while the stream is read (checkpointed; checkpoints held). */
   dbPath: string;
-  /** Checksum of the file if already known (the shipper's); computed by a first pass otherwise. */
-  checksum?: DbChecksum;
   time?: number;
   compression?: CompressionId;
   chunkPages?: number;
-}
+} & (
+  /** The checksum of the file if already known (the shipper's), and the page hash it sums. */
+  | { checksum: DbChecksum; pageHash: PageHashId }
+  /** Computed by a first pass, with `pageHash` (default {@link DEFAULT_PAGE_HASH}). */
+  | { checksum?: undefined; pageHash?: PageHashId }
+);
 
 /** A snapshot ready to stream. */
 export interface SnapshotSource {
@@ -77,15 +88,16 @@ export function createSnapshot(opts: CreateSnapshotOptions): SnapshotSource {
     const meta = readDomicileMeta((p) => (p <= pageCount ? file.page(p) : undefined));
     if (!meta) throw new DomicileError('INTERNAL', 'snapshot source has no _domicile_meta row');
     if (meta.tenant !== opts.tenant || meta.incarnation !== opts.incarnation) throw new DomicileError('INTERNAL', 'snapshot source belongs to another tenant or incarnation');
+    const pageHash = opts.pageHash ?? DEFAULT_PAGE_HASH;
     let checksum = opts.checksum;
     if (checksum === undefined) {
-      const st = new DbHashState(pageCount);
+      const st = new DbHashState(pageCount, pageHash);
       for (let p = 1; p <= pageCount; p++) st.setPage(p, file.page(p)!);
       checksum = st.checksum;
     }
     header = {
-      tenant: opts.tenant, incarnation: opts.incarnation, generation: opts.generation, epoch: opts.epoch, minor: SNAPSHOT_MINOR,
-      txid: meta.txid, time: opts.time ?? Date.now(), pageSize: file.pageSize, pageCount, checksum,
+      tenant: opts.tenant, incarnation: opts.incarnation, generation: opts.generation, epoch: opts.epoch, major: SNAPSHOT_MAJOR, minor: SNAPSHOT_MINOR,
+      txid: meta.txid, time: opts.time ?? Date.now(), pageSize: file.pageSize, pageCount, checksum, pageHash,
       compression: opts.compression ?? Compression.brotli, chunkPages: opts.chunkPages ?? DEFAULT_CHUNK_PAGES,
     };
   } catch (err) {
@@ -107,7 +119,7 @@ function encodeHeader(h: SnapshotHeader): Buffer {
   w.bytes(Buffer.from(SNAPSHOT_MAGIC, 'latin1')).u16(SNAPSHOT_MAJOR).u16(SNAPSHOT_MINOR);
   const lenAt = w.length;
   w.u32(0).u32(h.compression).u32(h.pageSize).u32(h.pageCount).u32(h.chunkPages);
-  w.u53(h.epoch).u53(h.txid).u53(h.time).u64(h.checksum);
+  w.u53(h.epoch).u53(h.txid).u53(h.time).u64(h.checksum).u32(h.pageHash);
   w.str(h.tenant).str(h.incarnation).str(h.generation);
   w.setU32(lenAt, w.length);
   return Buffer.from(w.view());
@@ -122,7 +134,7 @@ async function* encodeChunks(
   try {
     yield emit(encodeHeader(h));
     const file = new DbFile(fd, h.pageSize);
-    const state = new DbHashState(h.pageCount);
+    const state = new DbHashState(h.pageCount, h.pageHash);
     for (let first = 1; first <= h.pageCount; first += h.chunkPages) {
       const n = Math.min(h.chunkPages, h.pageCount - first + 1);
       const raw = Buffer.allocUnsafe(n * h.pageSize);
@@ -140,7 +152,7 @@ async function* encodeChunks(
       yield emit(Buffer.from(packed.buffer, packed.byteOffset, packed.byteLength));
     }
     if (state.checksum !== h.checksum || new DbFile(fd, h.pageSize).pageCount() !== h.pageCount) {
-      throw new DomicileError('INTERNAL', `snapshot source changed while being read (checksum ${formatChecksum(state.checksum)}, expected ${formatChecksum(h.checksum)})`);
+      throw new DomicileError('INTERNAL', `snapshot source changed while being read (checksum ${describeChecksum(state.checksum, h.pageHash)}, expected ${describeChecksum(h.checksum, h.pageHash)})`);
     }
     yield emit(Buffer.alloc(8));
     yield sha.digest();
@@ -218,9 +230,11 @@ async function parseHeader(r: StreamBytes, what: string): Promise<SnapshotHeader
   if (fixed.subarray(0, 4).toString('latin1') !== SNAPSHOT_MAGIC) throw backupInvalid(`${what} is not a Domicile snapshot (bad magic).`);
   const major = fixed.readUInt16BE(4);
   const minor = fixed.readUInt16BE(6);
-  if (major !== SNAPSHOT_MAJOR) throw backupInvalid(`${what} has snapshot format ${major}.${minor}; this build reads major version ${SNAPSHOT_MAJOR} only.`, { formatMajor: major });
+  if (major !== SNAPSHOT_MAJOR && major !== SNAPSHOT_MAJOR_V1) {
+    throw backupInvalid(`${what} has snapshot format ${major}.${minor}; this build reads major versions ${SNAPSHOT_MAJOR_V1} and ${SNAPSHOT_MAJOR}.`, { formatMajor: major });
+  }
   const headerLength = fixed.readUInt32BE(8);
-  if (headerLength < 12 + 48 + 3 || headerLength > 4096) throw backupInvalid(`${what}: invalid header length.`);
+  if (headerLength < 12 + (major === SNAPSHOT_MAJOR_V1 ? 48 : 52) + 3 || headerLength > 4096) throw backupInvalid(`${what}: invalid header length.`);
   const rest = await r.take(headerLength - 12, 'header');
   const hr = new ByteReader(rest, what);
   const compression = hr.u32('flags');
@@ -231,13 +245,15 @@ async function parseHeader(r: StreamBytes, what: string): Promise<SnapshotHeader
   const txid = hr.u53('txid');
   const time = hr.u53('time');
   const checksum = hr.u64('checksum');
+  const pageHash = major === SNAPSHOT_MAJOR_V1 ? PageHash.sha256 : hr.u32('page hash');
   const tenant = hr.str('tenant');
   const incarnation = hr.str('incarnation');
   const generation = hr.str('generation');
   if (!isKnownCompression(compression)) throw backupInvalid(`${what}: unknown compression ${compression}.`);
   if (pageSize < 512 || pageSize > 65536 || (pageSize & (pageSize - 1)) !== 0) throw backupInvalid(`${what}: invalid page size.`);
   if (chunkPages < 1 || chunkPages > 65536) throw backupInvalid(`${what}: invalid chunk size.`);
-  return { tenant, incarnation, generation, epoch, minor, txid, time, pageSize, pageCount, checksum, compression, chunkPages };
+  if (!isKnownPageHash(pageHash)) throw backupInvalid(`${what}: unknown ${pageHashName(pageHash)}.`);
+  return { tenant, incarnation, generation, epoch, major, minor, txid, time, pageSize, pageCount, checksum, pageHash, compression, chunkPages };
 }
 
 /** Result of {@link readSnapshot}. */
@@ -291,6 +307,21 @@ export async function readSnapshot(
   } finally {
     await r.close();
   }
+}
+
+/**
+ * A format 2 snapshot's bytes rewritten as format 1 (builds before 2026-12-07
+ * wrote it: no page hash field), re-sealed: for compatibility tests. Its
+ * checksum must be a SHA-256 one.
+ */
+export function snapshotAsFormat1(bytes: Uint8Array): Buffer {
+  const b = Buffer.from(bytes);
+  if (b.readUInt16BE(4) !== SNAPSHOT_MAJOR || b.readUInt32BE(60) !== PageHash.sha256) throw new RangeError('a format 2 snapshot of SHA-256 page hashes is needed');
+  const headerLength = b.readUInt32BE(8);
+  const body = Buffer.concat([b.subarray(0, 60), b.subarray(64, b.byteLength - 32)]);
+  body.writeUInt16BE(SNAPSHOT_MAJOR_V1, 4);
+  body.writeUInt32BE(headerLength - 4, 8);
+  return Buffer.concat([body, sha256(body)]);
 }
 
 /** SHA-256 of bytes (exported for tests and tools). */

@@ -90,7 +90,7 @@ export async function beginTestGeneration(shard: TestShard, store: ObjectStore, 
   if (shard.checkpoint().busy !== 0) throw new Error('the checkpoint before the generation was busy');
   const shipper = WalShipper.beginGeneration({ dbPath: shard.path, ...ref });
   try {
-    const snap = createSnapshot({ dbPath: shard.path, ...ref, checksum: shipper.checksum });
+    const snap = createSnapshot({ dbPath: shard.path, ...ref, checksum: shipper.checksum, pageHash: shipper.pageHash });
     await Promise.all([store.put(snapshotKey(ref, snap.header.txid), snap.stream, { ifNoneMatch: true }), snap.done]);
     return shipper;
   } catch (err) {

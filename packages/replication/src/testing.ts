@@ -58,7 +58,7 @@ export async function writeTestBackup(opts: TestBackupOptions): Promise<TestBack
     const ref: GenerationRef = { tenant: opts.tenant, incarnation: opts.incarnation, epoch, generation: newGenerationId(clock) };
     shipper = WalShipper.beginGeneration({ dbPath, ...ref, now: () => clock });
     const release = shipper.hold();
-    const snap = createSnapshot({ dbPath, ...ref, checksum: shipper.checksum, time: clock });
+    const snap = createSnapshot({ dbPath, ...ref, checksum: shipper.checksum, pageHash: shipper.pageHash, time: clock });
     const snapKey = snapshotKey(ref, snap.header.txid);
     await opts.store.put(snapKey, snap.stream, { ifNoneMatch: true });
     await snap.done;

@@ -13,7 +13,7 @@
  */
 import { closeSync, existsSync, fstatSync, openSync, readSync, statSync, type Stats } from 'node:fs';
 import { DomicileError } from '@domicile/errors';
-import { applyTransactionHashes, DbHashState, formatChecksum, type DbChecksum } from './checksum.ts';
+import { applyTransactionHashes, DbHashState, DEFAULT_PAGE_HASH, describeChecksum, type DbChecksum, type PageHashId } from './checksum.ts';
 import type { CompressionId } from './compression.ts';
 import { DbFile } from './db-file.ts';
 import { DomicileMetaReader, readDomicileMeta, type DomicileMeta } from './domicile-meta.ts';
@@ -35,12 +35,16 @@ export interface ShipperOptions extends ObjectIdentity {
   compression?: CompressionId;
   /** Clock for commit times (ms). */
   now?: () => number;
+  /** Page hash of a generation this shipper begins (default {@link DEFAULT_PAGE_HASH}); a resumed one keeps its own. */
+  pageHash?: PageHashId;
 }
 
 /** Where a generation's replicated history ends (the newest object's txid and checksum). */
 export interface GenerationTip {
   txid: number;
   checksum: DbChecksum;
+  /** The page hash the generation's checksums sum (its objects record it). */
+  pageHash: PageHashId;
 }
 
 /** Result of {@link WalShipper.capture}. */
@@ -204,7 +208,7 @@ export class WalShipper {
       const db = new DbFile(fd);
       pageSize = db.pageSize;
       const pages = db.pageCount();
-      state = new DbHashState(Math.max(1, pages));
+      state = new DbHashState(Math.max(1, pages), opts.pageHash ?? DEFAULT_PAGE_HASH);
       for (let p = 1; p <= pages; p++) {
         state.setPage(p, db.page(p)!);
         if (p % slicePages === 0) await new Promise<void>((r) => setImmediate(r));
@@ -236,7 +240,8 @@ export class WalShipper {
   }
 
   static #resume(opts: ShipperOptions, tip: GenerationTip): WalShipper | null {
-    const { shipper, meta: raw } = WalShipper.#fromDbFile(opts);
+    // A generation keeps the page hash it began with (one begun by an older build: SHA-256).
+    const { shipper, meta: raw } = WalShipper.#fromDbFile(opts, opts.dbPath, tip.pageHash);
     try {
       const meta = shipper.#checkMeta(raw);
       if (meta.txid > tip.txid) return shipper.#discard();
@@ -301,13 +306,13 @@ export class WalShipper {
     return true;
   }
 
-  static #fromDbFile(opts: ShipperOptions, hashPath = opts.dbPath): { shipper: WalShipper; meta: DomicileMeta | null } {
+  static #fromDbFile(opts: ShipperOptions, hashPath = opts.dbPath, pageHash: PageHashId = opts.pageHash ?? DEFAULT_PAGE_HASH): { shipper: WalShipper; meta: DomicileMeta | null } {
     const fd = openSync(hashPath, 'r');
     let liveFd: number | undefined;
     try {
       const db = new DbFile(fd);
       const pages = db.pageCount();
-      const state = new DbHashState(Math.max(1, pages));
+      const state = new DbHashState(Math.max(1, pages), pageHash);
       for (let p = 1; p <= pages; p++) state.setPage(p, db.page(p)!);
       const meta = readDomicileMeta((p) => (p <= pages ? db.page(p) : undefined));
       let live = db;
@@ -344,6 +349,8 @@ export class WalShipper {
   get shippedTxid(): number { return this.#shippedTxid; }
   /** Database checksum at {@link txid}. */
   get checksum(): DbChecksum { return this.#state.checksum; }
+  /** The page hash {@link checksum} sums: {@link DEFAULT_PAGE_HASH} for a generation this build began, else the resumed one's. */
+  get pageHash(): PageHashId { return this.#state.pageHash; }
   /** Database size in pages at {@link txid}. */
   get pageCount(): number { return this.#state.pageCount; }
   /** Page size of the database. */
@@ -467,7 +474,7 @@ export class WalShipper {
       const minTxid = txs[0]!.txid;
       const maxTxid = txs.at(-1)!.txid;
       return {
-        kind: 'unencoded', header: { ...this.#identity(), pageSize: this.#pageSize, preChecksum, prePageCount }, txs,
+        kind: 'unencoded', header: { ...this.#identity(), pageSize: this.#pageSize, pageHash: this.#state.pageHash, preChecksum, prePageCount }, txs,
         key: segmentKey(this.#identity(), minTxid, maxTxid), minTxid, maxTxid,
         postChecksum: this.#state.checksum, pageCount: this.#state.pageCount, pendingCommits: pending,
         walBytes: this.#position!.offset,
@@ -663,7 +670,7 @@ export class WalShipper {
 
   /** For messages. */
   toString(): string {
-    return `WalShipper(${this.#opts.tenant} txid ${this.#txid} checksum ${formatChecksum(this.#state.checksum)})`;
+    return `WalShipper(${this.#opts.tenant} txid ${this.#txid} checksum ${describeChecksum(this.#state.checksum, this.#state.pageHash)})`;
   }
 }
 

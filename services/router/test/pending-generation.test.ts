@@ -13,9 +13,10 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { openObjectStore } from '@domicile/object-store';
 import type { ObjectStore } from '@domicile/object-store';
 import {
-  generationsPrefix, listGenerations, readGenerationTip, restore, WalShipper, type GenerationRef,
+  generationsPrefix, listGenerations, PageHash, readGenerationTip, restore, WalShipper, type GenerationRef,
 } from '@domicile/replication';
 import { createTestShard, dumpDatabase, tempDir, type TestShard } from '@domicile/replication/testing';
+import { decodeChanges, encodeChanges } from '../src/moves/change-wire.ts';
 import { LocalMoveTarget } from '../src/moves/move-transport.ts';
 import { WalFollower } from '../src/moves/wal-follower.ts';
 
@@ -189,6 +190,27 @@ describe('a move\'s pending generation', () => {
       await target.discard();
       expect(await keys(store, generationsPrefix(TENANT, INC))).toEqual([]);
       expect(existsSync(dstPath)).toBe(false);
+    } finally {
+      follower.close();
+    }
+  });
+
+  it('refuses a change set of another page hash (a node of another build), naming both; the real one applies after', async () => {
+    insert(20);
+    const { follower, target } = await copied('m5');
+    try {
+      insert(3);
+      const ch = follower.changes()!;
+      expect(ch.pageHash).toBe(PageHash.xxh64);
+      // What a source of an older build (SHA-256 page hashes) sends, through the wire format.
+      const { changes: foreign } = decodeChanges(encodeChanges({ ...ch, pageHash: PageHash.sha256 }, { tenant: TENANT, incarnation: INC, epoch: 1 }, 4096));
+      expect(foreign.pageHash).toBe(PageHash.sha256);
+      await expect(target.apply(foreign)).rejects.toMatchObject({
+        code: 'INTERNAL', message: 'move: the source node sums sha256 page hashes, this node xxh64: move between nodes of the same build',
+      });
+      await target.apply(decodeChanges(encodeChanges(ch, { tenant: TENANT, incarnation: INC, epoch: 1 }, 4096)).changes);
+      expect(await target.state()).toEqual({ checksum: follower.checksum, txid: follower.txid() });
+      await target.discard();
     } finally {
       follower.close();
     }

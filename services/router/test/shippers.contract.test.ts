@@ -10,7 +10,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { FsObjectStore } from '@domicile/object-store';
 import { walChangedSince } from '@domicile/shard';
 import {
-  createSnapshot, newGenerationId, readGenerationTip, restore, snapshotKey, type GenerationRef,
+  createSnapshot, newGenerationId, PageHash, readGenerationTip, restore, snapshotKey, type GenerationRef, type PageHashId,
 } from '@domicile/replication';
 import { createTestShard, dumpDatabase, tempDir } from '@domicile/replication/test-support';
 import { InProcessShippers, isShipperLost, type ShipperHandle, type Shippers } from '../src/replication/shippers.ts';
@@ -34,12 +34,12 @@ async function setup(make: () => Shippers) {
 }
 
 /** A generation start as the replicator does it: checkpoint, copy, handle from the copy, snapshot. */
-async function begin(s: Awaited<ReturnType<typeof setup>>): Promise<ShipperHandle> {
+async function begin(s: Awaited<ReturnType<typeof setup>>, pageHash?: PageHashId): Promise<ShipperHandle> {
   expect(s.shard.checkpoint().busy).toBe(0);
   const copy = join(s.dir, `copy-${Math.random()}.db`);
   copyFileSync(s.path, copy);
-  const h = await s.shippers.beginFromCopy({ dbPath: s.path, ...s.ref }, copy);
-  const snap = createSnapshot({ dbPath: copy, ...s.ref, checksum: h.checksum });
+  const h = await s.shippers.beginFromCopy({ dbPath: s.path, ...s.ref, ...(pageHash === undefined ? {} : { pageHash }) }, copy);
+  const snap = createSnapshot({ dbPath: copy, ...s.ref, checksum: h.checksum, pageHash: h.pageHash });
   await Promise.all([s.store.put(snapshotKey(s.ref, snap.header.txid), snap.stream, { ifNoneMatch: true }), snap.done]);
   return h;
 }
@@ -68,6 +68,26 @@ const implementations: Array<[string, () => Shippers]> = [
 ];
 
 describe.each(implementations)('Shippers contract: %s', (_name, make) => {
+  it('new generations sum XXH64 page hashes; a generation of SHA-256 ones (an older build\'s) resumes with SHA-256', async () => {
+    const s = await setup(make);
+    const fresh = await begin(s);
+    expect(fresh.pageHash).toBe(PageHash.xxh64);
+    fresh.close();
+    s.ref.generation = newGenerationId();
+    const h = await begin(s, PageHash.sha256);
+    expect(h.pageHash).toBe(PageHash.sha256);
+    s.shard.write((db) => db.prepare('INSERT INTO items (name) VALUES (?)').run('before'));
+    expect(await ship(h, s.store)).toBe(1);
+    h.close();
+    s.shard.write((db) => db.prepare('INSERT INTO items (name) VALUES (?)').run('after the restart'));
+    const tip = (await readGenerationTip(s.store, s.ref))!;
+    expect(tip.pageHash).toBe(PageHash.sha256);
+    const resumed = (await s.shippers.resume({ dbPath: s.path, ...s.ref }, tip))!;
+    expect(resumed.pageHash).toBe(PageHash.sha256);
+    expect(await ship(resumed, s.store)).toBe(1);
+    await expectRestoresLive(s);
+  });
+
   it('ships commits as segments a restore replays exactly; txids and acknowledgements follow', async () => {
     const s = await setup(make);
     const h = await begin(s);
@@ -137,7 +157,7 @@ describe.each(implementations)('Shippers contract: %s', (_name, make) => {
     expect(resumed).not.toBeNull();
     expect(await ship(resumed!, s.store)).toBe(1);
     await expectRestoresLive(s);
-    expect(await s.shippers.resume({ dbPath: s.path, ...s.ref }, { txid: tip.txid, checksum: tip.checksum ^ 1n })).toBeNull();
+    expect(await s.shippers.resume({ dbPath: s.path, ...s.ref }, { ...tip, checksum: tip.checksum ^ 1n })).toBeNull();
   });
 });
 

@@ -21,7 +21,7 @@ export function encodeChanges(ch: ShardChanges, id: ChangeSetIdentity, pageSize:
   const now = Date.now();
   const txs = ch.commits.map((c, i) => ({ txid: i + 1, time: now, truncateTo: c.commitSize, commitSize: c.commitSize, postChecksum: c.postChecksum, pages: c.pages }));
   return encodeSegment(
-    { ...id, generation: '0'.repeat(20), pageSize, preChecksum: ch.preChecksum, prePageCount: 0 },
+    { ...id, generation: '0'.repeat(20), pageSize, pageHash: ch.pageHash, preChecksum: ch.preChecksum, prePageCount: 0 },
     txs,
     { compression: Compression.none },
   );
@@ -39,7 +39,7 @@ export function decodeChanges(bytes: Uint8Array): { changes: ShardChanges; pageS
     return { commitSize: tx.commitSize, pages, postChecksum: tx.postChecksum };
   });
   return {
-    changes: { commits, preChecksum: seg.preChecksum, postChecksum: seg.postChecksum, distinctPages: distinct.size, pageImages },
+    changes: { commits, preChecksum: seg.preChecksum, postChecksum: seg.postChecksum, pageHash: seg.pageHash, distinctPages: distinct.size, pageImages },
     pageSize: seg.pageSize,
     tenant: seg.tenant,
   };

@@ -230,8 +230,8 @@ export class LocalMoveTarget implements MoveTarget {
     const pending = this.#pending;
     if (!pending) return;
     if (pending.snapshotTxid === undefined) {
-      const { checksum } = this.#rx.markSnapshot();
-      await pending.putSnapshot(this.#rx.tmpPath, checksum);
+      const { checksum, pageHash } = this.#rx.markSnapshot();
+      await pending.putSnapshot(this.#rx.tmpPath, checksum, pageHash);
     } else {
       await pending.putSegment(this.#rx.takeBatch());
     }

@@ -12,7 +12,7 @@
 import { DomicileError } from '@domicile/errors';
 import type { ObjectBody, ObjectStore } from '@domicile/object-store';
 import {
-  createSnapshot, encodeSegmentAsync, generationPrefix, newGenerationId, putOnce, segmentKey, snapshotKey, type GenerationRef,
+  createSnapshot, encodeSegmentAsync, generationPrefix, newGenerationId, putOnce, segmentKey, snapshotKey, type GenerationRef, type PageHashId,
 } from '@domicile/replication';
 import { sweepBucket } from '../buckets/bucket-eraser.ts';
 import type { PendingBatch } from './shard-receiver.ts';
@@ -43,12 +43,12 @@ export class PendingGeneration {
 
   /**
    * Streams `dbPath` (which must not change meanwhile) as the generation's
-   * snapshot; `checksum` is the copy's rolling checksum, which the stream
-   * verifies as it reads.
+   * snapshot; `checksum` is the copy's rolling checksum (of page hash
+   * `pageHash`), which the stream verifies as it reads.
    */
-  async putSnapshot(dbPath: string, checksum: bigint): Promise<void> {
+  async putSnapshot(dbPath: string, checksum: bigint, pageHash: PageHashId): Promise<void> {
     if (this.#snapshotTxid !== undefined) throw new DomicileError('INTERNAL', 'the pending generation has its snapshot already');
-    const snap = createSnapshot({ dbPath, ...this.ref, checksum, time: this.#now() });
+    const snap = createSnapshot({ dbPath, ...this.ref, checksum, pageHash, time: this.#now() });
     try {
       await Promise.all([this.#put(snapshotKey(this.ref, snap.header.txid), snap.stream), snap.done]);
     } catch (err) {
@@ -68,7 +68,7 @@ export class PendingGeneration {
     const last = batch.txs.at(-1)!.txid;
     if (first !== this.#lastTxid + 1) throw new DomicileError('INTERNAL', `the pending generation would skip from txid ${this.#lastTxid} to ${first}`);
     const bytes = await encodeSegmentAsync(
-      { ...this.ref, pageSize: batch.pageSize, preChecksum: batch.preChecksum, prePageCount: batch.prePageCount },
+      { ...this.ref, pageSize: batch.pageSize, pageHash: batch.pageHash, preChecksum: batch.preChecksum, prePageCount: batch.prePageCount },
       batch.txs,
     );
     await this.#put(segmentKey(this.ref, first, last), bytes);

@@ -19,7 +19,7 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { DomicileError } from '@domicile/errors';
 import {
-  applyTransactionHashes, DbHashState, formatChecksum, readDomicileMeta, readWal, type DomicileMeta, type SegmentTransaction,
+  applyTransactionHashes, DbHashState, formatChecksum, pageHashName, readDomicileMeta, readWal, type DomicileMeta, type PageHashId, type SegmentTransaction,
 } from '@domicile/replication';
 import type { CommitChange, ShardChanges, SnapshotInfo } from './wal-follower.ts';
 
@@ -28,6 +28,8 @@ const COMPANIONS = ['', '-wal', '-shm', '-journal'] as const;
 /** Transactions of the pending generation not handed out yet, with the database state they start from. */
 export interface PendingBatch {
   pageSize: number;
+  /** The page hash of the checksums. */
+  pageHash: PageHashId;
   preChecksum: bigint;
   prePageCount: number;
   /** Consecutive txids; empty when nothing new. */
@@ -93,6 +95,12 @@ export class ShardReceiver {
   async apply(ch: ShardChanges): Promise<void> {
     const { fd, info } = this.#open();
     if (this.#nextPage - 1 !== info.pageCount) throw new DomicileError('INTERNAL', 'changes before the warm copy was complete');
+    if (ch.pageHash !== this.#state.pageHash) {
+      throw new DomicileError(
+        'INTERNAL',
+        `move: the source node sums ${pageHashName(ch.pageHash)} page hashes, this node ${pageHashName(this.#state.pageHash)}: move between nodes of the same build`,
+      );
+    }
     if (ch.preChecksum !== this.#state.checksum) {
       throw new DomicileError('INTERNAL', `move: checksum mismatch before a change set (target ${formatChecksum(this.#state.checksum)}, source ${formatChecksum(ch.preChecksum)})`);
     }
@@ -118,7 +126,7 @@ export class ShardReceiver {
    * after at least one round of changes (before it the copy may mix states;
    * see wal-follower.ts). Returns the snapshot's txid and checksum.
    */
-  markSnapshot(): { txid: number; checksum: bigint } {
+  markSnapshot(): { txid: number; checksum: bigint; pageHash: PageHashId } {
     const meta = this.#metaNow();
     this.#collecting = true;
     this.#txid = meta.txid;
@@ -126,13 +134,13 @@ export class ShardReceiver {
     this.#txs = [];
     this.#lastTx = { checksum: this.#state.checksum, pageCount: this.#state.pageCount };
     this.#batchStart = this.#lastTx;
-    return { txid: meta.txid, checksum: this.#state.checksum };
+    return { txid: meta.txid, checksum: this.#state.checksum, pageHash: this.#state.pageHash };
   }
 
   /** The transactions collected since the previous call (commits whose txid has not moved yet stay back). */
   takeBatch(): PendingBatch {
     const { info } = this.#open();
-    const batch: PendingBatch = { pageSize: info.pageSize, preChecksum: this.#batchStart.checksum, prePageCount: this.#batchStart.pageCount, txs: this.#txs };
+    const batch: PendingBatch = { pageSize: info.pageSize, pageHash: this.#state.pageHash, preChecksum: this.#batchStart.checksum, prePageCount: this.#batchStart.pageCount, txs: this.#txs };
     this.#txs = [];
     this.#batchStart = this.#lastTx;
     return batch;

@@ -21,7 +21,7 @@ import { open } from 'node:fs/promises';
 import Database from 'better-sqlite3';
 import { DomicileError } from '@domicile/errors';
 import {
-  applyTransactionHashes, DbHashState, headerPageSize, readWal, type PageImage, type WalPosition,
+  applyTransactionHashes, DbHashState, headerPageSize, readWal, type PageHashId, type PageImage, type WalPosition,
 } from '@domicile/replication';
 
 /** The smallest shape of a better-sqlite3 connection the follower uses. */
@@ -60,6 +60,8 @@ export interface ShardChanges {
   /** Rolling checksum before the first commit and after the last. */
   preChecksum: bigint;
   postChecksum: bigint;
+  /** The page hash those checksums sum (the source node's build's; a receiver of another refuses the set). */
+  pageHash: PageHashId;
   /** Distinct pages written (what applying the whole set rewrites; the catch-up's measure of how far behind it is). */
   distinctPages: number;
   /** Page images over all commits (bytes sent = this × page size). */
@@ -210,7 +212,7 @@ export class WalFollower {
         commits.push({ commitSize: f.commitSize, pages: sorted, postChecksum });
         pages = new Map();
       }
-      return { commits, preChecksum, postChecksum: this.#state.checksum, distinctPages: distinct.size, pageImages };
+      return { commits, preChecksum, postChecksum: this.#state.checksum, pageHash: this.#state.pageHash, distinctPages: distinct.size, pageImages };
     } finally {
       closeSync(fd);
     }

@@ -623,7 +623,7 @@ export class Replicator {
         return;
       }
       try {
-        const snap = createSnapshot({ dbPath: copy, ...gen, checksum: shipper.checksum, time: this.#o.now() });
+        const snap = createSnapshot({ dbPath: copy, ...gen, checksum: shipper.checksum, pageHash: shipper.pageHash, time: this.#o.now() });
         try {
           const started = performance.now();
           await Promise.all([putOnce(st.store, snapshotKey(gen, snap.header.txid), snap.stream), snap.done]);

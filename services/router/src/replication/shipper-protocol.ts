@@ -1,6 +1,6 @@
 /** Messages between the main thread and the shipper thread (shipper-thread.ts, shipper-worker.ts). */
 import { deserializeError, isDomicileError, type SerializedError } from '@domicile/errors';
-import type { DbChecksum, GenerationTip, ShipperOptions } from '@domicile/replication';
+import type { DbChecksum, GenerationTip, PageHashId, ShipperOptions } from '@domicile/replication';
 
 /** Main thread → worker. Calls with an `id` are answered; the others apply in order. */
 export type ToShipperWorker =
@@ -14,7 +14,7 @@ export type ToShipperWorker =
   | { op: 'close'; sid: number };
 
 /** A shipper's counters, sent with every answer about it. */
-export interface ShipperState { txid: number; shippedTxid: number; checksum: DbChecksum }
+export interface ShipperState { txid: number; shippedTxid: number; checksum: DbChecksum; pageHash: PageHashId }
 
 /** An error crossing the thread boundary: a DomicileError whole, another error's message and `code`. */
 export type WireError = { domicile: SerializedError } | { message: string; code?: string };

@@ -167,6 +167,7 @@ export class ThreadShippers implements Shippers {
       get txid() { return txid; },
       get shippedTxid() { return shippedTxid; },
       checksum: state.checksum,
+      pageHash: state.pageHash,
       pass: async (store) => {
         if (closed) throw new ShipperLostError('the shipper is closed');
         const bucket = this.#sourceOf(store);

@@ -23,7 +23,7 @@ compressInlineBelow(4 << 20);
 const shippers = new Map<number, SegmentPasses>();
 const buckets = new Map<string, ObjectStore>();
 
-const stateOf = ({ shipper: s }: SegmentPasses): ShipperState => ({ txid: s.txid, shippedTxid: s.shippedTxid, checksum: s.checksum });
+const stateOf = ({ shipper: s }: SegmentPasses): ShipperState => ({ txid: s.txid, shippedTxid: s.shippedTxid, checksum: s.checksum, pageHash: s.pageHash });
 
 function shipper(sid: number): SegmentPasses {
   const s = shippers.get(sid);

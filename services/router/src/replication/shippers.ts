@@ -12,10 +12,11 @@
  *
  * A handle's `txid`/`shippedTxid` are the shipper's as of the latest answer
  * (a pass, failed or not); `checksum` is the database checksum at the
- * generation's start (what its snapshot must carry).
+ * generation's start (what its snapshot must carry), `pageHash` the page hash
+ * it sums.
  */
 import type { ObjectStore } from '@domicile/object-store';
-import { SegmentPasses, WalShipper, type DbChecksum, type GenerationTip, type PassResult, type ShipperOptions, type WalMark } from '@domicile/replication';
+import { SegmentPasses, WalShipper, type DbChecksum, type GenerationTip, type PageHashId, type PassResult, type ShipperOptions, type WalMark } from '@domicile/replication';
 
 /** One tenant's shipper, whichever thread it runs on. Calls for one handle must not overlap (the replicator runs one pass per tenant). */
 export interface ShipperHandle {
@@ -25,6 +26,8 @@ export interface ShipperHandle {
   readonly shippedTxid: number;
   /** Database checksum when the handle was created (the snapshot's, for a generation start). */
   readonly checksum: DbChecksum;
+  /** The page hash of the shipper's checksums (the generation's). */
+  readonly pageHash: PageHashId;
   /**
    * `SegmentPasses.pass`: store the segment a failed pass left, then the WAL's
    * new commits as the next segment, into `store` (the shipper's thread does
@@ -91,6 +94,7 @@ export class InProcessShippers implements Shippers {
       get txid() { return s.txid; },
       get shippedTxid() { return s.shippedTxid; },
       checksum,
+      pageHash: s.pageHash,
       pass: (store) => passes.pass(store),
       checkpointAllowed: async () => s.checkpointAllowed(),
       checkpointMark: async () => s.checkpointMark(),
