@@ -1,5 +1,6 @@
 /**
- * Replication format benchmark: segment encode/decode and snapshot + restore
+ * Replication format benchmark: segment encode/decode, the two page hashes
+ * (SHA-256 the baseline of XXH64), and snapshot + restore
  * throughput on a filesystem bucket, against a baseline measured in the same
  * run (a plain file copy of the same database); then the shipper's capture of
  * many small transactions (one-row inserts, and one-row updates of random rows
@@ -15,7 +16,7 @@ import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { FsObjectStore } from '../packages/object-store/src/index.ts';
 import {
-  applyTransactionHashes, Compression, compressAsync, compressInlineBelow, DbHashState, decodeSegment, encodeSegment, createSnapshot, newGenerationId, restore, snapshotKey,
+  applyTransactionHashes, Compression, compressAsync, compressInlineBelow, DbHashState, decodeSegment, encodeSegment, createSnapshot, newGenerationId, PageHash, restore, snapshotKey,
   type SegmentTransaction,
 } from '../packages/replication/src/index.ts';
 import { seededRandom } from '@domicile/testkit/random';
@@ -66,6 +67,25 @@ try {
     const dec = performance.now() - t0;
     console.log(`segment ${name.padEnd(15)} encode ${(mb / (enc / 1000)).toFixed(0).padStart(5)} MB/s  decode ${(mb / (dec / 1000)).toFixed(0).padStart(5)} MB/s  ratio ${(file.length / bytes.length).toFixed(2)}`);
   }
+
+  // Page hashes of the rolling checksum (docs/replication-format.md): every page of the database set into a
+  // DbHashState of each page hash (the shipper's path), five interleaved rounds, median; SHA-256 (page hash 0,
+  // older generations) is the baseline for XXH64 (new ones).
+  const hashRuns: Record<'sha256' | 'xxh64', number[]> = { sha256: [], xxh64: [] };
+  const sums = new Set<bigint>();
+  for (let r = 0; r < 5; r++) {
+    for (const name of ['sha256', 'xxh64'] as const) {
+      const st = new DbHashState(pages, PageHash[name]);
+      const t = performance.now();
+      for (let p = 1; p <= pages; p++) st.setPage(p, file.subarray((p - 1) * pageSize, p * pageSize));
+      hashRuns[name].push(((performance.now() - t) * 1000) / pages);
+      sums.add(st.checksum);
+    }
+  }
+  if (sums.size !== 2) throw new Error(`expected one checksum per page hash, got ${sums.size}`);
+  const hashMedian = (xs: number[]) => [...xs].sort((a, b) => a - b)[2]!;
+  const [shaUs, xxhUs] = [hashMedian(hashRuns.sha256), hashMedian(hashRuns.xxh64)];
+  console.log(`page hash (${pageSize} B)     sha256 ${shaUs.toFixed(2)} µs, xxh64 ${xxhUs.toFixed(2)} µs per page (xxh64 / sha256 ${(xxhUs / shaUs).toFixed(2)}×)`);
 
   let t0 = performance.now();
   copyFileSync(path, join(dir, 'copy.db'));

@@ -12,7 +12,7 @@
  * same page compress far better in one stream. Format 3 (written since
  * 2026-12-07) has format 2's layout and names the page hash of its checksums
  * in the field formats 1–2 reserved (they imply SHA-256, page hash 0): new
- * generations hash pages with XXH64, ~8× cheaper per page (page-hash.js).
+ * generations hash pages with XXH64, ~4× cheaper per page (page-hash.js).
  * All three are read.
  */
 import { hash } from 'node:crypto';
