@@ -16,6 +16,9 @@ export function protocolMajor(v: string): number {
   return Number.parseInt(String(v).split('.')[0] ?? '', 10);
 }
 
+/** How old a cached listing may be and still answer "not live" (ms); older ones are listed again. */
+export const MISS_RELIST_MS = 100;
+
 /** Options of {@link ClusterNode}. */
 export interface ClusterNodeOptions {
   membership: Membership;
@@ -134,21 +137,38 @@ export class ClusterNode {
     }
   }
 
-  /** Live nodes (cached for a short while), optionally of one region, in id order. */
+  /**
+   * Live nodes (cached for a short while), optionally of one region, in id order. No node of
+   * `region` in a cached listing is looked up again on a fresh one (see {@link ClusterNode.liveNode}).
+   */
   async liveNodes(region?: string): Promise<NodeInfo[]> {
+    if (region === undefined) return this.#listing(this.#cacheMs);
+    const inRegion = (all: NodeInfo[]): NodeInfo[] => all.filter((n) => n.region === region);
+    const cached = inRegion(await this.#listing(this.#cacheMs));
+    return cached.length > 0 ? cached : inRegion(await this.#listing(Math.min(this.#cacheMs, MISS_RELIST_MS)));
+  }
+
+  /**
+   * The live node with this id, or undefined (no lease: dead, or not started). A miss in a cached
+   * listing is checked on a fresh one first: the node may have (re)joined since — after a Redis
+   * pause every node rejoins, and a stale listing would answer 503 for tenants whose owner is back.
+   * Fresh listings after misses are at most one per {@link MISS_RELIST_MS} (a dead owner's tenants
+   * cost no Redis call per request).
+   */
+  async liveNode(id: string): Promise<NodeInfo | undefined> {
+    return (await this.#listing(this.#cacheMs)).find((n) => n.id === id)
+      ?? (await this.#listing(Math.min(this.#cacheMs, MISS_RELIST_MS))).find((n) => n.id === id);
+  }
+
+  /** Every live node, from a listing at most `maxAgeMs` old (concurrent callers share one call). */
+  async #listing(maxAgeMs: number): Promise<NodeInfo[]> {
     const now = this.#now();
-    if (!this.#cache || now - this.#cache.at > this.#cacheMs) {
+    if (!this.#cache || now - this.#cache.at > maxAgeMs) {
       const nodes = this.membership.liveNodes();
       this.#cache = { at: now, nodes };
       nodes.catch(() => { if (this.#cache?.nodes === nodes) this.#cache = undefined; });
     }
-    const all = await this.#cache.nodes;
-    return region === undefined ? all : all.filter((n) => n.region === region);
-  }
-
-  /** The live node with this id, or undefined (no lease: dead, or not started). */
-  async liveNode(id: string): Promise<NodeInfo | undefined> {
-    return (await this.liveNodes()).find((n) => n.id === id);
+    return this.#cache.nodes;
   }
 
   /** Forget the cached listing (after a peer answered that it is not who we thought). */
