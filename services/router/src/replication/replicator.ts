@@ -150,6 +150,8 @@ interface TenantRep {
   shipper: ShipperHandle | null;
   /** Bytes of the current log the latest capture read (a checkpoint is considered past `checkpointBytes`). */
   walBytes: number;
+  /** How much the log grew during the latest pass interval (predicts when it passes `checkpointForceBytes`). */
+  walGrowth: number;
   dirty: boolean;
   running: Promise<void> | null;
   stopped: boolean;
@@ -289,7 +291,7 @@ export class Replicator {
         return;
       }
       st = {
-        ref, store, gen: null, genStartedAt: 0, shipper: null, walBytes: 0, dirty: false, running: null, stopped: false,
+        ref, store, gen: null, genStartedAt: 0, shipper: null, walBytes: 0, walGrowth: 0, dirty: false, running: null, stopped: false,
         oldest: undefined, newer: undefined, failures: 0, lastError: undefined, wake: undefined, flushing: false, queued: undefined, idle: [], walSig: undefined, inPlace: false,
         startedSeq: 0, doneSeq: 0, needSeq: 0, durable: [], lastPassAt: undefined,
       };
@@ -534,6 +536,9 @@ export class Replicator {
   /** Capture and upload everything committed (pass `seq`), release its sync waiters; then maybe checkpoint. */
   async #pass(st: TenantRep, seq: number): Promise<void> {
     if (!st.shipper) await this.#resumeOrBegin(st);
+    // The log will pass the force size during this interval: this pass runs held and checkpoints, so
+    // the hold costs no upload of its own (else a pass, then a hold shipping the few commits since).
+    if (this.#forceDue(st) && await this.#heldCheckpoint(st, seq)) return;
     // One pass of the shipper holds every commit made before it started (after the segment a failed
     // pass left, if any). Commits arriving meanwhile go to the next pass — under steady writes a pass
     // ends, so sync waiters are answered and checkpoints get their turn.
@@ -543,6 +548,7 @@ export class Replicator {
       const r = await st.shipper.pass(st.store);
       this.#uploaded(st, r);
       if (r.kind !== 'restart') {
+        st.walGrowth = Math.max(0, r.walBytes - st.walBytes);
         st.walBytes = r.walBytes;
         quiet = r.kind === 'none' && r.uploads.length === 0;
         break;
@@ -685,30 +691,8 @@ export class Replicator {
     // Also a small log, when the pass found nothing new and the file may be larger than the log (`inPlace`).
     if (bytes < this.#o.checkpointBytes && !(st.inPlace && quiet)) return;
     const pool = this.#o.pool;
-    if (pool.heldMaintenance && bytes >= this.#o.checkpointForceBytes) {
-      // The tenant is held (nothing commits): ship the rest, then checkpoint exactly what was shipped.
-      // RESTART, not TRUNCATE: a tenant this busy writes again at once, and appending to a truncated
-      // file costs each of its commits more than overwriting the old log in place (RESULTS.md).
-      let heldAt = 0;
-      const res = await pool.heldMaintenance(st.ref, async () => {
-        heldAt = performance.now();
-        for (;;) {
-          if (st.stopped || st.shipper !== shipper) return null;
-          const r = await shipper.pass(st.store);
-          this.#uploaded(st, r);
-          if (r.kind === 'none') break;
-          if (r.kind === 'restart') return null; // the next pass begins a new generation (its snapshot job would wait behind this hold)
-        }
-        const mark = await shipper.checkpointMark();
-        return mark === null ? null : { op: 'checkpoint', mode: 'RESTART', expectWal: mark };
-      });
-      if (res === null || res.skipped) return;
-      shipper.noteCheckpoint(res);
-      st.walBytes = 0;
-      st.inPlace = true;
-      this.#o.onCheckpoint?.(st.ref, 'held', (performance.now() - heldAt) / 1000);
-      return;
-    }
+    // Past the force size too (the log grew faster than the last interval said) this is the unheld attempt:
+    // a tenant that went quiet is checkpointed at once, a busy one's next pass is held (`#forceDue`).
     // The mark is where the pass stopped reading; a commit after it skips the job (wal-mark.ts in @domicile/shard).
     const mark = await shipper.checkpointMark();
     if (mark === null) {
@@ -716,8 +700,8 @@ export class Replicator {
       return;
     }
     // Not held: the job runs after the tenant's queued writes, and a commit among them skips it (the
-    // log moved past the mark). A quiet tenant's checkpoint runs at once; a busy one's waits for the
-    // force threshold above, so its writes pause once per `checkpointForceBytes`, not per `checkpointBytes`.
+    // log moved past the mark). A quiet tenant's checkpoint runs at once; a busy one's waits for its held
+    // pass (`#forceDue`), so its writes pause once per `checkpointForceBytes`, not per `checkpointBytes`.
     // TRUNCATE: a quiet tenant may stay quiet, and its `-wal` should not keep its size on disk meanwhile;
     // this is also how a file left large by a RESTART (`inPlace`) shrinks, at the tenant's first pause.
     // Skipped: the write that came in has already asked for the next pass, which tries again; a move's hold
@@ -731,6 +715,49 @@ export class Replicator {
     st.walBytes = 0;
     st.inPlace = res.busy !== 0; // busy: folded as far as a reader allowed, not truncated; the next write may restart the log in place
     this.#o.onCheckpoint?.(st.ref, 'quiet', 0);
+  }
+
+  /**
+   * Whether the log, past `checkpointBytes` already (the unheld attempts come first), will reach
+   * `checkpointForceBytes` before the next pass at the pace of the last interval.
+   */
+  #forceDue(st: TenantRep): boolean {
+    return this.#o.pool.heldMaintenance !== undefined && st.walBytes >= this.#o.checkpointBytes
+      && st.walBytes + st.walGrowth >= this.#o.checkpointForceBytes;
+  }
+
+  /**
+   * The tenant is held (nothing commits): ship everything, then checkpoint exactly what was shipped.
+   * RESTART, not TRUNCATE: a tenant this busy writes again at once, and appending to a truncated file
+   * costs each of its commits more than overwriting the old log in place (RESULTS.md). This is pass
+   * `seq` (its sync waiters are answered once shipped). True when the checkpoint ran; false when
+   * the hold ended early (a stopped shipper, a WAL that needs a new generation, a skipped job): the
+   * caller's normal pass then deals with it.
+   */
+  async #heldCheckpoint(st: TenantRep, seq: number): Promise<boolean> {
+    const shipper = st.shipper;
+    if (!shipper || !this.#o.pool.heldMaintenance) return false;
+    let heldAt = 0;
+    const res = await this.#o.pool.heldMaintenance(st.ref, async () => {
+      heldAt = performance.now();
+      for (;;) {
+        if (st.stopped || st.shipper !== shipper) return null;
+        const r = await shipper.pass(st.store);
+        this.#uploaded(st, r);
+        if (r.kind === 'none') break;
+        if (r.kind === 'restart') return null; // the next pass begins a new generation (its snapshot job would wait behind this hold)
+      }
+      this.#passDone(st, seq);
+      const mark = await shipper.checkpointMark();
+      return mark === null ? null : { op: 'checkpoint', mode: 'RESTART', expectWal: mark };
+    });
+    if (res === null || res.skipped) return false;
+    shipper.noteCheckpoint(res);
+    st.walBytes = 0;
+    st.walGrowth = 0;
+    st.inPlace = true;
+    this.#o.onCheckpoint?.(st.ref, 'held', (performance.now() - heldAt) / 1000);
+    return true;
   }
 
   /**
