@@ -340,7 +340,9 @@ describe('Replicator checkpoints', () => {
   });
 
   it('a held checkpoint adds no upload: the pass that would carry the log past the force size is the held one', async () => {
-    const interval = 200;
+    // Long enough that a held pass (hold, capture, upload, checkpoint) on a loaded CI machine still ends well
+    // within it: a held pass longer than the interval would start the next one at once (a short gap).
+    const interval = 400;
     const uploads: number[] = [];
     const { seen, opts } = counted({
       checkpointBytes: 128 << 10, checkpointForceBytes: 2 << 20, shipIntervalMs: interval,
