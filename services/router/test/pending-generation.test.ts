@@ -206,7 +206,7 @@ describe('a move\'s pending generation', () => {
       const { changes: foreign } = decodeChanges(encodeChanges({ ...ch, pageHash: PageHash.sha256 }, { tenant: TENANT, incarnation: INC, epoch: 1 }, 4096));
       expect(foreign.pageHash).toBe(PageHash.sha256);
       await expect(target.apply(foreign)).rejects.toMatchObject({
-        code: 'INTERNAL', message: 'move: the source node sums sha256 page hashes, this node xxh64: move between nodes of the same build',
+        code: 'NODE_UNAVAILABLE', message: 'move: the source node sums sha256 page hashes, this node xxh64: move between nodes of the same build',
       });
       await target.apply(decodeChanges(encodeChanges(ch, { tenant: TENANT, incarnation: INC, epoch: 1 }, 4096)).changes);
       expect(await target.state()).toEqual({ checksum: follower.checksum, txid: follower.txid() });

@@ -8,6 +8,7 @@
  * node that does not answer is NODE_UNAVAILABLE.
  */
 import { DomicileError, ERROR_CATALOGUE, type ErrorCode } from '@domicile/errors';
+import { DEFAULT_PAGE_HASH, PageHash, pageHashName } from '@domicile/replication';
 import { encodeChanges } from './change-wire.ts';
 import { MOVE_PROTOCOL_VERSION } from './protocol.ts';
 import type { MoveTarget } from './move-transport.ts';
@@ -39,11 +40,21 @@ export class HttpMoveTarget implements MoveTarget {
 
   async begin(info: SnapshotInfo): Promise<void> {
     this.#pageSize = info.pageSize;
-    const res = (await this.#call('POST', '', { tenant: this.#o.tenant, incarnation: this.#o.incarnation, epoch: this.#o.epoch, info })) as { version?: unknown };
+    const res = (await this.#call('POST', '', { tenant: this.#o.tenant, incarnation: this.#o.incarnation, epoch: this.#o.epoch, info })) as { version?: unknown; pageHash?: unknown };
     const major = String(res?.version ?? '').split('.')[0];
     if (major !== MOVE_PROTOCOL_VERSION.split('.')[0]) {
       await this.discard().catch(() => undefined);
       throw new DomicileError('NODE_UNAVAILABLE', `target node ${this.#o.nodeId} speaks move protocol ${String(res?.version)}; this node speaks ${MOVE_PROTOCOL_VERSION}`, { node: this.#o.nodeId });
+    }
+    // Change sets carry checksums of this build's page hash; a target that names none predates XXH64 (SHA-256).
+    const theirs = typeof res?.pageHash === 'number' ? res.pageHash : PageHash.sha256;
+    if (theirs !== DEFAULT_PAGE_HASH) {
+      await this.discard().catch(() => undefined);
+      throw new DomicileError(
+        'NODE_UNAVAILABLE',
+        `target node ${this.#o.nodeId} sums ${pageHashName(theirs)} page hashes, this node ${pageHashName(DEFAULT_PAGE_HASH)}: move between nodes of the same build`,
+        { node: this.#o.nodeId },
+      );
     }
   }
 

@@ -25,7 +25,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { DomicileError } from '@domicile/errors';
-import { formatChecksum } from '@domicile/replication';
+import { DEFAULT_PAGE_HASH, formatChecksum } from '@domicile/replication';
 import { authenticate, bearerToken } from '../auth/authenticate.ts';
 import type { Runtime } from '../runtime.ts';
 import { randomSecret, readOrCreateSecret, secretFiles } from '../secrets.ts';
@@ -218,7 +218,8 @@ function targetRoutes(app: FastifyInstance, rt: Runtime, guard: { onRequest: (re
         await target.discard().catch(() => undefined);
         throw err;
       }
-      return { version: MOVE_PROTOCOL_VERSION, node: node.id };
+      // The page hash this build's checksums sum: a source of another refuses before it copies anything.
+      return { version: MOVE_PROTOCOL_VERSION, node: node.id, pageHash: DEFAULT_PAGE_HASH };
     });
 
     scope.post<{ Params: { moveId: string }; Body: Buffer }>('/internal/v1/moves/:moveId/target/chunk', guard, async (request) => {

@@ -95,9 +95,10 @@ export class ShardReceiver {
   async apply(ch: ShardChanges): Promise<void> {
     const { fd, info } = this.#open();
     if (this.#nextPage - 1 !== info.pageCount) throw new DomicileError('INTERNAL', 'changes before the warm copy was complete');
+    // (A source of this build refuses such a target at `begin`; one of an older build does not ask.)
     if (ch.pageHash !== this.#state.pageHash) {
       throw new DomicileError(
-        'INTERNAL',
+        'NODE_UNAVAILABLE',
         `move: the source node sums ${pageHashName(ch.pageHash)} page hashes, this node ${pageHashName(this.#state.pageHash)}: move between nodes of the same build`,
       );
     }
