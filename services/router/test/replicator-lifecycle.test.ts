@@ -4,7 +4,7 @@
 // ships at most `concurrency` tenants at once; it checkpoints a quiet
 // tenant's WAL without holding its writes, and holds a busy one only past
 // `checkpointForceBytes`; and a crash of the shipper thread loses nothing.
-import { closeSync, mkdtempSync, openSync, rmSync, statSync, utimesSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -12,7 +12,7 @@ import { FsObjectStore, type ObjectStore } from '@domicile/object-store';
 import { listGenerations, readWal, restore } from '@domicile/replication';
 import Database from 'better-sqlite3';
 import { ShardPool, shardPath, type MaintenanceResult, type ShardRef } from '@domicile/shard';
-import { Replicator, type ReplicatorOptions } from '../src/replication/replicator.ts';
+import { Replicator, syncLogFile, type ReplicatorOptions } from '../src/replication/replicator.ts';
 import { ThreadShippers } from '../src/replication/shipper-thread.ts';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'domicile-replicator-'));
@@ -226,6 +226,16 @@ describe('Replicator with its shippers on a thread', () => {
   });
 });
 
+describe('syncLogFile', () => {
+  it('flushes an existing file without changing it, and takes a missing one for nothing to flush', async () => {
+    const file = path.join(dir, 'sync-me-wal');
+    writeFileSync(file, 'frames');
+    await expect(syncLogFile(file)).resolves.toBeUndefined();
+    expect(readFileSync(file, 'utf8')).toBe('frames');
+    await expect(syncLogFile(path.join(dir, 'no-such-wal'))).resolves.toBeUndefined();
+  });
+});
+
 describe('Replicator checkpoints', () => {
   const walSize = (ref: ShardRef) => statSync(`${ref.path}-wal`).size;
   /** Bytes of the current log (its header and valid frames): less than the file after a RESTART checkpoint. */
@@ -240,10 +250,14 @@ describe('Replicator checkpoints', () => {
   };
   /**
    * Replicator options (`extra` added) whose pool counts checkpoint jobs, keeps their results and notes the
-   * log's size at each hold; `seen` also gathers what `onCheckpoint` reports.
+   * log's size at each hold; `seen` also gathers what `onCheckpoint` reports, and each `syncLog` (the file, and
+   * how many holds had begun before it).
    */
   const counted = (extra: Partial<ReplicatorOptions>) => {
-    const seen = { jobs: 0, held: [] as number[], reported: [] as Array<{ how: string; pause: number }>, results: [] as MaintenanceResult[] };
+    const seen = {
+      jobs: 0, held: [] as number[], reported: [] as Array<{ how: string; pause: number }>, results: [] as MaintenanceResult[],
+      synced: [] as Array<{ file: string; holdsBefore: number }>,
+    };
     const opts = (pool: ShardPool): Partial<ReplicatorOptions> => ({
       pool: {
         maintenance: (ref: ShardRef, job: Parameters<ShardPool['maintenance']>[1]) => {
@@ -259,6 +273,10 @@ describe('Replicator checkpoints', () => {
         },
       },
       onCheckpoint: (_ref, how, pause) => seen.reported.push({ how, pause }),
+      syncLog: (file) => {
+        seen.synced.push({ file, holdsBefore: seen.held.length });
+        return syncLogFile(file);
+      },
       ...extra,
     });
     return { seen, opts };
@@ -336,6 +354,8 @@ describe('Replicator checkpoints', () => {
       const held = seen.reported.filter((r) => r.how === 'held');
       expect(held).toHaveLength(2);
       for (const h of held) expect(h.pause).toBeGreaterThan(0);
+      // Each hold came right after a flush of the tenant's -wal outside it (the checkpoint's fsync then has little left).
+      expect(seen.synced).toEqual([{ file: `${ref.path}-wal`, holdsBefore: 0 }, { file: `${ref.path}-wal`, holdsBefore: 1 }]);
       expect(seen.reported.filter((r) => r.how === 'skipped').length).toBeGreaterThan(0);
       expect(await listGenerations(store, 'ckpt-busy', 'inc1')).toHaveLength(1);
       expect(await restoredCount(store, 'ckpt-busy')).toBe(1 + written);
