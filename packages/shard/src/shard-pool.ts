@@ -375,10 +375,13 @@ export class ShardPool {
    * tenant is held on one worker with its handle open; `prepare` runs on the
    * main thread while nothing commits (it ships what is left of the WAL) and
    * returns the job to run there — or null to run none. The tenant's requests
-   * wait meanwhile (a short pause). Returns the job's result, or null.
+   * wait meanwhile (a short pause). `before` runs first, while the tenant
+   * still writes (the replicator flushes the -wal there, so the job has less
+   * to do inside the hold). Returns the job's result, or null.
    */
-  async heldMaintenance(ref: ShardRef, prepare: () => Promise<MaintenanceOp | null>): Promise<MaintenanceResult | null> {
+  async heldMaintenance(ref: ShardRef, prepare: () => Promise<MaintenanceOp | null>, before?: () => Promise<void>): Promise<MaintenanceResult | null> {
     assertTenantId(ref.tenant);
+    await before?.();
     let slot = -1;
     let held!: () => void;
     const acquired = new Promise<void>((r) => { held = r; });

@@ -14,6 +14,7 @@ import Database from 'better-sqlite3';
 import { ShardPool, shardPath, type MaintenanceResult, type ShardRef } from '@domicile/shard';
 import { Replicator, syncLogFile, type ReplicatorOptions } from '../src/replication/replicator.ts';
 import { ThreadShippers } from '../src/replication/shipper-thread.ts';
+import { CheckpointHolds } from '../src/moves/checkpoint-holds.ts';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'domicile-replicator-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -251,12 +252,12 @@ describe('Replicator checkpoints', () => {
   /**
    * Replicator options (`extra` added) whose pool counts checkpoint jobs, keeps their results and notes the
    * log's size at each hold; `seen` also gathers what `onCheckpoint` reports, and each `syncLog` (the file, and
-   * how many holds had begun before it).
+   * how many holds had begun — the tenant held, its writes waiting — before it).
    */
   const counted = (extra: Partial<ReplicatorOptions>) => {
     const seen = {
       jobs: 0, held: [] as number[], reported: [] as Array<{ how: string; pause: number }>, results: [] as MaintenanceResult[],
-      synced: [] as Array<{ file: string; holdsBefore: number }>,
+      synced: [] as Array<{ file: string; holdsBefore: number }>, holdsBegun: 0,
     };
     const opts = (pool: ShardPool): Partial<ReplicatorOptions> => ({
       pool: {
@@ -267,14 +268,17 @@ describe('Replicator checkpoints', () => {
             return res;
           });
         },
-        heldMaintenance: (ref: ShardRef, prepare: Parameters<ShardPool['heldMaintenance']>[1]) => {
+        heldMaintenance: (ref: ShardRef, prepare: Parameters<ShardPool['heldMaintenance']>[1], before?: () => Promise<void>) => {
           seen.held.push(logBytes(ref));
-          return pool.heldMaintenance(ref, prepare);
+          return pool.heldMaintenance(ref, () => {
+            seen.holdsBegun++;
+            return prepare();
+          }, before);
         },
       },
       onCheckpoint: (_ref, how, pause) => seen.reported.push({ how, pause }),
       syncLog: (file) => {
-        seen.synced.push({ file, holdsBefore: seen.held.length });
+        seen.synced.push({ file, holdsBefore: seen.holdsBegun });
         return syncLogFile(file);
       },
       ...extra,
@@ -359,6 +363,40 @@ describe('Replicator checkpoints', () => {
       expect(seen.reported.filter((r) => r.how === 'skipped').length).toBeGreaterThan(0);
       expect(await listGenerations(store, 'ckpt-busy', 'inc1')).toHaveLength(1);
       expect(await restoredCount(store, 'ckpt-busy')).toBe(1 + written);
+    });
+  });
+
+  it('flushes no -wal while a move holds the tenant\'s checkpoints, and flushes before the first hold after the release', async () => {
+    const holds = new CheckpointHolds();
+    const { seen, opts } = counted({ checkpointBytes: 256 << 10, checkpointForceBytes: 1 << 20 });
+    let refused = 0;
+    const held = () => seen.reported.filter((r) => r.how === 'held').length;
+    await withReplicator('ckpt-moving', (pool) => {
+      const o = opts(pool);
+      const wrapped = holds.wrap(o.pool!);
+      return {
+        ...o,
+        pool: {
+          maintenance: wrapped.maintenance,
+          heldMaintenance: (ref: ShardRef, prepare: Parameters<ShardPool['heldMaintenance']>[1], before?: () => Promise<void>) => {
+            if (holds.isHeld(ref.tenant)) refused++;
+            return wrapped.heldMaintenance!(ref, prepare, before);
+          },
+        },
+      };
+    }, async ({ rep, pool, ref, store }) => {
+      const release = holds.hold(ref.tenant);
+      // Past the force size with the move's hold on: every pass would hold the tenant, and each is refused.
+      const first = await steadyWrites(pool, ref, () => refused >= 3, () => {});
+      expect(refused).toBeGreaterThanOrEqual(3);
+      expect(seen.synced).toEqual([]);
+      expect(held()).toBe(0);
+      release();
+      const second = await steadyWrites(pool, ref, () => held() >= 1, () => {}, 30_000);
+      expect(held()).toBeGreaterThanOrEqual(1);
+      expect(seen.synced[0]).toEqual({ file: `${ref.path}-wal`, holdsBefore: 0 });
+      expect(await rep.flush()).toBe(true);
+      expect(await restoredCount(store, 'ckpt-moving')).toBe(1 + first + second);
     });
   });
 

@@ -12,7 +12,7 @@ import type { MaintenanceOp, MaintenanceResult, ShardRef } from '@domicile/shard
 /** What the replicator needs from the pool (the replicator's `ReplicatorPool`). */
 export interface MaintenancePool {
   maintenance(ref: ShardRef, job: MaintenanceOp): Promise<MaintenanceResult>;
-  heldMaintenance?(ref: ShardRef, prepare: () => Promise<MaintenanceOp | null>): Promise<MaintenanceResult | null>;
+  heldMaintenance?(ref: ShardRef, prepare: () => Promise<MaintenanceOp | null>, before?: () => Promise<void>): Promise<MaintenanceResult | null>;
 }
 
 /** Delay before a skipped checkpoint is answered: one replicator pass per this many ms at most. */
@@ -53,8 +53,11 @@ export class CheckpointHolds {
   /** Wraps a pool for the replicator: checkpoints of held tenants are skipped, generation starts wait. */
   wrap(pool: MaintenancePool): MaintenancePool {
     return {
-      // A held tenant (a move copies its WAL) takes no checkpoint at all.
-      ...(pool.heldMaintenance ? { heldMaintenance: (ref: ShardRef, prepare: () => Promise<MaintenanceOp | null>) => (this.#held.has(ref.tenant) ? Promise.resolve(null) : pool.heldMaintenance!(ref, prepare)) } : {}),
+      // A held tenant (a move copies its WAL) takes no checkpoint at all, nor the work before one (`before`).
+      ...(pool.heldMaintenance ? {
+        heldMaintenance: (ref: ShardRef, prepare: () => Promise<MaintenanceOp | null>, before?: () => Promise<void>) =>
+          (this.#held.has(ref.tenant) ? Promise.resolve(null) : pool.heldMaintenance!(ref, prepare, before)),
+      } : {}),
       maintenance: async (ref, job) => {
         for (;;) {
           const h = this.#held.get(ref.tenant);

@@ -44,8 +44,11 @@ import { InProcessShippers, isShipperLost, type ShipperHandle, type Shippers } f
 /** What the replicator needs from the shard pool. */
 export interface ReplicatorPool {
   maintenance(ref: ShardRef, job: MaintenanceOp): Promise<MaintenanceResult>;
-  /** `ShardPool.heldMaintenance`: a checkpoint steady writes cannot starve (used when present). */
-  heldMaintenance?(ref: ShardRef, prepare: () => Promise<MaintenanceOp | null>): Promise<MaintenanceResult | null>;
+  /**
+   * `ShardPool.heldMaintenance`: a checkpoint steady writes cannot starve (used when present). `before`
+   * runs before the hold, and not at all when the hold is refused (a move's, moves/checkpoint-holds.ts).
+   */
+  heldMaintenance?(ref: ShardRef, prepare: () => Promise<MaintenanceOp | null>, before?: () => Promise<void>): Promise<MaintenanceResult | null>;
 }
 
 /** The smallest logger shape (pino fits). */
@@ -760,11 +763,10 @@ export class Replicator {
   async #heldCheckpoint(st: TenantRep, seq: number): Promise<boolean> {
     const shipper = st.shipper;
     if (!shipper || !this.#o.pool.heldMaintenance) return false;
-    // The log's bulk reaches the disk before the hold: a checkpoint first fsyncs the whole -wal (synchronous =
-    // NORMAL writes it without fsync), which was most of a held checkpoint's time (RESULTS.md). What the writes
-    // add meanwhile is all the checkpoint has left to flush.
-    await this.#o.syncLog(`${st.ref.path}-wal`);
-    if (st.stopped || st.shipper !== shipper) return false;
+    // The log's bulk reaches the disk before the hold (`before`): a checkpoint first fsyncs the whole -wal
+    // (synchronous = NORMAL writes it without fsync), which was most of a held checkpoint's time (RESULTS.md).
+    // What the writes add meanwhile is all the checkpoint has left to flush.
+    const flush = () => this.#o.syncLog(`${st.ref.path}-wal`);
     let heldAt = 0;
     const res = await this.#o.pool.heldMaintenance(st.ref, async () => {
       heldAt = performance.now();
@@ -778,7 +780,7 @@ export class Replicator {
       this.#passDone(st, seq);
       const mark = await shipper.checkpointMark();
       return mark === null ? null : { op: 'checkpoint', mode: 'RESTART', expectWal: mark };
-    });
+    }, flush);
     if (res === null || res.skipped) return false;
     shipper.noteCheckpoint(res);
     st.walBytes = 0;
