@@ -43,19 +43,19 @@ export class HttpMoveTarget implements MoveTarget {
     const res = (await this.#call('POST', '', { tenant: this.#o.tenant, incarnation: this.#o.incarnation, epoch: this.#o.epoch, info })) as { version?: unknown; pageHash?: unknown };
     const major = String(res?.version ?? '').split('.')[0];
     if (major !== MOVE_PROTOCOL_VERSION.split('.')[0]) {
-      await this.discard().catch(() => undefined);
-      throw new DomicileError('NODE_UNAVAILABLE', `target node ${this.#o.nodeId} speaks move protocol ${String(res?.version)}; this node speaks ${MOVE_PROTOCOL_VERSION}`, { node: this.#o.nodeId });
+      await this.#refuse(`target node ${this.#o.nodeId} speaks move protocol ${String(res?.version)}; this node speaks ${MOVE_PROTOCOL_VERSION}`);
     }
     // Change sets carry checksums of this build's page hash; a target that names none predates XXH64 (SHA-256).
     const theirs = typeof res?.pageHash === 'number' ? res.pageHash : PageHash.sha256;
     if (theirs !== DEFAULT_PAGE_HASH) {
-      await this.discard().catch(() => undefined);
-      throw new DomicileError(
-        'NODE_UNAVAILABLE',
-        `target node ${this.#o.nodeId} sums ${pageHashName(theirs)} page hashes, this node ${pageHashName(DEFAULT_PAGE_HASH)}: move between nodes of the same build`,
-        { node: this.#o.nodeId },
-      );
+      await this.#refuse(`target node ${this.#o.nodeId} sums ${pageHashName(theirs)} page hashes, this node ${pageHashName(DEFAULT_PAGE_HASH)}: move between nodes of the same build`);
     }
+  }
+
+  /** A target this node cannot move to: its side is discarded, and the move fails with 503 NODE_UNAVAILABLE. */
+  async #refuse(message: string): Promise<never> {
+    await this.discard().catch(() => undefined);
+    throw new DomicileError('NODE_UNAVAILABLE', message, { node: this.#o.nodeId });
   }
 
   async write(chunk: Uint8Array): Promise<void> {
