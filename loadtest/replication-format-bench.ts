@@ -8,7 +8,8 @@
  * 200 ms) against the cost of committing them; then
  * the CPU of compressing a segment's page data on libuv's pool against in
  * place; then the CPU per transaction of writing on after each kind of WAL
- * checkpoint.
+ * checkpoint; then a held checkpoint's time with and without the
+ * replicator's flush of the -wal before it.
  * Run: node --import tsx loadtest/replication-format-bench.ts
  */
 import { copyFileSync, readFileSync, statSync } from 'node:fs';
@@ -22,6 +23,7 @@ import {
 import { seededRandom } from '@domicile/testkit/random';
 import { createTestShard, tempDir } from '../packages/replication/src/test-support.ts';
 import { WalShipper } from '../packages/replication/src/wal-shipper.ts';
+import { syncLogFile } from '../services/router/src/replication/replicator.ts';
 
 /** One-row transactions per captured segment (a busy async tenant's 200 ms of writes). */
 const PER_SEGMENT = 140;
@@ -152,6 +154,19 @@ try {
   }
   const ck = (m: string) => median(perMode[m]!.cpu);
   console.log(`checkpoint every 4 MiB  ${['TRUNCATE', 'RESTART', 'PASSIVE'].map((m) => `${m} ${ck(m).toFixed(1)} µs (system ${median(perMode[m]!.sys).toFixed(1)})`).join(', ')} CPU per transaction (TRUNCATE / RESTART ${(ck('TRUNCATE') / ck('RESTART')).toFixed(2)}×)`);
+
+  // A held checkpoint (docs/replication.md, "Checkpoints"): wal_checkpoint(RESTART) of an 8 MiB log of one-row
+  // inserts, alone (the baseline), and after the replicator's flush of the -wal (syncLogFile) with 300 more
+  // commits written between the two, as the tenant writes on during the flush. Wall time; interleaved, median of 4.
+  const held: Record<'plain' | 'flushed' | 'flush', number[]> = { plain: [], flushed: [], flush: [] };
+  for (let r = 0; r < 4; r++) {
+    held.plain.push((await heldCheckpointMs(join(dir, `held-plain-${r}.db`), false)).checkpointMs);
+    const f = await heldCheckpointMs(join(dir, `held-flushed-${r}.db`), true);
+    held.flushed.push(f.checkpointMs);
+    held.flush.push(f.flushMs);
+  }
+  const [plainMs, flushedMs] = [median(held.plain), median(held.flushed)];
+  console.log(`held checkpoint 8 MiB   RESTART alone ${plainMs.toFixed(1)} ms; after a flush of the -wal (${median(held.flush).toFixed(1)} ms, not held) ${flushedMs.toFixed(1)} ms (flushed / alone ${(flushedMs / plainMs).toFixed(2)}×)`);
 } finally {
   cleanup();
 }
@@ -216,4 +231,26 @@ function checkpointCost(path: string, mode: 'TRUNCATE' | 'RESTART' | 'PASSIVE'):
   const c = process.cpuUsage(c0);
   shard.db.close();
   return { cpuUs: (c.user + c.system) / N, sysUs: c.system / N };
+}
+
+/** One tenant's `wal_checkpoint(RESTART)` of an 8 MiB log, and (`flush`) the replicator's flush before it. */
+async function heldCheckpointMs(path: string, flush: boolean): Promise<{ checkpointMs: number; flushMs: number }> {
+  const shard = createTestShard(path, 'bench', 'inc-1');
+  shard.db.exec('CREATE TABLE kv (id INTEGER PRIMARY KEY, v TEXT)');
+  const insert = shard.db.prepare('INSERT INTO kv (v) VALUES (?)');
+  const row = (i: number) => shard.write(() => insert.run(`value ${i} ${'x'.repeat(80)}`));
+  let i = 0;
+  while (statSync(`${path}-wal`).size < 8 << 20) row(i++);
+  let flushMs = 0;
+  if (flush) {
+    const t = performance.now();
+    await syncLogFile(`${path}-wal`);
+    flushMs = performance.now() - t;
+    for (let k = 0; k < 300; k++) row(i++);
+  }
+  const t = performance.now();
+  shard.db.pragma('wal_checkpoint(RESTART)');
+  const checkpointMs = performance.now() - t;
+  shard.db.close();
+  return { checkpointMs, flushMs };
 }
