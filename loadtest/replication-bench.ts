@@ -2,33 +2,45 @@
  * Replication benchmark (issue 3), in one run against one local s3rver bucket:
  *
  * 1. write throughput with replication off, async and sync (and, as a
- *    diagnostic, async to a file:// bucket): a `domicile serve`
- *    child process per mode, the same tenants, connections and statement
- *    (autocannon, closed loop, POST /v1/tenants/:id/query INSERT of ~100 bytes,
- *    tenants in rotation); ratios against off, measured in this run. These
- *    machines are noisy (the same mode varies by ±15 % from one window to the
- *    next), so off, async and async-fs run in interleaved rounds (`--rounds`,
- *    default 3) and the ratio reported is the median of the rounds' ratios;
- *    the node's CPU time per write (all its threads, from /proc) shows where
- *    a ratio comes from;
- * 2. replication lag under that load: `GET /v1/tenants/:id` `replication.lagMs`
- *    (age of the oldest commit not yet in the bucket) sampled for every tenant
- *    every 50 ms, and a direct probe: a write's answer → the node reports its
- *    txid replicated (polled every 5 ms);
- *    With async in the run, each round ends with a bound: replication off
+ *    diagnostic, async to a file:// bucket): a `domicile serve` child process
+ *    per replication setting, all started up front with the same tenants;
+ *    autocannon (closed loop, POST /v1/tenants/:id/query INSERT of ~100 bytes,
+ *    tenants in rotation) drives one node at a time. These machines drift by
+ *    ±15 % (sometimes 2×) within a minute, and a 10-second window per mode
+ *    measured that drift more than replication. So the load moves between the nodes in short
+ *    **slices** (`--slice`, default 3 s counted after a 1 s ramp that is not),
+ *    one slice per mode in each **cycle** (`--cycles`, default 10), the order
+ *    reversed every other cycle so a drift within a cycle cancels. A mode's
+ *    ratio is the median over the cycles of its slice against that cycle's off
+ *    slice. The ramp lets the node that just took the load reach its steady
+ *    state (async ships every 500 ms) and the one that lost it finish what it
+ *    had in hand, outside both counted windows. The node's CPU time per write
+ *    (all its threads, from /proc, and by thread from its /metrics) shows
+ *    where a ratio comes from;
+ *    With async in the run, each cycle has a **bound** slice: the off node
  *    while the bench stores, beside the load, as many objects of the same
- *    size in s3rver as that round's async node uploaded (plain HTTP PUTs,
- *    at the same pace). The node then pays nothing for replication, but
+ *    size in s3rver as the async node uploaded in its latest slice (plain HTTP
+ *    PUTs, at the same pace). The node then pays nothing for replication, but
  *    s3rver takes its share of the same cores: the most async can reach on
- *    this machine while the bucket's server runs on it;
+ *    this machine while the bucket's server runs on it. An **off-again**
+ *    slice per cycle drives a second node without replication: its ratio to
+ *    off is the method's own noise in that run (two identical nodes). Sync
+ *    runs once, after the cycles (slow, and without a goal), against the
+ *    median off slice;
+ * 2. replication lag under that load, in a window of its own per replicated
+ *    mode after the cycles (so the throughput slices carry no extra requests):
+ *    `GET /v1/tenants/:id` `replication.lagMs` (age of the oldest commit not
+ *    yet in the bucket) sampled for every tenant every 50 ms, and a direct
+ *    probe: a write's answer → the node reports its txid replicated (polled
+ *    every 5 ms);
  * 3. restore of a 100 MB tenant from the S3 server (offline path: the
  *    `restore()` library behind `domicile restore --from`, every object and
  *    page hash verified, integrity_check), against a plain download of the
  *    same objects measured in the same run; then the CLI as a child process.
  *
- * Not a test. Run: pnpm bench:replication [--quick] [--only load|restore] [--rounds N] [--modes async,async-fs,sync] [--node-env KEY=VALUE]… [--mb N] [--profile FILE] [--profile-node DIR]
+ * Not a test. Run: pnpm bench:replication [--quick] [--only load|restore] [--cycles N] [--slice S] [--modes async,async-fs,sync,off-again] [--node-env KEY=VALUE]… [--mb N] [--profile FILE] [--profile-node DIR]
  * (`--profile` writes a V8 CPU profile of the library restore runs only;
- * `--profile-node` one per thread of every load node, into DIR/<mode>-<round>.)
+ * `--profile-node` one per thread of every load node, into DIR/<node>.)
  */
 import { execFile } from 'node:child_process';
 import { Agent, request as httpRequest } from 'node:http';
@@ -51,7 +63,8 @@ const opts = parseCommandLine('pnpm bench:replication', {
   quick: { type: 'boolean', default: false },
   only: { type: 'string' },
   mb: { type: 'string' },
-  rounds: { type: 'string' },
+  cycles: { type: 'string' },
+  slice: { type: 'string' },
   modes: { type: 'string' },
   'node-env': { type: 'string', multiple: true },
   profile: { type: 'string' },
@@ -73,15 +86,24 @@ const NODE_ENV: Record<string, string> = (() => {
     return usage((err as Error).message);
   }
 })();
-const ALL_MODES = ['off', 'async', 'async-fs', 'sync'] as const;
-/** `--modes async-fs,sync` runs only those (off is always run: the ratios need it). */
+const ALL_MODES = ['off', 'async', 'async-fs', 'sync', 'off-again'] as const;
+/**
+ * `--modes async-fs,sync` runs only those (off is always run: the ratios need
+ * it); default all. `off-again` is a second node without replication: its
+ * ratio to off is the method's own noise in that run.
+ */
 const MODES = new Set<string>(opts.modes !== undefined ? ['off', ...opts.modes.split(',')] : ALL_MODES);
 for (const m of MODES) if (!(ALL_MODES as readonly string[]).includes(m)) usage(`unknown mode ${JSON.stringify(m)} in --modes (known: ${ALL_MODES.join(', ')})`);
-const ROUNDS = wholeNumber('pnpm bench:replication', 'rounds', opts.rounds, QUICK ? 1 : 3, 1, 20);
+const CYCLES = wholeNumber('pnpm bench:replication', 'cycles', opts.cycles, QUICK ? 2 : 10, 1, 100);
+/** Counted seconds of a slice. */
+const SLICE_S = wholeNumber('pnpm bench:replication', 'slice', opts.slice, QUICK ? 1 : 3, 1, 60);
+/** Seconds of load on a node before its slice is counted (async ships every 500 ms: one interval and a pass). */
+const RAMP_S = 1;
 const TENANTS = 8;
 const CONNECTIONS = 32;
 const WARMUP_S = QUICK ? 1 : 2;
-const DURATION_S = QUICK ? 3 : 10;
+/** The lag window of each replicated node. */
+const WINDOW_S = QUICK ? 3 : 10;
 const ADMIN = 'replication-bench-admin-token-0123456789';
 const BIN = fileURLToPath(new URL('../packages/cli/bin/domicile.js', import.meta.url));
 const POLICY = `version: 1
@@ -95,22 +117,39 @@ const AWS_ENV = { AWS_ACCESS_KEY_ID: S3RVER_CREDENTIALS.accessKeyId, AWS_SECRET_
 process.env.AWS_ACCESS_KEY_ID = AWS_ENV.AWS_ACCESS_KEY_ID;
 process.env.AWS_SECRET_ACCESS_KEY = AWS_ENV.AWS_SECRET_ACCESS_KEY;
 
-type Mode = 'off' | 'async' | 'sync' | 'async-fs' | 'bound';
-interface LoadResult {
-  mode: Mode; s3rverCpuS: number; nodeCpuS: number; opsPerSec: number; p50Ms: number; p99Ms: number; ok: number; errors: number; lagSamples: number[]; probeLags: number[];
-  /** Objects (and their bytes) the node stored in its bucket during the window. */
+/** A node's replication setting; `bound` is the off node with s3rver storing objects beside it. */
+type NodeMode = (typeof ALL_MODES)[number];
+type Mode = NodeMode | 'bound';
+/** One `domicile serve` of the load phase, alive for all of it. */
+interface LoadNode { mode: NodeMode; node: DomicileServer; tenants: string[] }
+/** One counted slice of load on one node. */
+interface Slice {
+  mode: Mode; cycle: number; s3rverCpuS: number; nodeCpuS: number; opsPerSec: number; ok: number; errors: number;
+  /** Latencies of the answers in the counted window (ms). */
+  latencies: number[];
+  /** Objects (and their bytes) the node stored in its bucket during the window; for the bound, those the bench stored beside it. */
   uploads: { objects: number; bytes: number };
   /** Held checkpoints during the window and the write pause they cost, summed over tenants (`/metrics`). */
   held: { count: number; pauseS: number };
   /** The node's CPU per write by thread group (µs; undefined without /proc). */
   threads: ThreadCpu | undefined;
 }
+/** A lag window of one replicated mode. */
+interface LagWindow { mode: NodeMode; lagSamples: number[]; probeLags: number[] }
 
 const pct = (xs: number[], p: number): number => {
   if (xs.length === 0) return NaN;
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
 };
+/** The middle value; with an even count (the default 10 cycles) the mean of the two middle ones. */
+const median = (xs: number[]): number => {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+const sum = (xs: number[]): number => xs.reduce((a, b) => a + b, 0);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const fmt = (n: number, d = 0) => (Number.isFinite(n) ? n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d }) : 'n/a');
 
@@ -118,7 +157,7 @@ const dir = mkdtempSync(join(tmpdir(), 'domicile-repl-bench-'));
 const policyPath = join(dir, 'placement.yaml');
 writeFileSync(policyPath, POLICY);
 
-async function startNode(s3: S3Server, mode: Mode, prefix: string, nodeArgs: string[] = []): Promise<DomicileServer> {
+async function startNode(s3: S3Server, mode: NodeMode, prefix: string, nodeArgs: string[] = []): Promise<DomicileServer> {
   return startDomicile({
     nodeArgs,
     env: {
@@ -127,7 +166,7 @@ async function startNode(s3: S3Server, mode: Mode, prefix: string, nodeArgs: str
       DOMICILE_ADMIN_TOKEN: ADMIN,
       DOMICILE_LOG_LEVEL: 'warn',
       DOMICILE_BUCKETS: `bench-region=${mode === 'async-fs' ? `file://${join(dir, 'fs-bucket', prefix)}` : s3.bucketUrl('bench', prefix)}`,
-      DOMICILE_REPLICATION: mode === 'off' || mode === 'bound' ? 'off' : 'on',
+      DOMICILE_REPLICATION: mode === 'off' || mode === 'off-again' ? 'off' : 'on',
       DOMICILE_DURABILITY: mode === 'sync' ? 'sync' : 'async',
       ...NODE_ENV,
     },
@@ -140,6 +179,17 @@ async function must(res: Promise<{ status: number; body: any }>, what: string): 
   return r.body;
 }
 
+/** A load node with its tenants and their table, started for the whole load phase. */
+async function startLoadNode(s3: S3Server, mode: NodeMode): Promise<LoadNode> {
+  const profile = PROFILE_NODE ? ['--cpu-prof', `--cpu-prof-dir=${join(PROFILE_NODE, mode)}`] : [];
+  const node = await startNode(s3, mode, `load-${mode}`, profile);
+  const tenants = Array.from({ length: TENANTS }, (_, k) => `bench-${mode}-${k}`);
+  for (const t of tenants) {
+    await must(node.api('POST', '/v1/tenants', { id: t, residency: 'bench' }), `create ${t}`);
+    await must(node.api('POST', `/v1/tenants/${t}/query`, { sql: 'CREATE TABLE kv (id INTEGER PRIMARY KEY, v TEXT)' }), 'create table');
+  }
+  return { mode, node, tenants };
+}
 
 /** What the node's replication has done so far (`/metrics`): objects and bytes stored, held checkpoints and their pause. */
 async function replicationCounters(node: DomicileServer): Promise<{ objects: number; bytes: number; held: number; heldPauseS: number }> {
@@ -184,44 +234,15 @@ async function putAlongside(s3: S3Server, prefix: string, upl: { objects: number
   return ok;
 }
 
-/** One autocannon window over `tenants`; lag sampled alongside. */
-async function drive(node: DomicileServer, tenants: string[], durationS: number, sampleLag: boolean): Promise<Omit<LoadResult, 'mode' | 's3rverCpuS' | 'nodeCpuS' | 'uploads' | 'held' | 'threads'>> {
+/**
+ * Closed-loop writes to `n` for `durationS` (autocannon, tenants in
+ * rotation). `onResponse` sees each answer's status and latency as it comes.
+ */
+async function writeLoad(n: LoadNode, durationS: number, onResponse?: (status: number, ms: number) => void): Promise<autocannon.Result> {
   let i = 0;
-  const lat: number[] = [];
-  const lagSamples: number[] = [];
-  const probeLags: number[] = [];
-  let running = true;
-  const sampler = (async () => {
-    if (!sampleLag) return;
-    while (running) {
-      for (const t of tenants) {
-        const r = (await node.api('GET', `/v1/tenants/${t}`)).body.replication;
-        if (r.mode !== 'off') lagSamples.push(r.lagMs);
-      }
-      await sleep(50);
-    }
-  })();
-  const prober = (async () => {
-    if (!sampleLag) return;
-    const t = tenants[0]!;
-    while (running) {
-      const w = await node.api('POST', `/v1/tenants/${t}/query`, { sql: 'INSERT INTO kv (v) VALUES (?)', params: ['probe'] });
-      const acked = performance.now();
-      if (w.status !== 200) { await sleep(100); continue; }
-      const target = (await node.api('GET', `/v1/tenants/${t}`)).body.replication.lastTxid as number;
-      for (;;) {
-        const r = (await node.api('GET', `/v1/tenants/${t}`)).body.replication;
-        if (r.mode === 'off') return;
-        if (r.replicatedTxid !== null && r.replicatedTxid >= target) break;
-        await sleep(5);
-      }
-      probeLags.push(performance.now() - acked);
-      await sleep(100);
-    }
-  })();
-  const result = await new Promise<autocannon.Result>((resolve, reject) => {
+  return new Promise<autocannon.Result>((resolve, reject) => {
     const inst = autocannon({
-      url: node.url,
+      url: n.node.url,
       connections: CONNECTIONS,
       duration: durationS,
       pipelining: 1,
@@ -230,79 +251,227 @@ async function drive(node: DomicileServer, tenants: string[], durationS: number,
       requests: [{
         method: 'POST',
         setupRequest: (req) => {
-          const t = tenants[i++ % tenants.length]!;
+          const t = n.tenants[i++ % n.tenants.length]!;
           return { ...req, path: `/v1/tenants/${t}/query`, body: JSON.stringify({ sql: 'INSERT INTO kv (v) VALUES (?)', params: [`value ${i} ${'x'.repeat(80)}`] }) };
         },
       }],
     }, (err, res) => (err ? reject(err) : resolve(res)));
-    inst.on('response', (_c, status, _b, ms) => { if (status >= 200 && status < 300) lat.push(ms); });
+    if (onResponse) inst.on('response', (_c, status, _b, ms) => onResponse(status, ms));
   });
-  running = false;
-  await Promise.all([sampler, prober]);
-  return {
-    opsPerSec: result['2xx'] / result.duration, p50Ms: pct(lat, 50), p99Ms: pct(lat, 99),
-    ok: result['2xx'], errors: result.errors + result.non2xx, lagSamples, probeLags,
-  };
 }
 
-/** `alongside`: for the bound, what the round's async node uploaded (stored in s3rver beside the load). */
-async function loadPhase(s3: S3Server, mode: Mode, round: number, alongside?: { objects: number; bytes: number }): Promise<LoadResult> {
-  const profile = PROFILE_NODE ? ['--cpu-prof', `--cpu-prof-dir=${join(PROFILE_NODE, `${mode}-${round}`)}`] : [];
-  const node = await startNode(s3, mode, `load-${mode}-${round}`, profile);
-  try {
-    const tenants = Array.from({ length: TENANTS }, (_, k) => `bench-${mode}-${k}`);
-    for (const t of tenants) {
-      await must(node.api('POST', '/v1/tenants', { id: t, residency: 'bench' }), `create ${t}`);
-      await must(node.api('POST', `/v1/tenants/${t}/query`, { sql: 'CREATE TABLE kv (id INTEGER PRIMARY KEY, v TEXT)' }), 'create table');
-    }
-    await drive(node, tenants, WARMUP_S, false);
-    const cpu0 = processCpuSeconds(s3.pid);
-    const nodeCpu0 = processCpuSeconds(node.pid());
-    const up0 = await replicationCounters(node);
-    const threads0 = await nodeThreadCpu(node.url);
-    const side = alongside ? putAlongside(s3, `bound-${round}`, alongside, DURATION_S) : Promise.resolve(0);
-    const r = await drive(node, tenants, DURATION_S, true);
+/** What a slice reads of the node (and of s3rver) at each end of its counted window. */
+interface Reading { at: number; nodeCpu: number; s3rverCpu: number; threads: Map<string, number>; counters: Awaited<ReturnType<typeof replicationCounters>> }
+
+async function read(s3: S3Server, n: LoadNode): Promise<Reading> {
+  const at = performance.now();
+  const nodeCpu = processCpuSeconds(n.node.pid());
+  const s3rverCpu = processCpuSeconds(s3.pid);
+  const [threads, counters] = await Promise.all([nodeThreadCpu(n.node.url), replicationCounters(n.node)]);
+  return { at, nodeCpu, s3rverCpu, threads, counters };
+}
+
+/**
+ * One slice: load on `n` for the ramp and then `SLICE_S` counted seconds
+ * (answers that arrive in the counted window, CPU and counters read at its
+ * ends). `alongside` (the bound): objects stored in s3rver during the window.
+ */
+async function slice(s3: S3Server, n: LoadNode, mode: Mode, cycle: number, alongside?: { objects: number; bytes: number }): Promise<Slice> {
+  let counting = false;
+  let ok = 0;
+  let errors = 0;
+  const latencies: number[] = [];
+  const counted = (async () => {
+    await sleep(RAMP_S * 1000);
+    counting = true; // from the start reading's first instant (its CPU times are read synchronously)
+    const start = await read(s3, n);
+    const side = alongside ? putAlongside(s3, `bound-${cycle}`, alongside, SLICE_S) : Promise.resolve(0);
+    await sleep(SLICE_S * 1000 - (performance.now() - start.at));
+    counting = false;
+    const end = await read(s3, n);
     const sidePuts = await side;
     if (alongside && sidePuts < alongside.objects) throw new Error(`bound: ${sidePuts} of ${alongside.objects} PUTs to s3rver answered 200`);
-    const threads = threadsPerAnswer(threads0, await nodeThreadCpu(node.url), r.ok);
-    const up1 = await replicationCounters(node);
-    const uploads = alongside ?? { objects: up1.objects - up0.objects, bytes: up1.bytes - up0.bytes };
-    const held = { count: up1.held - up0.held, pauseS: up1.heldPauseS - up0.heldPauseS };
-    return { mode, s3rverCpuS: processCpuSeconds(s3.pid) - cpu0, nodeCpuS: processCpuSeconds(node.pid()) - nodeCpu0, ...r, uploads, held, threads };
-  } finally {
-    if (PROFILE_NODE) await node.stop(); // the profiles are written on a graceful exit
-    await node.dispose();
-  }
-}
-
-const median = (xs: number[]): number => pct(xs, 50);
-
-/** Several rounds of one mode as one row: median throughput, pooled latencies and lags. */
-interface ModeSummary { mode: Mode; runs: LoadResult[]; opsPerSec: number; ratio: number; ratios: number[]; cpuUsPerWrite: number; threads: ThreadCpu | undefined }
-
-function summarize(mode: Mode, runs: LoadResult[], offRuns: LoadResult[]): ModeSummary {
-  // Each round's ratio is against the off run of the same round (sync runs once, against the median off).
-  const ratios = runs.map((r, i) => r.opsPerSec / (runs.length === offRuns.length ? offRuns[i]!.opsPerSec : median(offRuns.map((o) => o.opsPerSec))));
+    return { start, end };
+  })();
+  // The load runs on past the window's end while its closing reading is taken.
+  const load = writeLoad(n, RAMP_S + SLICE_S + 1, (status, ms) => {
+    if (!counting) return;
+    if (status >= 200 && status < 300) { ok++; latencies.push(ms); } else errors++;
+  });
+  const [{ start, end }, res] = await Promise.all([counted, load]);
+  const seconds = (end.at - start.at) / 1000;
   return {
-    mode, runs, ratios,
-    opsPerSec: median(runs.map((r) => r.opsPerSec)),
-    ratio: median(ratios),
-    cpuUsPerWrite: median(runs.map((r) => (r.nodeCpuS * 1e6) / Math.max(1, r.ok))),
-    threads: medianThreads(runs),
+    mode, cycle, ok, latencies, errors: errors + res.errors, // autocannon's: connection errors and timeouts
+    opsPerSec: ok / seconds,
+    nodeCpuS: end.nodeCpu - start.nodeCpu,
+    s3rverCpuS: end.s3rverCpu - start.s3rverCpu,
+    threads: threadsPerAnswer(start.threads, end.threads, ok),
+    uploads: alongside ?? { objects: end.counters.objects - start.counters.objects, bytes: end.counters.bytes - start.counters.bytes },
+    held: { count: end.counters.held - start.counters.held, pauseS: end.counters.heldPauseS - start.counters.heldPauseS },
   };
 }
 
-/** Each thread group's median over the runs (µs per write); undefined when a run has none. */
-function medianThreads(runs: LoadResult[]): ThreadCpu | undefined {
-  const all = runs.map((r) => r.threads);
-  if (all.length === 0 || all.some((t) => t === undefined)) return undefined;
-  const m = (k: keyof ThreadCpu) => median(all.map((t) => t![k]));
+/** The lag window of a replicated node: `replication.lagMs` of every tenant every 50 ms, and the answer → bucket probe, under the same load. */
+async function lagWindow(n: LoadNode): Promise<LagWindow> {
+  const lagSamples: number[] = [];
+  const probeLags: number[] = [];
+  let running = true;
+  const sampler = (async () => {
+    while (running) {
+      for (const t of n.tenants) lagSamples.push((await n.node.api('GET', `/v1/tenants/${t}`)).body.replication.lagMs);
+      await sleep(50);
+    }
+  })();
+  const prober = (async () => {
+    const t = n.tenants[0]!;
+    while (running) {
+      const w = await n.node.api('POST', `/v1/tenants/${t}/query`, { sql: 'INSERT INTO kv (v) VALUES (?)', params: ['probe'] });
+      const acked = performance.now();
+      if (w.status !== 200) { await sleep(100); continue; }
+      const target = (await n.node.api('GET', `/v1/tenants/${t}`)).body.replication.lastTxid as number;
+      while (running) {
+        const r = (await n.node.api('GET', `/v1/tenants/${t}`)).body.replication;
+        if (r.replicatedTxid !== null && r.replicatedTxid >= target) {
+          probeLags.push(performance.now() - acked);
+          break;
+        }
+        await sleep(5);
+      }
+      await sleep(100);
+    }
+  })();
+  await writeLoad(n, WINDOW_S);
+  running = false;
+  await Promise.all([sampler, prober]);
+  return { mode: n.mode, lagSamples, probeLags };
+}
+
+/** One mode's slices as one row: median throughput and ratio, CPU per write over all its counted windows. */
+interface ModeSummary {
+  mode: Mode; slices: Slice[]; opsPerSec: number;
+  /** Median of the cycles' ratios to the off slice of the same cycle (sync: to the median off slice). */
+  ratio: number; ratios: number[];
+  /** All the mode's answers against all of off's, over the same cycles. */
+  totalRatio: number;
+  cpuUsPerWrite: number; threads: ThreadCpu | undefined; latencies: number[];
+}
+
+function summarize(mode: Mode, slices: Slice[], offSlices: Slice[]): ModeSummary {
+  const offOf = (s: Slice) => offSlices.find((o) => o.cycle === s.cycle);
+  const perCycle = slices.every((s) => offOf(s) !== undefined);
+  const offMedian = median(offSlices.map((o) => o.opsPerSec));
+  const ratios = slices.map((s) => s.opsPerSec / (perCycle ? offOf(s)!.opsPerSec : offMedian));
+  const ok = sum(slices.map((s) => s.ok));
+  return {
+    mode, slices, ratios,
+    opsPerSec: median(slices.map((s) => s.opsPerSec)),
+    ratio: median(ratios),
+    totalRatio: perCycle ? sum(slices.map((s) => s.opsPerSec)) / sum(slices.map((s) => offOf(s)!.opsPerSec)) : ratios[0]!,
+    cpuUsPerWrite: (sum(slices.map((s) => s.nodeCpuS)) * 1e6) / Math.max(1, ok),
+    threads: pooledThreads(slices),
+    latencies: slices.flatMap((s) => s.latencies),
+  };
+}
+
+/** Each thread group's µs per write over all the slices (weighted by their answers); undefined when a slice has none. */
+function pooledThreads(slices: Slice[]): ThreadCpu | undefined {
+  if (slices.length === 0 || slices.some((s) => s.threads === undefined)) return undefined;
+  const ok = sum(slices.map((s) => s.ok));
+  const m = (k: keyof ThreadCpu) => sum(slices.map((s) => s.threads![k] * s.ok)) / Math.max(1, ok);
   return { main: m('main'), workers: m('workers'), shipper: m('shipper'), other: m('other') };
 }
 
 /** `main / workers / shipper / other` in µs per write. */
 function threadText(t: ThreadCpu | undefined): string {
   return t === undefined ? 'n/a' : `${fmt(t.main)} / ${fmt(t.workers)} / ${fmt(t.shipper)} / ${fmt(t.other)}`;
+}
+
+/** One slice's line on stdout. */
+function sliceLine(s: Slice): string {
+  return `${`${s.mode} #${s.cycle + 1}`.padEnd(12)} ${fmt(s.opsPerSec)} writes/s  p50 ${fmt(pct(s.latencies, 50), 1)} ms  p99 ${fmt(pct(s.latencies, 99), 1)} ms  errors ${s.errors}  node CPU ${fmt((s.nodeCpuS * 1e6) / Math.max(1, s.ok))} µs/write (${threadText(s.threads)})  held checkpoints ${s.held.count} (pause mean ${s.held.count > 0 ? fmt((s.held.pauseS * 1000) / s.held.count, 1) : 'n/a'} ms)  uploads ${s.uploads.objects} (${s.uploads.objects > 0 ? fmt(s.uploads.bytes / s.uploads.objects / 1024, 1) : 'n/a'} KiB mean)  s3rver CPU ${fmt(s.s3rverCpuS, 2)} s`;
+}
+
+/** The load phase: nodes up, warm-up, the cycles of slices, sync once, the lag windows; its markdown lines. */
+async function loadPhase(s3: S3Server): Promise<string[]> {
+  const nodeModes = ALL_MODES.filter((m) => MODES.has(m));
+  const nodes = new Map<NodeMode, LoadNode>();
+  try {
+    for (const m of nodeModes) nodes.set(m, await startLoadNode(s3, m));
+    for (const n of nodes.values()) await writeLoad(n, WARMUP_S);
+    // A cycle: one slice per mode, the bound right after async (it stores what async just uploaded); every other cycle backwards.
+    const cycleModes: Mode[] = (['off', 'async', 'bound', 'async-fs', 'off-again'] as const).filter((m) => (m === 'bound' ? MODES.has('async') : MODES.has(m)));
+    const slices: Slice[] = [];
+    let lastAsync: { objects: number; bytes: number } | undefined;
+    for (let cycle = 0; cycle < CYCLES; cycle++) {
+      const order = cycle % 2 === 0 ? cycleModes : [...cycleModes].reverse();
+      for (const mode of order) {
+        const node = nodes.get(mode === 'bound' ? 'off' : mode)!;
+        const s = await slice(s3, node, mode, cycle, mode === 'bound' ? lastAsync ?? { objects: 0, bytes: 0 } : undefined);
+        if (mode === 'async') lastAsync = s.uploads;
+        slices.push(s);
+        console.log(sliceLine(s));
+      }
+      const off = slices.find((s) => s.cycle === cycle && s.mode === 'off')!;
+      console.log(`cycle ${cycle + 1}: ${slices.filter((s) => s.cycle === cycle && s.mode !== 'off').map((s) => `${s.mode} ${fmt(s.opsPerSec / off.opsPerSec, 2)}×`).join('  ')}`);
+    }
+    // Sync: slow and without a goal; one slice after the cycles, against the median off slice.
+    const sync = nodes.get('sync');
+    if (sync) {
+      const s = await slice(s3, sync, 'sync', CYCLES, undefined);
+      slices.push(s);
+      console.log(sliceLine(s));
+    }
+    const lags = new Map<NodeMode, LagWindow>();
+    for (const n of nodes.values()) {
+      if (n.mode === 'off' || n.mode === 'off-again') continue;
+      const w = await lagWindow(n);
+      lags.set(n.mode, w);
+      console.log(`lag ${n.mode}: lagMs p50/p99 ${fmt(pct(w.lagSamples, 50))}/${fmt(pct(w.lagSamples, 99))} ms (${w.lagSamples.length} samples)  probe answer→bucket p50/p99 ${fmt(pct(w.probeLags, 50), 1)}/${fmt(pct(w.probeLags, 99), 1)} ms (${w.probeLags.length})`);
+    }
+    return loadReport(slices, lags);
+  } finally {
+    for (const n of nodes.values()) {
+      if (PROFILE_NODE) await n.node.stop(); // the profiles are written on a graceful exit
+      await n.node.dispose();
+    }
+  }
+}
+
+function loadReport(slices: Slice[], lags: Map<NodeMode, LagWindow>): string[] {
+  const of = (m: Mode) => slices.filter((s) => s.mode === m);
+  const off = of('off');
+  const rows = (['off', 'async', 'sync', 'async-fs', 'bound', 'off-again'] as const).filter((m) => of(m).length > 0).map((m) => summarize(m, of(m), off));
+  const row = (m: Mode) => rows.find((r) => r.mode === m);
+  const lagText = (m: Mode) => {
+    const w = m === 'off' || m === 'off-again' || m === 'bound' ? undefined : lags.get(m);
+    return w ? [`${fmt(pct(w.lagSamples, 50))} / ${fmt(pct(w.lagSamples, 99))} ms (${w.lagSamples.length})`, `${fmt(pct(w.probeLags, 50), 1)} / ${fmt(pct(w.probeLags, 99), 1)} ms (${w.probeLags.length})`] : ['n/a', 'n/a'];
+  };
+  const lines = [
+    `Load: ${TENANTS} tenants, ${CONNECTIONS} connections, autocannon closed loop in the bench process, one INSERT of ~100 bytes per request, tenants in rotation. One node per replication setting, all up for the whole phase, each warmed up for ${WARMUP_S} s; then ${CYCLES} cycle(s) of one slice per mode (${RAMP_S} s ramp, then ${SLICE_S} s counted) in the order off → async → bound → async-fs → off-again (those in the run), backwards every other cycle; sync once after the cycles (${SLICE_S} s counted). Bound: the off node while the bench stores in s3rver, beside the load, as many objects of the same mean size as the async node uploaded in its latest slice (plain HTTP PUTs, evenly paced, ≤ 8 in flight): the node pays nothing for replication, s3rver takes its share of the cores. writes/s: the median of a mode's slices; ratio: the median of its cycles' ratios to the off slice of the same cycle (sync: to the median off slice); total: all its slices' writes against all of off's. Node CPU: user + system time of the node process (every thread) over the mode's counted windows, per acknowledged write; by thread: the same from the node's \`domicile_thread_cpu_seconds_total\` (event loop, SQLite workers, replication shipper, the rest: GC, the libuv pool's fsyncs and compression). Latencies: the answers of the counted windows, pooled. Lag, in a ${WINDOW_S} s window of its own per replicated node after the cycles, under the same load: \`replication.lagMs\` of every tenant sampled every 50 ms; probe: one write at a time to the first tenant, from its answer until \`replicatedTxid\` reaches the txid seen right after (polled every 5 ms). Held checkpoints and uploads (per-slice lines): the window's increase of the node's \`domicile_replication_checkpoints_total{how="held"}\`, of the sum of \`domicile_replication_checkpoint_pause_seconds\` and of the uploaded objects, over all tenants.`,
+    '',
+    '| replication | writes/s (median of slices) | ratio vs off (cycles) | total | node CPU per write | by thread: main / workers / shipper / other | p50 | p99 | errors | lagMs p50 / p99 (samples) | probe answer→bucket p50 / p99 | held checkpoints per slice (mean pause) | uploads per slice | s3rver CPU per slice |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+    ...rows.map((r) => {
+      const [lag, probe] = lagText(r.mode);
+      const held = sum(r.slices.map((s) => s.held.count));
+      return `| ${r.mode} | ${fmt(r.opsPerSec)} | **${fmt(r.ratio, 2)}×** (${r.ratios.map((x) => fmt(x, 2)).join(', ')}) | ${fmt(r.totalRatio, 3)}× | ${fmt(r.cpuUsPerWrite)} µs | ${threadText(r.threads)} µs | ${fmt(pct(r.latencies, 50), 1)} ms | ${fmt(pct(r.latencies, 99), 1)} ms | ${sum(r.slices.map((s) => s.errors))} | ${lag} | ${probe} | ${fmt(held / r.slices.length, 1)} (${held > 0 ? fmt((sum(r.slices.map((s) => s.held.pauseS)) * 1000) / held, 1) : 'n/a'} ms) | ${fmt(median(r.slices.map((s) => s.uploads.objects)))} | ${fmt(median(r.slices.map((s) => s.s3rverCpuS)), 2)} s |`;
+    }),
+    '',
+  ];
+  const a = row('async');
+  const [sync, fs, offRow, bound, again] = [row('sync'), row('async-fs'), row('off')!, row('bound'), row('off-again')];
+  const aw = lags.get('async');
+  const aLag = aw ? Math.max(pct(aw.lagSamples, 99), pct(aw.probeLags, 99)) : NaN;
+  const goals = [
+    ...(a ? [`async ≥ 0.9× off: **${a.ratio >= 0.9 ? 'met' : 'not met'}** (${fmt(a.ratio, 3)}×; total ${fmt(a.totalRatio, 3)}×) · async lag p99 ≤ 1 s: **${aLag <= 1000 ? 'met' : 'not met'}** (${fmt(aLag)} ms, the larger of the two measures)`] : []),
+    ...(sync ? [`sync: ${fmt(sync.ratio, 2)}× off (no goal)`] : []),
+    ...(fs ? [`async to a file:// bucket instead of s3rver (diagnostic row): ${fmt(fs.ratio, 2)}× off`] : []),
+    ...(bound ? [`bound (off, s3rver storing the async node's objects beside it): ${fmt(bound.ratio, 2)}× off — the most async can reach while s3rver shares these cores`] : []),
+    ...(again ? [`off-again (a second node without replication: the method's noise): ${fmt(again.ratio, 3)}× off (total ${fmt(again.totalRatio, 3)}×)`] : []),
+  ];
+  const cpu = [a, fs].filter((r): r is ModeSummary => r !== undefined).map((r) => `${r.mode} +${fmt(r.cpuUsPerWrite - offRow.cpuUsPerWrite)} µs`);
+  lines.push(`Goals: ${goals.join(' · ')}.${cpu.length > 0 ? ` Replication's node CPU per write over off: ${cpu.join(', ')}.` : ''}`, '');
+  return lines;
 }
 
 /** Fill a tenant to `mb` MB through the node (1 MB batches of table + index rows), let it replicate, stop the node gracefully. */
@@ -420,7 +589,6 @@ async function restorePhase(s3: S3Server): Promise<string[]> {
   }
   return lines;
 }
-
 async function main(): Promise<void> {
   const machine = `${cpus()[0]?.model} × ${cpus().length}, ${fmt(totalmem() / 2 ** 30, 1)} GiB, Node ${process.version}, ${process.platform}; load average at start ${loadavg().map((x) => x.toFixed(2)).join(' ')}`;
   console.log(`machine: ${machine}`);
@@ -428,44 +596,7 @@ async function main(): Promise<void> {
   const envNote = Object.keys(NODE_ENV).length > 0 ? ` Node environment: ${describeNodeEnv(NODE_ENV)}.` : '';
   const report: string[] = [`Machine: ${machine}. s3rver 3.7.1 child process on loopback (one bucket), \`domicile serve\` child process with 2 SQLite workers, log level warn.${envNote}`, ''];
   try {
-    if (!ONLY || ONLY === 'load') {
-      const runs = new Map<Mode, LoadResult[]>([['off', []], ['async', []], ['sync', []], ['async-fs', []], ['bound', []]]);
-      const schedule: Array<[Mode, number]> = [];
-      for (let round = 0; round < ROUNDS; round++) for (const mode of ['off', 'async', 'async-fs', 'bound'] as const) if (MODES.has(mode) || (mode === 'bound' && MODES.has('async'))) schedule.push([mode, round]);
-      if (MODES.has('sync')) schedule.push(['sync', 0]); // slow and without a goal: once
-      for (const [mode, round] of schedule) {
-        const r = await loadPhase(s3, mode, round, mode === 'bound' ? runs.get('async')![round]!.uploads : undefined);
-        runs.get(mode)!.push(r);
-        console.log(`${`${mode} #${round + 1}`.padEnd(11)} ${fmt(r.opsPerSec)} writes/s  p50 ${fmt(r.p50Ms, 1)} ms  p99 ${fmt(r.p99Ms, 1)} ms  errors ${r.errors}  node CPU ${fmt((r.nodeCpuS * 1e6) / Math.max(1, r.ok))} µs/write (${threadText(r.threads)})  lag p50/p99 ${fmt(pct(r.lagSamples, 50))}/${fmt(pct(r.lagSamples, 99))} ms  probe ack→bucket p50/p99 ${fmt(pct(r.probeLags, 50), 1)}/${fmt(pct(r.probeLags, 99), 1)} ms  held checkpoints ${r.held.count} (pause mean ${r.held.count > 0 ? fmt((r.held.pauseS * 1000) / r.held.count, 1) : 'n/a'} ms, total ${fmt(r.held.pauseS, 2)} s)  uploads ${r.uploads.objects} (${r.uploads.objects > 0 ? fmt(r.uploads.bytes / r.uploads.objects / 1024, 1) : 'n/a'} KiB mean)  s3rver CPU ${fmt(r.s3rverCpuS, 1)} s`);
-      }
-      const off = runs.get('off')!;
-      const rows = (['off', 'async', 'sync', 'async-fs', 'bound'] as const).filter((m) => runs.get(m)!.length > 0).map((m) => summarize(m, runs.get(m)!, off));
-      const row = (m: Mode) => rows.find((r) => r.mode === m);
-      const pooled = (xs: LoadResult[], f: (r: LoadResult) => number[]) => xs.flatMap(f);
-      report.push(
-        `Load: ${TENANTS} tenants, ${CONNECTIONS} connections, autocannon closed loop in the bench process, ${DURATION_S} s measured after ${WARMUP_S} s warm-up, one INSERT of ~100 bytes per request, tenants in rotation; a fresh node per run. ${ROUNDS} interleaved round(s) of off → async → async-fs → bound, then sync once; bound: replication off while the bench stores in s3rver, beside the load, as many objects of the same mean size as that round's async node uploaded in its window (plain HTTP PUTs, evenly paced, ≤ 8 in flight): the node pays nothing for replication, s3rver takes its share of the cores; writes/s is the median of a mode's runs, the ratio the median of each round's ratio to that round's off run (sync: to the median off). Node CPU: user + system time of the node process (every thread) during the window, per acknowledged write (median of runs); by thread: the same window from the node's \`domicile_thread_cpu_seconds_total\` (event loop, SQLite workers, replication shipper, the rest: GC, the libuv pool's fsyncs and compression), each the median of runs. Lag: \`replication.lagMs\` of every tenant sampled every 50 ms; probe: one write at a time to the first tenant, from its answer until \`replicatedTxid\` reaches the txid seen right after (polled every 5 ms); both pooled over the runs. Held checkpoints (per-run lines): the window's increase of the node's \`domicile_replication_checkpoints_total{how="held"}\` and of the sum of \`domicile_replication_checkpoint_pause_seconds\`, over all tenants.`,
-        '',
-        '| replication | writes/s (runs) | ratio vs off (rounds) | node CPU per write | by thread: main / workers / shipper / other | p50 | p99 | errors | lagMs p50 / p99 (samples) | probe answer→bucket p50 / p99 | s3rver CPU |',
-        '|---|---|---|---|---|---|---|---|---|---|---|',
-        ...rows.map((r) => {
-          const lags = pooled(r.runs, (x) => x.lagSamples);
-          const probes = pooled(r.runs, (x) => x.probeLags);
-          return `| ${r.mode} | ${fmt(r.opsPerSec)} (${r.runs.map((x) => fmt(x.opsPerSec)).join(', ')}) | **${fmt(r.ratio, 2)}×** (${r.ratios.map((x) => fmt(x, 2)).join(', ')}) | ${fmt(r.cpuUsPerWrite)} µs | ${threadText(r.threads)} µs | ${fmt(median(r.runs.map((x) => x.p50Ms)), 1)} ms | ${fmt(median(r.runs.map((x) => x.p99Ms)), 1)} ms | ${r.runs.reduce((a, x) => a + x.errors, 0)} | ${r.mode === 'off' || r.mode === 'bound' ? 'n/a' : `${fmt(pct(lags, 50))} / ${fmt(pct(lags, 99))} ms (${lags.length})`} | ${r.mode === 'off' || r.mode === 'bound' ? 'n/a' : `${fmt(pct(probes, 50), 1)} / ${fmt(pct(probes, 99), 1)} ms (${probes.length})`} | ${fmt(median(r.runs.map((x) => x.s3rverCpuS)), 1)} s |`;
-        }),
-        '',
-      );
-      const a = row('async');
-      const [sync, fs, offRow, bound] = [row('sync'), row('async-fs'), row('off')!, row('bound')];
-      const aLag = a ? Math.max(pct(pooled(a.runs, (x) => x.lagSamples), 99), pct(pooled(a.runs, (x) => x.probeLags), 99)) : NaN;
-      const goals = [
-        ...(a ? [`async ≥ 0.9× off: **${a.ratio >= 0.9 ? 'met' : 'not met'}** (${fmt(a.ratio, 2)}×) · async lag p99 ≤ 1 s: **${aLag <= 1000 ? 'met' : 'not met'}** (${fmt(aLag)} ms, the larger of the two measures)`] : []),
-        ...(sync ? [`sync: ${fmt(sync.ratio, 2)}× off (no goal)`] : []),
-        ...(fs ? [`async to a file:// bucket instead of s3rver (diagnostic row): ${fmt(fs.ratio, 2)}× off`] : []),
-        ...(bound ? [`bound (off, s3rver storing the async run's objects beside it): ${fmt(bound.ratio, 2)}× off — the most async can reach while s3rver shares these cores`] : []),
-      ];
-      const cpu = [a, fs].filter((r): r is ModeSummary => r !== undefined).map((r) => `${r.mode} +${fmt(r.cpuUsPerWrite - offRow.cpuUsPerWrite)} µs`);
-      report.push(`Goals: ${goals.join(' · ')}.${cpu.length > 0 ? ` Replication's node CPU per write over off: ${cpu.join(', ')}.` : ''}`, '');
-    }
+    if (!ONLY || ONLY === 'load') report.push(...(await loadPhase(s3)));
     if (!ONLY || ONLY === 'restore') {
       report.push(`Restore: one tenant filled through the node to ≥ ${RESTORE_MB} MB (users table + email index, ~10k rows per statement) with async replication, node stopped gracefully, then restored from the bucket in the bench process.`, '',
         '| measurement | size / time | speed |', '|---|---|---|');
