@@ -3,16 +3,19 @@
  *
  * 1. write throughput with replication off, async and sync (and, as a
  *    diagnostic, async to a file:// bucket): a `domicile serve` child process
- *    per replication setting, all started up front with the same tenants;
+ *    per replication setting, started together with the same tenants;
  *    autocannon (closed loop, POST /v1/tenants/:id/query INSERT of ~100 bytes,
  *    tenants in rotation) drives one node at a time. These machines drift by
  *    ±15 % (sometimes 2×) within a minute, and a 10-second window per mode
- *    measured that drift more than replication. So the load moves between the nodes in short
- *    **slices** (`--slice`, default 3 s counted after a 1 s ramp that is not),
- *    one slice per mode in each **cycle** (`--cycles`, default 10), the order
- *    reversed every other cycle so a drift within a cycle cancels. A mode's
- *    ratio is the median over the cycles of its slice against that cycle's off
- *    slice. The ramp lets the node that just took the load reach its steady
+ *    measured that drift more than replication. So the load moves between
+ *    the nodes in short **slices** (`--slice`, default 3 s counted after a
+ *    1 s ramp that is not), one slice per mode in each **cycle** (`--cycles`,
+ *    default 10), the order reversed every other cycle so a drift within a
+ *    cycle cancels; every `--node-cycles` cycles (default 2) all the nodes
+ *    are replaced by fresh processes, because two processes of one build can
+ *    differ by several per cent for their whole life. A mode's ratio is the
+ *    median over the cycles of its slice against that cycle's off slice.
+ *    The ramp lets the node that just took the load reach its steady
  *    state (async ships every 500 ms) and the one that lost it finish what it
  *    had in hand, outside both counted windows. The node's CPU time per write
  *    (all its threads, from /proc, and by thread from its /metrics) shows
@@ -38,9 +41,9 @@
  *    page hash verified, integrity_check), against a plain download of the
  *    same objects measured in the same run; then the CLI as a child process.
  *
- * Not a test. Run: pnpm bench:replication [--quick] [--only load|restore] [--cycles N] [--slice S] [--modes async,async-fs,sync,off-again] [--node-env KEY=VALUE]… [--mb N] [--profile FILE] [--profile-node DIR]
+ * Not a test. Run: pnpm bench:replication [--quick] [--only load|restore] [--cycles N] [--slice S] [--node-cycles N] [--modes async,async-fs,sync,off-again] [--node-env KEY=VALUE]… [--mb N] [--profile FILE] [--profile-node DIR]
  * (`--profile` writes a V8 CPU profile of the library restore runs only;
- * `--profile-node` one per thread of every load node, into DIR/<node>.)
+ * `--profile-node` one per thread of every load node, into DIR/<mode>-<set>.)
  */
 import { execFile } from 'node:child_process';
 import { Agent, request as httpRequest } from 'node:http';
@@ -65,6 +68,7 @@ const opts = parseCommandLine('pnpm bench:replication', {
   mb: { type: 'string' },
   cycles: { type: 'string' },
   slice: { type: 'string' },
+  'node-cycles': { type: 'string' },
   modes: { type: 'string' },
   'node-env': { type: 'string', multiple: true },
   profile: { type: 'string' },
@@ -97,6 +101,14 @@ for (const m of MODES) if (!(ALL_MODES as readonly string[]).includes(m)) usage(
 const CYCLES = wholeNumber('pnpm bench:replication', 'cycles', opts.cycles, QUICK ? 2 : 10, 1, 100);
 /** Counted seconds of a slice. */
 const SLICE_S = wholeNumber('pnpm bench:replication', 'slice', opts.slice, QUICK ? 1 : 3, 1, 60);
+/**
+ * Cycles per set of nodes: then every node is replaced by a fresh process.
+ * Two processes of the same build differ by up to ±9 % in CPU per write for
+ * the whole of their life (the off-again control measured it, 2026-12-07),
+ * so a ratio between two long-lived nodes carries that difference; new
+ * processes every few cycles average it out.
+ */
+const NODE_CYCLES = wholeNumber('pnpm bench:replication', 'node-cycles', opts['node-cycles'], 2, 1, 100);
 /** Seconds of load on a node before its slice is counted (async ships every 500 ms: one interval and a pass). */
 const RAMP_S = 1;
 const TENANTS = 8;
@@ -179,10 +191,10 @@ async function must(res: Promise<{ status: number; body: any }>, what: string): 
   return r.body;
 }
 
-/** A load node with its tenants and their table, started for the whole load phase. */
-async function startLoadNode(s3: S3Server, mode: NodeMode): Promise<LoadNode> {
-  const profile = PROFILE_NODE ? ['--cpu-prof', `--cpu-prof-dir=${join(PROFILE_NODE, mode)}`] : [];
-  const node = await startNode(s3, mode, `load-${mode}`, profile);
+/** A load node with its tenants and their table, for `NODE_CYCLES` cycles (set `set`). */
+async function startLoadNode(s3: S3Server, mode: NodeMode, set: number): Promise<LoadNode> {
+  const profile = PROFILE_NODE ? ['--cpu-prof', `--cpu-prof-dir=${join(PROFILE_NODE, `${mode}-${set}`)}`] : [];
+  const node = await startNode(s3, mode, `load-${mode}-${set}`, profile);
   const tenants = Array.from({ length: TENANTS }, (_, k) => `bench-${mode}-${k}`);
   for (const t of tenants) {
     await must(node.api('POST', '/v1/tenants', { id: t, residency: 'bench' }), `create ${t}`);
@@ -391,18 +403,46 @@ function sliceLine(s: Slice): string {
   return `${`${s.mode} #${s.cycle + 1}`.padEnd(12)} ${fmt(s.opsPerSec)} writes/s  p50 ${fmt(pct(s.latencies, 50), 1)} ms  p99 ${fmt(pct(s.latencies, 99), 1)} ms  errors ${s.errors}  node CPU ${fmt((s.nodeCpuS * 1e6) / Math.max(1, s.ok))} µs/write (${threadText(s.threads)})  held checkpoints ${s.held.count} (pause mean ${s.held.count > 0 ? fmt((s.held.pauseS * 1000) / s.held.count, 1) : 'n/a'} ms)  uploads ${s.uploads.objects} (${s.uploads.objects > 0 ? fmt(s.uploads.bytes / s.uploads.objects / 1024, 1) : 'n/a'} KiB mean)  s3rver CPU ${fmt(s.s3rverCpuS, 2)} s`;
 }
 
-/** The load phase: nodes up, warm-up, the cycles of slices, sync once, the lag windows; its markdown lines. */
-async function loadPhase(s3: S3Server): Promise<string[]> {
-  const nodeModes = ALL_MODES.filter((m) => MODES.has(m));
+/** Fresh nodes (set `set`) for the modes of the cycles, started together, then each warmed up in turn. */
+async function startLoadNodes(s3: S3Server, modes: NodeMode[], set: number): Promise<Map<NodeMode, LoadNode>> {
+  const started = await Promise.allSettled(modes.map((m) => startLoadNode(s3, m, set)));
   const nodes = new Map<NodeMode, LoadNode>();
+  for (const r of started) if (r.status === 'fulfilled') nodes.set(r.value.mode, r.value);
+  const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) {
+    await stopLoadNodes(nodes);
+    throw failed.reason;
+  }
+  for (const n of nodes.values()) await writeLoad(n, WARMUP_S);
+  return nodes;
+}
+
+async function stopLoadNodes(nodes: Map<NodeMode, LoadNode>): Promise<void> {
+  for (const n of nodes.values()) {
+    if (PROFILE_NODE) await n.node.stop(); // the profiles are written on a graceful exit
+    await n.node.dispose();
+  }
+  nodes.clear();
+}
+
+/**
+ * The load phase: the cycles of slices on sets of fresh nodes (a new set
+ * every `NODE_CYCLES` cycles), then sync once and the lag windows; its
+ * markdown lines.
+ */
+async function loadPhase(s3: S3Server): Promise<string[]> {
+  // A cycle: one slice per mode, the bound right after async (it stores what async just uploaded); every other cycle backwards.
+  const cycleModes: Mode[] = (['off', 'async', 'bound', 'async-fs', 'off-again'] as const).filter((m) => (m === 'bound' ? MODES.has('async') : MODES.has(m)));
+  const nodeModes = ALL_MODES.filter((m) => m !== 'sync' && MODES.has(m));
+  const slices: Slice[] = [];
+  let nodes = new Map<NodeMode, LoadNode>();
   try {
-    for (const m of nodeModes) nodes.set(m, await startLoadNode(s3, m));
-    for (const n of nodes.values()) await writeLoad(n, WARMUP_S);
-    // A cycle: one slice per mode, the bound right after async (it stores what async just uploaded); every other cycle backwards.
-    const cycleModes: Mode[] = (['off', 'async', 'bound', 'async-fs', 'off-again'] as const).filter((m) => (m === 'bound' ? MODES.has('async') : MODES.has(m)));
-    const slices: Slice[] = [];
     let lastAsync: { objects: number; bytes: number } | undefined;
     for (let cycle = 0; cycle < CYCLES; cycle++) {
+      if (cycle % NODE_CYCLES === 0) {
+        await stopLoadNodes(nodes);
+        nodes = await startLoadNodes(s3, nodeModes, cycle / NODE_CYCLES);
+      }
       const order = cycle % 2 === 0 ? cycleModes : [...cycleModes].reverse();
       for (const mode of order) {
         const node = nodes.get(mode === 'bound' ? 'off' : mode)!;
@@ -414,10 +454,11 @@ async function loadPhase(s3: S3Server): Promise<string[]> {
       const off = slices.find((s) => s.cycle === cycle && s.mode === 'off')!;
       console.log(`cycle ${cycle + 1}: ${slices.filter((s) => s.cycle === cycle && s.mode !== 'off').map((s) => `${s.mode} ${fmt(s.opsPerSec / off.opsPerSec, 2)}×`).join('  ')}`);
     }
-    // Sync: slow and without a goal; one slice after the cycles, against the median off slice.
-    const sync = nodes.get('sync');
-    if (sync) {
-      const s = await slice(s3, sync, 'sync', CYCLES, undefined);
+    // Sync: slow and without a goal; a node of its own after the cycles, one slice against the median off slice.
+    if (MODES.has('sync')) {
+      const sync = await startLoadNodes(s3, ['sync'], 0);
+      for (const [m, n] of sync) nodes.set(m, n);
+      const s = await slice(s3, nodes.get('sync')!, 'sync', CYCLES, undefined);
       slices.push(s);
       console.log(sliceLine(s));
     }
@@ -430,10 +471,7 @@ async function loadPhase(s3: S3Server): Promise<string[]> {
     }
     return loadReport(slices, lags);
   } finally {
-    for (const n of nodes.values()) {
-      if (PROFILE_NODE) await n.node.stop(); // the profiles are written on a graceful exit
-      await n.node.dispose();
-    }
+    await stopLoadNodes(nodes);
   }
 }
 
@@ -447,7 +485,7 @@ function loadReport(slices: Slice[], lags: Map<NodeMode, LagWindow>): string[] {
     return w ? [`${fmt(pct(w.lagSamples, 50))} / ${fmt(pct(w.lagSamples, 99))} ms (${w.lagSamples.length})`, `${fmt(pct(w.probeLags, 50), 1)} / ${fmt(pct(w.probeLags, 99), 1)} ms (${w.probeLags.length})`] : ['n/a', 'n/a'];
   };
   const lines = [
-    `Load: ${TENANTS} tenants, ${CONNECTIONS} connections, autocannon closed loop in the bench process, one INSERT of ~100 bytes per request, tenants in rotation. One node per replication setting, all up for the whole phase, each warmed up for ${WARMUP_S} s; then ${CYCLES} cycle(s) of one slice per mode (${RAMP_S} s ramp, then ${SLICE_S} s counted) in the order off → async → bound → async-fs → off-again (those in the run), backwards every other cycle; sync once after the cycles (${SLICE_S} s counted). Bound: the off node while the bench stores in s3rver, beside the load, as many objects of the same mean size as the async node uploaded in its latest slice (plain HTTP PUTs, evenly paced, ≤ 8 in flight): the node pays nothing for replication, s3rver takes its share of the cores. writes/s: the median of a mode's slices; ratio: the median of its cycles' ratios to the off slice of the same cycle (sync: to the median off slice); total: all its slices' writes against all of off's. Node CPU: user + system time of the node process (every thread) over the mode's counted windows, per acknowledged write; by thread: the same from the node's \`domicile_thread_cpu_seconds_total\` (event loop, SQLite workers, replication shipper, the rest: GC, the libuv pool's fsyncs and compression). Latencies: the answers of the counted windows, pooled. Lag, in a ${WINDOW_S} s window of its own per replicated node after the cycles, under the same load: \`replication.lagMs\` of every tenant sampled every 50 ms; probe: one write at a time to the first tenant, from its answer until \`replicatedTxid\` reaches the txid seen right after (polled every 5 ms). Held checkpoints and uploads (per-slice lines): the window's increase of the node's \`domicile_replication_checkpoints_total{how="held"}\`, of the sum of \`domicile_replication_checkpoint_pause_seconds\` and of the uploaded objects, over all tenants.`,
+    `Load: ${TENANTS} tenants, ${CONNECTIONS} connections, autocannon closed loop in the bench process, one INSERT of ~100 bytes per request, tenants in rotation. One node per replication setting, started together and each warmed up for ${WARMUP_S} s, replaced by a fresh set every ${NODE_CYCLES} cycle(s); ${CYCLES} cycle(s) of one slice per mode (${RAMP_S} s ramp, then ${SLICE_S} s counted) in the order off → async → bound → async-fs → off-again (those in the run), backwards every other cycle; sync once after the cycles, on a node of its own (${SLICE_S} s counted). Bound: the off node while the bench stores in s3rver, beside the load, as many objects of the same mean size as the async node uploaded in its latest slice (plain HTTP PUTs, evenly paced, ≤ 8 in flight): the node pays nothing for replication, s3rver takes its share of the cores. writes/s: the median of a mode's slices; ratio: the median of its cycles' ratios to the off slice of the same cycle (sync: to the median off slice); total: all its slices' writes against all of off's. Node CPU: user + system time of the node process (every thread) over the mode's counted windows, per acknowledged write; by thread: the same from the node's \`domicile_thread_cpu_seconds_total\` (event loop, SQLite workers, replication shipper, the rest: GC, the libuv pool's fsyncs and compression). Latencies: the answers of the counted windows, pooled. Lag, in a ${WINDOW_S} s window of its own per replicated node after the cycles, under the same load: \`replication.lagMs\` of every tenant sampled every 50 ms; probe: one write at a time to the first tenant, from its answer until \`replicatedTxid\` reaches the txid seen right after (polled every 5 ms). Held checkpoints and uploads (per-slice lines): the window's increase of the node's \`domicile_replication_checkpoints_total{how="held"}\`, of the sum of \`domicile_replication_checkpoint_pause_seconds\` and of the uploaded objects, over all tenants.`,
     '',
     '| replication | writes/s (median of slices) | ratio vs off (cycles) | total | node CPU per write | by thread: main / workers / shipper / other | p50 | p99 | errors | lagMs p50 / p99 (samples) | probe answer→bucket p50 / p99 | held checkpoints per slice (mean pause) | uploads per slice | s3rver CPU per slice |',
     '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
