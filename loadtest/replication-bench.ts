@@ -20,7 +20,8 @@
  *    had in hand, outside both counted windows. The node's CPU time per write
  *    (all its threads, from /proc, and by thread from its /metrics) shows
  *    where a ratio comes from;
- *    With async in the run, each cycle has a **bound** slice: the off node
+ *    With async in the run, each cycle has a **bound** slice: a node
+ *    without replication of its own (so every node takes the same load)
  *    while the bench stores, beside the load, as many objects of the same
  *    size in s3rver as the async node uploaded in its latest slice (plain HTTP
  *    PUTs, at the same pace). The node then pays nothing for replication, but
@@ -129,10 +130,10 @@ const AWS_ENV = { AWS_ACCESS_KEY_ID: S3RVER_CREDENTIALS.accessKeyId, AWS_SECRET_
 process.env.AWS_ACCESS_KEY_ID = AWS_ENV.AWS_ACCESS_KEY_ID;
 process.env.AWS_SECRET_ACCESS_KEY = AWS_ENV.AWS_SECRET_ACCESS_KEY;
 
-/** A node's replication setting; `bound` is the off node with s3rver storing objects beside it. */
-type NodeMode = (typeof ALL_MODES)[number];
-type Mode = NodeMode | 'bound';
-/** One `domicile serve` of the load phase, alive for all of it. */
+/** A node's replication setting; `bound` is a node without replication while s3rver stores objects beside it. */
+type NodeMode = (typeof ALL_MODES)[number] | 'bound';
+type Mode = NodeMode;
+/** One `domicile serve` of the load phase. */
 interface LoadNode { mode: NodeMode; node: DomicileServer; tenants: string[] }
 /** One counted slice of load on one node. */
 interface Slice {
@@ -178,7 +179,7 @@ async function startNode(s3: S3Server, mode: NodeMode, prefix: string, nodeArgs:
       DOMICILE_ADMIN_TOKEN: ADMIN,
       DOMICILE_LOG_LEVEL: 'warn',
       DOMICILE_BUCKETS: `bench-region=${mode === 'async-fs' ? `file://${join(dir, 'fs-bucket', prefix)}` : s3.bucketUrl('bench', prefix)}`,
-      DOMICILE_REPLICATION: mode === 'off' || mode === 'off-again' ? 'off' : 'on',
+      DOMICILE_REPLICATION: mode === 'off' || mode === 'off-again' || mode === 'bound' ? 'off' : 'on',
       DOMICILE_DURABILITY: mode === 'sync' ? 'sync' : 'async',
       ...NODE_ENV,
     },
@@ -433,7 +434,8 @@ async function stopLoadNodes(nodes: Map<NodeMode, LoadNode>): Promise<void> {
 async function loadPhase(s3: S3Server): Promise<string[]> {
   // A cycle: one slice per mode, the bound right after async (it stores what async just uploaded); every other cycle backwards.
   const cycleModes: Mode[] = (['off', 'async', 'bound', 'async-fs', 'off-again'] as const).filter((m) => (m === 'bound' ? MODES.has('async') : MODES.has(m)));
-  const nodeModes = ALL_MODES.filter((m) => m !== 'sync' && MODES.has(m));
+  // A node per mode of the cycle, the bound's too: every node takes the same load, one slice per cycle.
+  const nodeModes = cycleModes;
   const slices: Slice[] = [];
   let nodes = new Map<NodeMode, LoadNode>();
   try {
@@ -445,7 +447,7 @@ async function loadPhase(s3: S3Server): Promise<string[]> {
       }
       const order = cycle % 2 === 0 ? cycleModes : [...cycleModes].reverse();
       for (const mode of order) {
-        const node = nodes.get(mode === 'bound' ? 'off' : mode)!;
+        const node = nodes.get(mode)!;
         const s = await slice(s3, node, mode, cycle, mode === 'bound' ? lastAsync ?? { objects: 0, bytes: 0 } : undefined);
         if (mode === 'async') lastAsync = s.uploads;
         slices.push(s);
@@ -464,7 +466,7 @@ async function loadPhase(s3: S3Server): Promise<string[]> {
     }
     const lags = new Map<NodeMode, LagWindow>();
     for (const n of nodes.values()) {
-      if (n.mode === 'off' || n.mode === 'off-again') continue;
+      if (n.mode === 'off' || n.mode === 'off-again' || n.mode === 'bound') continue;
       const w = await lagWindow(n);
       lags.set(n.mode, w);
       console.log(`lag ${n.mode}: lagMs p50/p99 ${fmt(pct(w.lagSamples, 50))}/${fmt(pct(w.lagSamples, 99))} ms (${w.lagSamples.length} samples)  probe answer→bucket p50/p99 ${fmt(pct(w.probeLags, 50), 1)}/${fmt(pct(w.probeLags, 99), 1)} ms (${w.probeLags.length})`);
@@ -485,7 +487,7 @@ function loadReport(slices: Slice[], lags: Map<NodeMode, LagWindow>): string[] {
     return w ? [`${fmt(pct(w.lagSamples, 50))} / ${fmt(pct(w.lagSamples, 99))} ms (${w.lagSamples.length})`, `${fmt(pct(w.probeLags, 50), 1)} / ${fmt(pct(w.probeLags, 99), 1)} ms (${w.probeLags.length})`] : ['n/a', 'n/a'];
   };
   const lines = [
-    `Load: ${TENANTS} tenants, ${CONNECTIONS} connections, autocannon closed loop in the bench process, one INSERT of ~100 bytes per request, tenants in rotation. One node per replication setting, started together and each warmed up for ${WARMUP_S} s, replaced by a fresh set every ${NODE_CYCLES} cycle(s); ${CYCLES} cycle(s) of one slice per mode (${RAMP_S} s ramp, then ${SLICE_S} s counted) in the order off → async → bound → async-fs → off-again (those in the run), backwards every other cycle; sync once after the cycles, on a node of its own (${SLICE_S} s counted). Bound: the off node while the bench stores in s3rver, beside the load, as many objects of the same mean size as the async node uploaded in its latest slice (plain HTTP PUTs, evenly paced, ≤ 8 in flight): the node pays nothing for replication, s3rver takes its share of the cores. writes/s: the median of a mode's slices; ratio: the median of its cycles' ratios to the off slice of the same cycle (sync: to the median off slice); total: all its slices' writes against all of off's. Node CPU: user + system time of the node process (every thread) over the mode's counted windows, per acknowledged write; by thread: the same from the node's \`domicile_thread_cpu_seconds_total\` (event loop, SQLite workers, replication shipper, the rest: GC, the libuv pool's fsyncs and compression). Latencies: the answers of the counted windows, pooled. Lag, in a ${WINDOW_S} s window of its own per replicated node after the cycles, under the same load: \`replication.lagMs\` of every tenant sampled every 50 ms; probe: one write at a time to the first tenant, from its answer until \`replicatedTxid\` reaches the txid seen right after (polled every 5 ms). Held checkpoints and uploads (per-slice lines): the window's increase of the node's \`domicile_replication_checkpoints_total{how="held"}\`, of the sum of \`domicile_replication_checkpoint_pause_seconds\` and of the uploaded objects, over all tenants.`,
+    `Load: ${TENANTS} tenants, ${CONNECTIONS} connections, autocannon closed loop in the bench process, one INSERT of ~100 bytes per request, tenants in rotation. One node per replication setting, started together and each warmed up for ${WARMUP_S} s, replaced by a fresh set every ${NODE_CYCLES} cycle(s); ${CYCLES} cycle(s) of one slice per mode (${RAMP_S} s ramp, then ${SLICE_S} s counted) in the order off → async → bound → async-fs → off-again (those in the run), backwards every other cycle; sync once after the cycles, on a node of its own (${SLICE_S} s counted). Bound: a node without replication of its own while the bench stores in s3rver, beside the load, as many objects of the same mean size as the async node uploaded in its latest slice (plain HTTP PUTs, evenly paced, ≤ 8 in flight): the node pays nothing for replication, s3rver takes its share of the cores. writes/s: the median of a mode's slices; ratio: the median of its cycles' ratios to the off slice of the same cycle (sync: to the median off slice); total: all its slices' writes against all of off's. Node CPU: user + system time of the node process (every thread) over the mode's counted windows, per acknowledged write; by thread: the same from the node's \`domicile_thread_cpu_seconds_total\` (event loop, SQLite workers, replication shipper, the rest: GC, the libuv pool's fsyncs and compression). Latencies: the answers of the counted windows, pooled. Lag, in a ${WINDOW_S} s window of its own per replicated node after the cycles, under the same load: \`replication.lagMs\` of every tenant sampled every 50 ms; probe: one write at a time to the first tenant, from its answer until \`replicatedTxid\` reaches the txid seen right after (polled every 5 ms). Held checkpoints and uploads (per-slice lines): the window's increase of the node's \`domicile_replication_checkpoints_total{how="held"}\`, of the sum of \`domicile_replication_checkpoint_pause_seconds\` and of the uploaded objects, over all tenants.`,
     '',
     '| replication | writes/s (median of slices) | ratio vs off (cycles) | total | node CPU per write | by thread: main / workers / shipper / other | p50 | p99 | errors | lagMs p50 / p99 (samples) | probe answer→bucket p50 / p99 | held checkpoints per slice (mean pause) | uploads per slice | s3rver CPU per slice |',
     '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
@@ -507,7 +509,7 @@ function loadReport(slices: Slice[], lags: Map<NodeMode, LagWindow>): string[] {
     ...(bound ? [`bound (off, s3rver storing the async node's objects beside it): ${fmt(bound.ratio, 2)}× off — the most async can reach while s3rver shares these cores`] : []),
     ...(again ? [`off-again (a second node without replication: the method's noise): ${fmt(again.ratio, 3)}× off (total ${fmt(again.totalRatio, 3)}×)`] : []),
   ];
-  const cpu = [a, fs].filter((r): r is ModeSummary => r !== undefined).map((r) => `${r.mode} +${fmt(r.cpuUsPerWrite - offRow.cpuUsPerWrite)} µs`);
+  const cpu = [a, fs].filter((r): r is ModeSummary => r !== undefined).map((r) => `${r.mode} ${r.cpuUsPerWrite >= offRow.cpuUsPerWrite ? '+' : '−'}${fmt(Math.abs(r.cpuUsPerWrite - offRow.cpuUsPerWrite))} µs`);
   lines.push(`Goals: ${goals.join(' · ')}.${cpu.length > 0 ? ` Replication's node CPU per write over off: ${cpu.join(', ')}.` : ''}`, '');
   return lines;
 }
