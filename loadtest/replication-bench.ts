@@ -130,11 +130,10 @@ const AWS_ENV = { AWS_ACCESS_KEY_ID: S3RVER_CREDENTIALS.accessKeyId, AWS_SECRET_
 process.env.AWS_ACCESS_KEY_ID = AWS_ENV.AWS_ACCESS_KEY_ID;
 process.env.AWS_SECRET_ACCESS_KEY = AWS_ENV.AWS_SECRET_ACCESS_KEY;
 
-/** A node's replication setting; `bound` is a node without replication while s3rver stores objects beside it. */
-type NodeMode = (typeof ALL_MODES)[number] | 'bound';
-type Mode = NodeMode;
+/** A node's replication setting, and the mode of its slices; `bound` is a node without replication while s3rver stores objects beside it. */
+type Mode = (typeof ALL_MODES)[number] | 'bound';
 /** One `domicile serve` of the load phase. */
-interface LoadNode { mode: NodeMode; node: DomicileServer; tenants: string[] }
+interface LoadNode { mode: Mode; node: DomicileServer; tenants: string[] }
 /** One counted slice of load on one node. */
 interface Slice {
   mode: Mode; cycle: number; s3rverCpuS: number; nodeCpuS: number; opsPerSec: number; ok: number; errors: number;
@@ -148,7 +147,7 @@ interface Slice {
   threads: ThreadCpu | undefined;
 }
 /** A lag window of one replicated mode. */
-interface LagWindow { mode: NodeMode; lagSamples: number[]; probeLags: number[] }
+interface LagWindow { mode: Mode; lagSamples: number[]; probeLags: number[] }
 
 const pct = (xs: number[], p: number): number => {
   if (xs.length === 0) return NaN;
@@ -170,7 +169,7 @@ const dir = mkdtempSync(join(tmpdir(), 'domicile-repl-bench-'));
 const policyPath = join(dir, 'placement.yaml');
 writeFileSync(policyPath, POLICY);
 
-async function startNode(s3: S3Server, mode: NodeMode, prefix: string, nodeArgs: string[] = []): Promise<DomicileServer> {
+async function startNode(s3: S3Server, mode: Mode, prefix: string, nodeArgs: string[] = []): Promise<DomicileServer> {
   return startDomicile({
     nodeArgs,
     env: {
@@ -193,7 +192,7 @@ async function must(res: Promise<{ status: number; body: any }>, what: string): 
 }
 
 /** A load node with its tenants and their table, for `NODE_CYCLES` cycles (set `set`). */
-async function startLoadNode(s3: S3Server, mode: NodeMode, set: number): Promise<LoadNode> {
+async function startLoadNode(s3: S3Server, mode: Mode, set: number): Promise<LoadNode> {
   const profile = PROFILE_NODE ? ['--cpu-prof', `--cpu-prof-dir=${join(PROFILE_NODE, `${mode}-${set}`)}`] : [];
   const node = await startNode(s3, mode, `load-${mode}-${set}`, profile);
   const tenants = Array.from({ length: TENANTS }, (_, k) => `bench-${mode}-${k}`);
@@ -405,9 +404,9 @@ function sliceLine(s: Slice): string {
 }
 
 /** Fresh nodes (set `set`) for the modes of the cycles, started together, then each warmed up in turn. */
-async function startLoadNodes(s3: S3Server, modes: NodeMode[], set: number): Promise<Map<NodeMode, LoadNode>> {
+async function startLoadNodes(s3: S3Server, modes: Mode[], set: number): Promise<Map<Mode, LoadNode>> {
   const started = await Promise.allSettled(modes.map((m) => startLoadNode(s3, m, set)));
-  const nodes = new Map<NodeMode, LoadNode>();
+  const nodes = new Map<Mode, LoadNode>();
   for (const r of started) if (r.status === 'fulfilled') nodes.set(r.value.mode, r.value);
   const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
   if (failed) {
@@ -418,7 +417,7 @@ async function startLoadNodes(s3: S3Server, modes: NodeMode[], set: number): Pro
   return nodes;
 }
 
-async function stopLoadNodes(nodes: Map<NodeMode, LoadNode>): Promise<void> {
+async function stopLoadNodes(nodes: Map<Mode, LoadNode>): Promise<void> {
   for (const n of nodes.values()) {
     if (PROFILE_NODE) await n.node.stop(); // the profiles are written on a graceful exit
     await n.node.dispose();
@@ -437,7 +436,7 @@ async function loadPhase(s3: S3Server): Promise<string[]> {
   // A node per mode of the cycle, the bound's too: every node takes the same load, one slice per cycle.
   const nodeModes = cycleModes;
   const slices: Slice[] = [];
-  let nodes = new Map<NodeMode, LoadNode>();
+  let nodes = new Map<Mode, LoadNode>();
   try {
     let lastAsync: { objects: number; bytes: number } | undefined;
     for (let cycle = 0; cycle < CYCLES; cycle++) {
@@ -464,7 +463,7 @@ async function loadPhase(s3: S3Server): Promise<string[]> {
       slices.push(s);
       console.log(sliceLine(s));
     }
-    const lags = new Map<NodeMode, LagWindow>();
+    const lags = new Map<Mode, LagWindow>();
     for (const n of nodes.values()) {
       if (n.mode === 'off' || n.mode === 'off-again' || n.mode === 'bound') continue;
       const w = await lagWindow(n);
@@ -477,7 +476,7 @@ async function loadPhase(s3: S3Server): Promise<string[]> {
   }
 }
 
-function loadReport(slices: Slice[], lags: Map<NodeMode, LagWindow>): string[] {
+function loadReport(slices: Slice[], lags: Map<Mode, LagWindow>): string[] {
   const of = (m: Mode) => slices.filter((s) => s.mode === m);
   const off = of('off');
   const rows = (['off', 'async', 'sync', 'async-fs', 'bound', 'off-again'] as const).filter((m) => of(m).length > 0).map((m) => summarize(m, of(m), off));
