@@ -49,7 +49,7 @@
 import { execFile } from 'node:child_process';
 import { Agent, request as httpRequest } from 'node:http';
 import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Session } from 'node:inspector/promises';
 import { fileURLToPath } from 'node:url';
@@ -59,8 +59,10 @@ import { FsObjectStore, openObjectStore, type ObjectStore } from '../packages/ob
 import { listGenerations, restore } from '../packages/replication/src/index.ts';
 import { describeNodeEnv, parseNodeEnv } from './bench/node-env.ts';
 import { parseCommandLine, usageError, wholeNumber } from './bench/command-line.ts';
-import { scrapeMetrics } from './bench/node-metrics.ts';
-import { nodeThreadCpu, processCpuSeconds, threadsPerAnswer, type ThreadCpu } from './bench/process-cpu.ts';
+import { cycleRatios } from './bench/cycles.ts';
+import { scrapeMetrics, type NodeMetrics } from './bench/node-metrics.ts';
+import { processCpuSeconds, threadsPerAnswer, type ThreadCpu } from './bench/process-cpu.ts';
+import { machineLine, median, pct } from './bench/report.ts';
 
 const usage = (message: string): never => usageError('pnpm bench:replication', message);
 const opts = parseCommandLine('pnpm bench:replication', {
@@ -149,18 +151,6 @@ interface Slice {
 /** A lag window of one replicated mode. */
 interface LagWindow { mode: Mode; lagSamples: number[]; probeLags: number[] }
 
-const pct = (xs: number[], p: number): number => {
-  if (xs.length === 0) return NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
-};
-/** The middle value; with an even count (the default 10 cycles) the mean of the two middle ones. */
-const median = (xs: number[]): number => {
-  if (xs.length === 0) return NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
 const sum = (xs: number[]): number => xs.reduce((a, b) => a + b, 0);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const fmt = (n: number, d = 0) => (Number.isFinite(n) ? n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d }) : 'n/a');
@@ -204,8 +194,7 @@ async function startLoadNode(s3: S3Server, mode: Mode, set: number): Promise<Loa
 }
 
 /** What the node's replication has done so far (`/metrics`): objects and bytes stored, held checkpoints and their pause. */
-async function replicationCounters(node: DomicileServer): Promise<{ objects: number; bytes: number; held: number; heldPauseS: number }> {
-  const m = await scrapeMetrics(node.url);
+function replicationCounters(m: NodeMetrics): { objects: number; bytes: number; held: number; heldPauseS: number } {
   return {
     objects: m.sum('domicile_replication_uploaded_objects_total'), bytes: m.sum('domicile_replication_uploaded_bytes_total'),
     held: m.sum('domicile_replication_checkpoints_total', { how: 'held' }), heldPauseS: m.sum('domicile_replication_checkpoint_pause_seconds_sum'),
@@ -273,14 +262,14 @@ async function writeLoad(n: LoadNode, durationS: number, onResponse?: (status: n
 }
 
 /** What a slice reads of the node (and of s3rver) at each end of its counted window. */
-interface Reading { at: number; nodeCpu: number; s3rverCpu: number; threads: Map<string, number>; counters: Awaited<ReturnType<typeof replicationCounters>> }
+interface Reading { at: number; nodeCpu: number; s3rverCpu: number; threads: Map<string, number>; counters: ReturnType<typeof replicationCounters> }
 
 async function read(s3: S3Server, n: LoadNode): Promise<Reading> {
   const at = performance.now();
   const nodeCpu = processCpuSeconds(n.node.pid());
   const s3rverCpu = processCpuSeconds(s3.pid);
-  const [threads, counters] = await Promise.all([nodeThreadCpu(n.node.url), replicationCounters(n.node)]);
-  return { at, nodeCpu, s3rverCpu, threads, counters };
+  const m = await scrapeMetrics(n.node.url); // one scrape: the threads' CPU and the replication counters
+  return { at, nodeCpu, s3rverCpu, threads: m.byLabel('domicile_thread_cpu_seconds_total', 'thread'), counters: replicationCounters(m) };
 }
 
 /**
@@ -363,22 +352,17 @@ interface ModeSummary {
   mode: Mode; slices: Slice[]; opsPerSec: number;
   /** Median of the cycles' ratios to the off slice of the same cycle (sync: to the median off slice). */
   ratio: number; ratios: number[];
-  /** All the mode's answers against all of off's, over the same cycles. */
+  /** All the mode's writes per second against all of off's, over the same cycles. */
   totalRatio: number;
   cpuUsPerWrite: number; threads: ThreadCpu | undefined; latencies: number[];
 }
 
 function summarize(mode: Mode, slices: Slice[], offSlices: Slice[]): ModeSummary {
-  const offOf = (s: Slice) => offSlices.find((o) => o.cycle === s.cycle);
-  const perCycle = slices.every((s) => offOf(s) !== undefined);
-  const offMedian = median(offSlices.map((o) => o.opsPerSec));
-  const ratios = slices.map((s) => s.opsPerSec / (perCycle ? offOf(s)!.opsPerSec : offMedian));
+  const { ratios, ratio, total } = cycleRatios(slices, offSlices);
   const ok = sum(slices.map((s) => s.ok));
   return {
-    mode, slices, ratios,
+    mode, slices, ratios, ratio, totalRatio: total,
     opsPerSec: median(slices.map((s) => s.opsPerSec)),
-    ratio: median(ratios),
-    totalRatio: perCycle ? sum(slices.map((s) => s.opsPerSec)) / sum(slices.map((s) => offOf(s)!.opsPerSec)) : ratios[0]!,
     cpuUsPerWrite: (sum(slices.map((s) => s.nodeCpuS)) * 1e6) / Math.max(1, ok),
     threads: pooledThreads(slices),
     latencies: slices.flatMap((s) => s.latencies),
@@ -400,7 +384,7 @@ function threadText(t: ThreadCpu | undefined): string {
 
 /** One slice's line on stdout. */
 function sliceLine(s: Slice): string {
-  return `${`${s.mode} #${s.cycle + 1}`.padEnd(12)} ${fmt(s.opsPerSec)} writes/s  p50 ${fmt(pct(s.latencies, 50), 1)} ms  p99 ${fmt(pct(s.latencies, 99), 1)} ms  errors ${s.errors}  node CPU ${fmt((s.nodeCpuS * 1e6) / Math.max(1, s.ok))} µs/write (${threadText(s.threads)})  held checkpoints ${s.held.count} (pause mean ${s.held.count > 0 ? fmt((s.held.pauseS * 1000) / s.held.count, 1) : 'n/a'} ms)  uploads ${s.uploads.objects} (${s.uploads.objects > 0 ? fmt(s.uploads.bytes / s.uploads.objects / 1024, 1) : 'n/a'} KiB mean)  s3rver CPU ${fmt(s.s3rverCpuS, 2)} s`;
+  return `${(s.cycle < CYCLES ? `${s.mode} #${s.cycle + 1}` : s.mode).padEnd(12)} ${fmt(s.opsPerSec)} writes/s  p50 ${fmt(pct(s.latencies, 50), 1)} ms  p99 ${fmt(pct(s.latencies, 99), 1)} ms  errors ${s.errors}  node CPU ${fmt((s.nodeCpuS * 1e6) / Math.max(1, s.ok))} µs/write (${threadText(s.threads)})  held checkpoints ${s.held.count} (pause mean ${s.held.count > 0 ? fmt((s.held.pauseS * 1000) / s.held.count, 1) : 'n/a'} ms)  uploads ${s.uploads.objects} (${s.uploads.objects > 0 ? fmt(s.uploads.bytes / s.uploads.objects / 1024, 1) : 'n/a'} KiB mean)  s3rver CPU ${fmt(s.s3rverCpuS, 2)} s`;
 }
 
 /** Fresh nodes (set `set`) for the modes of the cycles, started together, then each warmed up in turn. */
@@ -629,7 +613,7 @@ async function restorePhase(s3: S3Server): Promise<string[]> {
   return lines;
 }
 async function main(): Promise<void> {
-  const machine = `${cpus()[0]?.model} × ${cpus().length}, ${fmt(totalmem() / 2 ** 30, 1)} GiB, Node ${process.version}, ${process.platform}; load average at start ${loadavg().map((x) => x.toFixed(2)).join(' ')}`;
+  const machine = machineLine();
   console.log(`machine: ${machine}`);
   const s3 = await startS3Server({ buckets: ['bench'] });
   const envNote = Object.keys(NODE_ENV).length > 0 ? ` Node environment: ${describeNodeEnv(NODE_ENV)}.` : '';
