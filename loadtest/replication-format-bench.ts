@@ -5,7 +5,9 @@
  * run (a plain file copy of the same database); then the shipper's capture of
  * many small transactions (one-row inserts, and one-row updates of random rows
  * of a 200k-row table; 140 per segment, as a busy async tenant ships them every
- * 200 ms) against the cost of committing them; then
+ * 200 ms) against the cost of committing them, and the appends as the shipper
+ * thread captures a busy tenant's 500 ms (its page data compressed in place
+ * against on the pool in a fresh buffer); then
  * the CPU of compressing a segment's page data on libuv's pool against in
  * place; then the CPU per transaction of writing on after each kind of WAL
  * checkpoint; then a held checkpoint's time with and without the
@@ -17,16 +19,19 @@ import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { FsObjectStore } from '../packages/object-store/src/index.ts';
 import {
-  applyTransactionHashes, Compression, compressAsync, compressInlineBelow, DbHashState, decodeSegment, encodeSegment, createSnapshot, newGenerationId, PageHash, restore, snapshotKey,
+  applyTransactionHashes, Compression, compressAsync, compressInlineBelow, DbHashState, decodeSegment, encodeSegment, createSnapshot, newGenerationId, PageHash, restore, SEGMENT_IN_PLACE_BYTES, snapshotKey,
   type SegmentTransaction,
 } from '../packages/replication/src/index.ts';
 import { seededRandom } from '@domicile/testkit/random';
 import { createTestShard, tempDir } from '../packages/replication/src/test-support.ts';
 import { WalShipper } from '../packages/replication/src/wal-shipper.ts';
 import { syncLogFile } from '../services/router/src/replication/replicator.ts';
+import { median } from './bench/report.ts';
 
 /** One-row transactions per captured segment (a busy async tenant's 200 ms of writes). */
 const PER_SEGMENT = 140;
+/** The same tenant's 500 ms (the default shipping interval). */
+const BUSY_SEGMENT = 500;
 
 const { dir, cleanup } = tempDir();
 try {
@@ -115,6 +120,25 @@ try {
     console.log(`capture + encode        ${c.captureUs.toFixed(1)} µs per transaction (${workload}), ${PER_SEGMENT} per segment (${(c.captureUs / c.commitUs).toFixed(2)}× the commit), ${c.storedPerTx.toFixed(0)} bytes stored per transaction`);
   }
 
+  // The same appends as the shipper thread captures them (`captureAsync`) at the default 500 ms shipping interval: a
+  // tenant committing 1,000 a second ships ~500 per segment, ~4 MiB of page images. In place: the shipper thread's
+  // setting (`compressInlineBelow(SEGMENT_IN_PLACE_BYTES + 1)`, page data gathered in the reused buffer). On the pool:
+  // what page data over SEGMENT_IN_PLACE_BYTES gets (a fresh buffer, brotli on a libuv thread), as segments of this
+  // size did while the limit was 4 MiB. CPU of the whole process; runs alternating, median of 3.
+  {
+    const runs: Record<'inPlace' | 'pool', number[]> = { inPlace: [], pool: [] };
+    for (let r = 0; r < 3; r++) {
+      for (const how of r % 2 === 0 ? (['inPlace', 'pool'] as const) : (['pool', 'inPlace'] as const)) {
+        compressInlineBelow(how === 'inPlace' ? SEGMENT_IN_PLACE_BYTES + 1 : 0);
+        runs[how].push(await shipperThreadCapture(join(dir, `capture-thread-${how}-${r}.db`), ref, BUSY_SEGMENT));
+      }
+    }
+    compressInlineBelow(0);
+    const inPlace = median(runs.inPlace);
+    const pool = median(runs.pool);
+    console.log(`capture + encode        ${inPlace.toFixed(1)} µs CPU per transaction (appends, ${BUSY_SEGMENT} per segment, the shipper thread's settings); page data on the pool in a fresh buffer ${pool.toFixed(1)} µs (in place / pool ${(inPlace / pool).toFixed(2)}×)`);
+  }
+
   // Compressing a segment's page data: on libuv's pool (compressAsync, as the main thread does) against in place
   // (compressInlineBelow, as the shipper thread does). CPU of the whole process per call (the pool's threads
   // count), runs interleaved, median of 5.
@@ -124,7 +148,6 @@ try {
     const c = process.cpuUsage(c0);
     return (c.user + c.system) / calls / 1000;
   };
-  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
   for (const n of [25, 100, 400]) {
     const data = file.subarray(pageSize, (n + 1) * pageSize);
     const calls = Math.max(10, Math.floor(4000 / n));
@@ -215,6 +238,40 @@ function captureCost(path: string, ref: { tenant: string; incarnation: string; e
   shipper.close();
   shard.db.close();
   return { commitUs: (commitMs * 1000) / captured, captureUs: (captureMs * 1000) / captured, storedPerTx: stored / captured };
+}
+
+/**
+ * Process CPU (all threads) per transaction of `captureAsync` over 120 segments of `perSegment` one-row appends on a
+ * fresh shard (the first 20 are warm-up), with this thread's `compressInlineBelow` as the caller set it.
+ */
+async function shipperThreadCapture(path: string, ref: { tenant: string; incarnation: string; epoch: number }, perSegment: number): Promise<number> {
+  const shard = createTestShard(path, ref.tenant, ref.incarnation);
+  shard.db.exec('CREATE TABLE kv (id INTEGER PRIMARY KEY, v TEXT)');
+  shard.checkpoint();
+  const shipper = WalShipper.beginGeneration({ dbPath: path, ...ref, generation: newGenerationId() });
+  const insert = shard.db.prepare('INSERT INTO kv (v) VALUES (?)');
+  let cpuUs = 0;
+  let captured = 0;
+  for (let seg = 0; seg < 120; seg++) {
+    for (let k = 0; k < perSegment; k++) {
+      const v = `value ${seg}/${k} ${'x'.repeat(80)}`;
+      shard.write(() => insert.run(v));
+    }
+    const c0 = process.cpuUsage();
+    const c = await shipper.captureAsync();
+    const cpu = process.cpuUsage(c0);
+    if (c.kind !== 'segment') throw new Error(`capture: ${c.kind}`);
+    shipper.acknowledge(c.maxTxid);
+    if (seg >= 20) {
+      cpuUs += cpu.user + cpu.system;
+      captured += perSegment;
+    }
+    // Every ~4 MiB of log, as the replicator's quiet checkpoint.
+    if (shipper.checkpointAllowed()) shipper.noteCheckpoint(shard.checkpoint());
+  }
+  shipper.close();
+  shard.db.close();
+  return cpuUs / captured;
 }
 
 /** CPU per one-row transaction (µs, and its system part) with `wal_checkpoint(mode)` whenever the -wal passes 4 MiB. */

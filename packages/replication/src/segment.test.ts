@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { DbHashState, applyTransactionHashes, PageHash, type PageHashId } from './checksum.ts';
 import { Compression, compressInlineBelow } from './compression.ts';
-import { decodeSegment, encodeSegment, encodeSegmentAsync, encodeSegmentV1, encodeSegmentV2, SEGMENT_MAJOR, type SegmentHeader, type SegmentTransaction } from './segment.ts';
+import { decodeSegment, encodeSegment, encodeSegmentAsync, encodeSegmentV1, encodeSegmentV2, gatherBufferBytes, SEGMENT_IN_PLACE_BYTES, SEGMENT_MAJOR, type SegmentHeader, type SegmentTransaction } from './segment.ts';
 
 function sample(compression?: number, encode = encodeSegment, pageHash: PageHashId = PageHash.xxh64): { header: SegmentHeader; txs: SegmentTransaction[]; bytes: Uint8Array } {
   const state = new DbHashState(64, pageHash);
@@ -129,6 +129,29 @@ describe('the reused page-data buffer (one per thread)', () => {
       const segs = [30, 5, 60].map(randomSegment);
       const encoded = await Promise.all(segs.map((s) => encodeSegmentAsync(s.header, s.txs)));
       encoded.forEach((bytes, i) => expect(pagesOf(bytes), `pool #${i}`).toEqual(expected(segs[i]!)));
+    } finally {
+      compressInlineBelow(0);
+    }
+  });
+
+  it('gathers a busy tenant\'s segment in the reused buffer, and nothing over SEGMENT_IN_PLACE_BYTES', async () => {
+    // As the shipper thread is set up (shipper-worker.ts).
+    compressInlineBelow(SEGMENT_IN_PLACE_BYTES + 1);
+    try {
+      // 500 ms of a tenant committing 1,000 one-row transactions a second: two 4 KiB page images each (~4.1 MB),
+      // with room for twice that (a pass that waited longer, B-tree splits: the rate varies pass by pass).
+      const busy = 2 * 500 * 2 * (4 + 4096);
+      expect(busy).toBeLessThanOrEqual(SEGMENT_IN_PLACE_BYTES);
+      const pages = Math.ceil(busy / (4 + 1024));
+      const s = randomSegment(pages);
+      expect(pagesOf(await encodeSegmentAsync(s.header, s.txs))).toEqual(expected(s));
+      const kept = gatherBufferBytes();
+      expect(kept).toBeGreaterThanOrEqual(pages * (4 + 1024));
+      expect(kept).toBeLessThanOrEqual(SEGMENT_IN_PLACE_BYTES);
+      // Larger page data gets a buffer of its own (and the pool): the reused one neither grows past the limit nor is used.
+      const big = randomSegment(Math.ceil(SEGMENT_IN_PLACE_BYTES / (4 + 1024)) + 1);
+      expect(pagesOf(await encodeSegmentAsync(big.header, big.txs))).toEqual(expected(big));
+      expect(gatherBufferBytes()).toBe(kept);
     } finally {
       compressInlineBelow(0);
     }

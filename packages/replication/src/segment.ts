@@ -125,14 +125,33 @@ function asOlderFormat(major: number, header: SegmentHeader, bytes: Uint8Array):
 /**
  * Page data gathered for a compressor that is done with it before the encoder
  * returns: one buffer per thread, reused (grown as needed, up to
- * {@link GATHER_MAX}). A fresh buffer of a few hundred KiB per segment is
- * paid in page faults and garbage collection: reusing it took the shipper
- * thread from 25–26 to 19–20 µs per write (`pnpm bench:replication --only
- * load --modes async-fs`, loadtest/RESULTS.md).
+ * {@link SEGMENT_IN_PLACE_BYTES}). A fresh buffer per segment is paid in page
+ * faults and garbage collection: reusing it took the shipper thread from
+ * 25–26 to 19–20 µs per write (`pnpm bench:replication --only load --modes
+ * async-fs`, loadtest/RESULTS.md).
  */
 let gather = Buffer.alloc(0);
-/** Larger page data gets a buffer of its own (a large one is not kept alive). */
-const GATHER_MAX = 4 << 20;
+
+/**
+ * Page data up to this size is gathered in the thread's reused buffer, and the
+ * shipper thread compresses it in place (`compressInlineBelow`); larger page
+ * data gets a fresh buffer and the libuv pool. 8 MiB: a busy tenant's segment
+ * at the default 500 ms shipping interval holds ~4 MiB (1,000 one-row
+ * transactions a second, two page images each: the row's leaf and the txid's),
+ * and the 4 MiB this was before put such segments on either side of the limit
+ * pass by pass. Past it, capture and encode cost 20 against 13–14 µs per
+ * transaction ("capture + encode … shipper thread" in
+ * `loadtest/replication-format-bench.ts`): the fresh buffer's page faults,
+ * and brotli's setup on a pool thread. The cost of the larger limit: brotli
+ * may hold the shipper thread for 20–70 ms (8 MiB of random bytes, here),
+ * and the buffer, once grown, stays allocated (one per thread).
+ */
+export const SEGMENT_IN_PLACE_BYTES = 8 << 20;
+
+/** The capacity of this thread's reused page-data buffer (tests). */
+export function gatherBufferBytes(): number {
+  return gather.byteLength;
+}
 
 /**
  * The page data of all transactions before compression, in order (`all`, the
@@ -151,8 +170,8 @@ function rawBodies(header: SegmentHeader, txs: readonly SegmentTransaction[], re
     total += txs[i]!.pages.length * (4 + header.pageSize);
   }
   let all: Buffer;
-  if (total <= GATHER_MAX && reusable(total)) {
-    if (gather.byteLength < total) gather = Buffer.allocUnsafeSlow(Math.min(GATHER_MAX, Math.max(total, 2 * gather.byteLength)));
+  if (total <= SEGMENT_IN_PLACE_BYTES && reusable(total)) {
+    if (gather.byteLength < total) gather = Buffer.allocUnsafeSlow(Math.min(SEGMENT_IN_PLACE_BYTES, Math.max(total, 2 * gather.byteLength)));
     all = gather.subarray(0, total);
   } else {
     all = Buffer.allocUnsafe(total);

@@ -4,22 +4,22 @@
  * pass (`SegmentPasses`) captures and uploads here too, into the bucket the
  * message names by URL (opened once per URL on this thread), so the event
  * loop neither encodes nor uploads segments: it receives the counts.
- * Segments under 4 MiB of page data are compressed in place on this thread
- * (a millisecond or so for a busy tenant's 200 ms of writes, and less CPU
- * than on the libuv pool: see `compressInlineBelow`); larger ones, and
- * snapshot slices, on the pool, so one tenant's big capture does not hold up
- * another's message for long (brotli at quality 1 takes ~25 ms for 4 MiB of
- * pages that do not compress).
+ * Segments of up to `SEGMENT_IN_PLACE_BYTES` (8 MiB) of page data are
+ * compressed in place on this thread (a few milliseconds for a busy tenant's
+ * 500 ms of writes, and less CPU than on the libuv pool: see
+ * `compressInlineBelow`); larger ones, and snapshot slices, on the pool, so
+ * one tenant's big capture does not hold up another's message for long
+ * (brotli at quality 1 takes 20–70 ms here for 8 MiB of random bytes).
  */
 import { parentPort } from 'node:worker_threads';
 import { openObjectStore, type ObjectStore } from '@domicile/object-store';
-import { SegmentPasses, WalShipper, compressInlineBelow } from '@domicile/replication';
+import { SEGMENT_IN_PLACE_BYTES, SegmentPasses, WalShipper, compressInlineBelow } from '@domicile/replication';
 import { osThreadId } from '@domicile/shard';
 import { toWire, type FromShipperWorker, type ShipperState, type ToShipperWorker } from './shipper-protocol.ts';
 
 const port = parentPort!;
 port.postMessage({ tid: osThreadId() } satisfies FromShipperWorker);
-compressInlineBelow(4 << 20);
+compressInlineBelow(SEGMENT_IN_PLACE_BYTES + 1);
 const shippers = new Map<number, SegmentPasses>();
 const buckets = new Map<string, ObjectStore>();
 
