@@ -10,8 +10,13 @@
  *    measured that drift more than replication. So the load moves between
  *    the nodes in short **slices** (`--slice`, default 3 s counted after a
  *    1 s ramp that is not), one slice per mode in each **cycle** (`--cycles`,
- *    default 10), the order reversed every other cycle so a drift within a
- *    cycle cancels; every `--node-cycles` cycles (default 2) all the nodes
+ *    default the fewest whole sets of orders that make 10 or more: 12 for
+ *    four modes), in orders where every mode follows every other one equally
+ *    often and none runs twice in a row (`sliceOrders`, bench/cycles.ts: what
+ *    a slice leaves behind — an async node ships and checkpoints for a while
+ *    after its load stops — falls on every mode alike; until 2026-12-07 the
+ *    order was reversed every other cycle, which gave the first and the last
+ *    mode two slices in a row and async never); every `--node-cycles` cycles (default 2) all the nodes
  *    are replaced by fresh processes, because two processes of one build can
  *    differ by several per cent for their whole life. A mode's ratio is the
  *    median over the cycles of its slice against that cycle's off slice.
@@ -59,7 +64,7 @@ import { FsObjectStore, openObjectStore, type ObjectStore } from '../packages/ob
 import { listGenerations, restore } from '../packages/replication/src/index.ts';
 import { describeNodeEnv, parseNodeEnv } from './bench/node-env.ts';
 import { parseCommandLine, usageError, wholeNumber } from './bench/command-line.ts';
-import { cycleRatios } from './bench/cycles.ts';
+import { cycleRatios, orderSetSize, sliceOrders } from './bench/cycles.ts';
 import { scrapeMetrics, type NodeMetrics } from './bench/node-metrics.ts';
 import { processCpuSeconds, threadsPerAnswer, type ThreadCpu } from './bench/process-cpu.ts';
 import { machineLine, median, pct } from './bench/report.ts';
@@ -101,7 +106,10 @@ const ALL_MODES = ['off', 'async', 'async-fs', 'sync', 'off-again'] as const;
  */
 const MODES = new Set<string>(opts.modes !== undefined ? ['off', ...opts.modes.split(',')] : ALL_MODES);
 for (const m of MODES) if (!(ALL_MODES as readonly string[]).includes(m)) usage(`unknown mode ${JSON.stringify(m)} in --modes (known: ${ALL_MODES.join(', ')})`);
-const CYCLES = wholeNumber('pnpm bench:replication', 'cycles', opts.cycles, QUICK ? 2 : 10, 1, 100);
+/** The modes with a slice in every cycle, in the order `sliceOrders` numbers them: the bound right after async (see there). */
+const CYCLE_MODES: Mode[] = (['off', 'async', 'bound', 'async-fs', 'off-again'] as const).filter((m) => (m === 'bound' ? MODES.has('async') : MODES.has(m)));
+/** Default: the fewest whole sets of `sliceOrders`' rows that make at least 10 cycles (12 for 4 modes). */
+const CYCLES = wholeNumber('pnpm bench:replication', 'cycles', opts.cycles, QUICK ? 2 : orderSetSize(CYCLE_MODES.length) * Math.ceil(10 / orderSetSize(CYCLE_MODES.length)), 1, 100);
 /** Counted seconds of a slice. */
 const SLICE_S = wholeNumber('pnpm bench:replication', 'slice', opts.slice, QUICK ? 1 : 3, 1, 60);
 /**
@@ -415,10 +423,11 @@ async function stopLoadNodes(nodes: Map<Mode, LoadNode>): Promise<void> {
  * markdown lines.
  */
 async function loadPhase(s3: S3Server): Promise<string[]> {
-  // A cycle: one slice per mode, the bound right after async (it stores what async just uploaded); every other cycle backwards.
-  const cycleModes: Mode[] = (['off', 'async', 'bound', 'async-fs', 'off-again'] as const).filter((m) => (m === 'bound' ? MODES.has('async') : MODES.has(m)));
+  // A cycle: one slice per mode, in an order balanced for what ran just before (sliceOrders). The bound stores
+  // what async uploaded in its latest slice, and the first cycle runs async before it.
+  const orders = sliceOrders(CYCLE_MODES.length, CYCLES).map((o) => o.map((i) => CYCLE_MODES[i]!));
   // A node per mode of the cycle, the bound's too: every node takes the same load, one slice per cycle.
-  const nodeModes = cycleModes;
+  const nodeModes = CYCLE_MODES;
   const slices: Slice[] = [];
   let nodes = new Map<Mode, LoadNode>();
   try {
@@ -428,8 +437,7 @@ async function loadPhase(s3: S3Server): Promise<string[]> {
         await stopLoadNodes(nodes);
         nodes = await startLoadNodes(s3, nodeModes, cycle / NODE_CYCLES);
       }
-      const order = cycle % 2 === 0 ? cycleModes : [...cycleModes].reverse();
-      for (const mode of order) {
+      for (const mode of orders[cycle]!) {
         const node = nodes.get(mode)!;
         const s = await slice(s3, node, mode, cycle, mode === 'bound' ? lastAsync ?? { objects: 0, bytes: 0 } : undefined);
         if (mode === 'async') lastAsync = s.uploads;
@@ -470,7 +478,7 @@ function loadReport(slices: Slice[], lags: Map<Mode, LagWindow>): string[] {
     return w ? [`${fmt(pct(w.lagSamples, 50))} / ${fmt(pct(w.lagSamples, 99))} ms (${w.lagSamples.length})`, `${fmt(pct(w.probeLags, 50), 1)} / ${fmt(pct(w.probeLags, 99), 1)} ms (${w.probeLags.length})`] : ['n/a', 'n/a'];
   };
   const lines = [
-    `Load: ${TENANTS} tenants, ${CONNECTIONS} connections, autocannon closed loop in the bench process, one INSERT of ~100 bytes per request, tenants in rotation. One node per replication setting, started together and each warmed up for ${WARMUP_S} s, replaced by a fresh set every ${NODE_CYCLES} cycle(s); ${CYCLES} cycle(s) of one slice per mode (${RAMP_S} s ramp, then ${SLICE_S} s counted) in the order off → async → bound → async-fs → off-again (those in the run), backwards every other cycle; sync once after the cycles, on a node of its own (${SLICE_S} s counted). Bound: a node without replication of its own while the bench stores in s3rver, beside the load, as many objects of the same mean size as the async node uploaded in its latest slice (plain HTTP PUTs, evenly paced, ≤ 8 in flight): the node pays nothing for replication, s3rver takes its share of the cores. writes/s: the median of a mode's slices; ratio: the median of its cycles' ratios to the off slice of the same cycle (sync: to the median off slice); total: all its slices' writes against all of off's. Node CPU: user + system time of the node process (every thread) over the mode's counted windows, per acknowledged write; by thread: the same from the node's \`domicile_thread_cpu_seconds_total\` (event loop, SQLite workers, replication shipper, the rest: GC, the libuv pool's fsyncs and compression). Latencies: the answers of the counted windows, pooled. Lag, in a ${WINDOW_S} s window of its own per replicated node after the cycles, under the same load: \`replication.lagMs\` of every tenant sampled every 50 ms; probe: one write at a time to the first tenant, from its answer until \`replicatedTxid\` reaches the txid seen right after (polled every 5 ms). Held checkpoints and uploads (per-slice lines): the window's increase of the node's \`domicile_replication_checkpoints_total{how="held"}\`, of the sum of \`domicile_replication_checkpoint_pause_seconds\` and of the uploaded objects, over all tenants.`,
+    `Load: ${TENANTS} tenants, ${CONNECTIONS} connections, autocannon closed loop in the bench process, one INSERT of ~100 bytes per request, tenants in rotation. One node per replication setting, started together and each warmed up for ${WARMUP_S} s, replaced by a fresh set every ${NODE_CYCLES} cycle(s); ${CYCLES} cycle(s) of one slice per mode (${RAMP_S} s ramp, then ${SLICE_S} s counted) in orders balanced for the slice before (every mode right after every other one equally often over each ${orderSetSize(CYCLE_MODES.length)} cycles, none twice in a row; the first cycle starts off → async); sync once after the cycles, on a node of its own (${SLICE_S} s counted). Bound: a node without replication of its own while the bench stores in s3rver, beside the load, as many objects of the same mean size as the async node uploaded in its latest slice (plain HTTP PUTs, evenly paced, ≤ 8 in flight): the node pays nothing for replication, s3rver takes its share of the cores. writes/s: the median of a mode's slices; ratio: the median of its cycles' ratios to the off slice of the same cycle (sync: to the median off slice); total: all its slices' writes against all of off's. Node CPU: user + system time of the node process (every thread) over the mode's counted windows, per acknowledged write; by thread: the same from the node's \`domicile_thread_cpu_seconds_total\` (event loop, SQLite workers, replication shipper, the rest: GC, the libuv pool's fsyncs and compression). Latencies: the answers of the counted windows, pooled. Lag, in a ${WINDOW_S} s window of its own per replicated node after the cycles, under the same load: \`replication.lagMs\` of every tenant sampled every 50 ms; probe: one write at a time to the first tenant, from its answer until \`replicatedTxid\` reaches the txid seen right after (polled every 5 ms). Held checkpoints and uploads (per-slice lines): the window's increase of the node's \`domicile_replication_checkpoints_total{how="held"}\`, of the sum of \`domicile_replication_checkpoint_pause_seconds\` and of the uploaded objects, over all tenants.`,
     '',
     '| replication | writes/s (median of slices) | ratio vs off (cycles) | total | node CPU per write | by thread: main / workers / shipper / other | p50 | p99 | errors | lagMs p50 / p99 (samples) | probe answer→bucket p50 / p99 | held checkpoints per slice (mean pause) | uploads per slice | s3rver CPU per slice |',
     '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
