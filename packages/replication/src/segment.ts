@@ -139,7 +139,7 @@ let gather = Buffer.alloc(0);
  * at the default 500 ms shipping interval holds ~4 MiB (1,000 one-row
  * transactions a second, two page images each: the row's leaf and the txid's),
  * and the 4 MiB this was before put such segments on either side of the limit
- * pass by pass. Past it, capture and encode cost 20 against 13–14 µs per
+ * pass by pass. Past it, capture and encode cost 20 against 12–14 µs per
  * transaction ("capture + encode … shipper thread" in
  * `loadtest/replication-format-bench.ts`): the fresh buffer's page faults,
  * and brotli's setup on a pool thread. The cost of the larger limit: brotli
