@@ -109,7 +109,8 @@ for (const m of MODES) if (!(ALL_MODES as readonly string[]).includes(m)) usage(
 /** The modes with a slice in every cycle, in the order `sliceOrders` numbers them: the bound right after async (see there). */
 const CYCLE_MODES: Mode[] = (['off', 'async', 'bound', 'async-fs', 'off-again'] as const).filter((m) => (m === 'bound' ? MODES.has('async') : MODES.has(m)));
 /** Default: the fewest whole sets of `sliceOrders`' rows that make at least 10 cycles (12 for 4 modes). */
-const CYCLES = wholeNumber('pnpm bench:replication', 'cycles', opts.cycles, QUICK ? 2 : orderSetSize(CYCLE_MODES.length) * Math.ceil(10 / orderSetSize(CYCLE_MODES.length)), 1, 100);
+const SET = orderSetSize(CYCLE_MODES.length);
+const CYCLES = wholeNumber('pnpm bench:replication', 'cycles', opts.cycles, QUICK ? 2 : SET * Math.ceil(10 / SET), 1, 100);
 /** Counted seconds of a slice. */
 const SLICE_S = wholeNumber('pnpm bench:replication', 'slice', opts.slice, QUICK ? 1 : 3, 1, 60);
 /**
@@ -142,6 +143,8 @@ process.env.AWS_SECRET_ACCESS_KEY = AWS_ENV.AWS_SECRET_ACCESS_KEY;
 
 /** A node's replication setting, and the mode of its slices; `bound` is a node without replication while s3rver stores objects beside it. */
 type Mode = (typeof ALL_MODES)[number] | 'bound';
+/** Whether a node of this mode replicates (off, off-again and the bound run without replication). */
+const replicates = (m: Mode): boolean => m !== 'off' && m !== 'off-again' && m !== 'bound';
 /** One `domicile serve` of the load phase. */
 interface LoadNode { mode: Mode; node: DomicileServer; tenants: string[] }
 /** One counted slice of load on one node. */
@@ -176,7 +179,7 @@ async function startNode(s3: S3Server, mode: Mode, prefix: string, nodeArgs: str
       DOMICILE_ADMIN_TOKEN: ADMIN,
       DOMICILE_LOG_LEVEL: 'warn',
       DOMICILE_BUCKETS: `bench-region=${mode === 'async-fs' ? `file://${join(dir, 'fs-bucket', prefix)}` : s3.bucketUrl('bench', prefix)}`,
-      DOMICILE_REPLICATION: mode === 'off' || mode === 'off-again' || mode === 'bound' ? 'off' : 'on',
+      DOMICILE_REPLICATION: replicates(mode) ? 'on' : 'off',
       DOMICILE_DURABILITY: mode === 'sync' ? 'sync' : 'async',
       ...NODE_ENV,
     },
@@ -457,7 +460,7 @@ async function loadPhase(s3: S3Server): Promise<string[]> {
     }
     const lags = new Map<Mode, LagWindow>();
     for (const n of nodes.values()) {
-      if (n.mode === 'off' || n.mode === 'off-again' || n.mode === 'bound') continue;
+      if (!replicates(n.mode)) continue;
       const w = await lagWindow(n);
       lags.set(n.mode, w);
       console.log(`lag ${n.mode}: lagMs p50/p99 ${fmt(pct(w.lagSamples, 50))}/${fmt(pct(w.lagSamples, 99))} ms (${w.lagSamples.length} samples)  probe answer→bucket p50/p99 ${fmt(pct(w.probeLags, 50), 1)}/${fmt(pct(w.probeLags, 99), 1)} ms (${w.probeLags.length})`);
@@ -474,11 +477,11 @@ function loadReport(slices: Slice[], lags: Map<Mode, LagWindow>): string[] {
   const rows = (['off', 'async', 'sync', 'async-fs', 'bound', 'off-again'] as const).filter((m) => of(m).length > 0).map((m) => summarize(m, of(m), off));
   const row = (m: Mode) => rows.find((r) => r.mode === m);
   const lagText = (m: Mode) => {
-    const w = m === 'off' || m === 'off-again' || m === 'bound' ? undefined : lags.get(m);
+    const w = lags.get(m); // replicated modes only
     return w ? [`${fmt(pct(w.lagSamples, 50))} / ${fmt(pct(w.lagSamples, 99))} ms (${w.lagSamples.length})`, `${fmt(pct(w.probeLags, 50), 1)} / ${fmt(pct(w.probeLags, 99), 1)} ms (${w.probeLags.length})`] : ['n/a', 'n/a'];
   };
   const lines = [
-    `Load: ${TENANTS} tenants, ${CONNECTIONS} connections, autocannon closed loop in the bench process, one INSERT of ~100 bytes per request, tenants in rotation. One node per replication setting, started together and each warmed up for ${WARMUP_S} s, replaced by a fresh set every ${NODE_CYCLES} cycle(s); ${CYCLES} cycle(s) of one slice per mode (${RAMP_S} s ramp, then ${SLICE_S} s counted) in orders balanced for the slice before (every mode right after every other one equally often over each ${orderSetSize(CYCLE_MODES.length)} cycles, none twice in a row; the first cycle starts off → async); sync once after the cycles, on a node of its own (${SLICE_S} s counted). Bound: a node without replication of its own while the bench stores in s3rver, beside the load, as many objects of the same mean size as the async node uploaded in its latest slice (plain HTTP PUTs, evenly paced, ≤ 8 in flight): the node pays nothing for replication, s3rver takes its share of the cores. writes/s: the median of a mode's slices; ratio: the median of its cycles' ratios to the off slice of the same cycle (sync: to the median off slice); total: all its slices' writes against all of off's. Node CPU: user + system time of the node process (every thread) over the mode's counted windows, per acknowledged write; by thread: the same from the node's \`domicile_thread_cpu_seconds_total\` (event loop, SQLite workers, replication shipper, the rest: GC, the libuv pool's fsyncs and compression). Latencies: the answers of the counted windows, pooled. Lag, in a ${WINDOW_S} s window of its own per replicated node after the cycles, under the same load: \`replication.lagMs\` of every tenant sampled every 50 ms; probe: one write at a time to the first tenant, from its answer until \`replicatedTxid\` reaches the txid seen right after (polled every 5 ms). Held checkpoints and uploads (per-slice lines): the window's increase of the node's \`domicile_replication_checkpoints_total{how="held"}\`, of the sum of \`domicile_replication_checkpoint_pause_seconds\` and of the uploaded objects, over all tenants.`,
+    `Load: ${TENANTS} tenants, ${CONNECTIONS} connections, autocannon closed loop in the bench process, one INSERT of ~100 bytes per request, tenants in rotation. One node per replication setting, started together and each warmed up for ${WARMUP_S} s, replaced by a fresh set every ${NODE_CYCLES} cycle(s); ${CYCLES} cycle(s) of one slice per mode (${RAMP_S} s ramp, then ${SLICE_S} s counted) in orders balanced for the slice before (every mode right after every other one equally often over each ${SET} cycles, none twice in a row; the first cycle starts off → async); sync once after the cycles, on a node of its own (${SLICE_S} s counted). Bound: a node without replication of its own while the bench stores in s3rver, beside the load, as many objects of the same mean size as the async node uploaded in its latest slice (plain HTTP PUTs, evenly paced, ≤ 8 in flight): the node pays nothing for replication, s3rver takes its share of the cores. writes/s: the median of a mode's slices; ratio: the median of its cycles' ratios to the off slice of the same cycle (sync: to the median off slice); total: all its slices' writes against all of off's. Node CPU: user + system time of the node process (every thread) over the mode's counted windows, per acknowledged write; by thread: the same from the node's \`domicile_thread_cpu_seconds_total\` (event loop, SQLite workers, replication shipper, the rest: GC, the libuv pool's fsyncs and compression). Latencies: the answers of the counted windows, pooled. Lag, in a ${WINDOW_S} s window of its own per replicated node after the cycles, under the same load: \`replication.lagMs\` of every tenant sampled every 50 ms; probe: one write at a time to the first tenant, from its answer until \`replicatedTxid\` reaches the txid seen right after (polled every 5 ms). Held checkpoints and uploads (per-slice lines): the window's increase of the node's \`domicile_replication_checkpoints_total{how="held"}\`, of the sum of \`domicile_replication_checkpoint_pause_seconds\` and of the uploaded objects, over all tenants.`,
     '',
     '| replication | writes/s (median of slices) | ratio vs off (cycles) | total | node CPU per write | by thread: main / workers / shipper / other | p50 | p99 | errors | lagMs p50 / p99 (samples) | probe answer→bucket p50 / p99 | held checkpoints per slice (mean pause) | uploads per slice | s3rver CPU per slice |',
     '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
