@@ -66,7 +66,7 @@ import { describeNodeEnv, parseNodeEnv } from './bench/node-env.ts';
 import { parseCommandLine, usageError, wholeNumber } from './bench/command-line.ts';
 import { cycleRatios, orderSetSize, sliceOrders } from './bench/cycles.ts';
 import { scrapeMetrics, type NodeMetrics } from './bench/node-metrics.ts';
-import { processCpuSeconds, threadsPerAnswer, type ThreadCpu } from './bench/process-cpu.ts';
+import { machineCpuSeconds, processCpuSeconds, threadsPerAnswer, type MachineCpu, type ThreadCpu } from './bench/process-cpu.ts';
 import { machineLine, median, pct } from './bench/report.ts';
 
 const usage = (message: string): never => usageError('pnpm bench:replication', message);
@@ -150,6 +150,10 @@ interface LoadNode { mode: Mode; node: DomicileServer; tenants: string[] }
 /** One counted slice of load on one node. */
 interface Slice {
   mode: Mode; cycle: number; s3rverCpuS: number; nodeCpuS: number; opsPerSec: number; ok: number; errors: number;
+  /** This process's CPU in the window: the load generator (autocannon), and for the bound its PUTs. */
+  benchCpuS: number;
+  /** The whole machine's CPU in the window, all cores (undefined without /proc). */
+  machine: MachineCpu | undefined;
   /** Latencies of the answers in the counted window (ms). */
   latencies: number[];
   /** Objects (and their bytes) the node stored in its bucket during the window; for the bound, those the bench stored beside it. */
@@ -273,14 +277,16 @@ async function writeLoad(n: LoadNode, durationS: number, onResponse?: (status: n
 }
 
 /** What a slice reads of the node (and of s3rver) at each end of its counted window. */
-interface Reading { at: number; nodeCpu: number; s3rverCpu: number; threads: Map<string, number>; counters: ReturnType<typeof replicationCounters> }
+interface Reading { at: number; nodeCpu: number; s3rverCpu: number; benchCpu: number; machine: MachineCpu | undefined; threads: Map<string, number>; counters: ReturnType<typeof replicationCounters> }
 
 async function read(s3: S3Server, n: LoadNode): Promise<Reading> {
   const at = performance.now();
   const nodeCpu = processCpuSeconds(n.node.pid());
   const s3rverCpu = processCpuSeconds(s3.pid);
+  const { user, system } = process.cpuUsage();
+  const machine = machineCpuSeconds();
   const m = await scrapeMetrics(n.node.url); // one scrape: the threads' CPU and the replication counters
-  return { at, nodeCpu, s3rverCpu, threads: m.byLabel('domicile_thread_cpu_seconds_total', 'thread'), counters: replicationCounters(m) };
+  return { at, nodeCpu, s3rverCpu, benchCpu: (user + system) / 1e6, machine, threads: m.byLabel('domicile_thread_cpu_seconds_total', 'thread'), counters: replicationCounters(m) };
 }
 
 /**
@@ -317,6 +323,8 @@ async function slice(s3: S3Server, n: LoadNode, mode: Mode, cycle: number, along
     opsPerSec: ok / seconds,
     nodeCpuS: end.nodeCpu - start.nodeCpu,
     s3rverCpuS: end.s3rverCpu - start.s3rverCpu,
+    benchCpuS: end.benchCpu - start.benchCpu,
+    machine: start.machine && end.machine ? { busy: end.machine.busy - start.machine.busy, idle: end.machine.idle - start.machine.idle } : undefined,
     threads: threadsPerAnswer(start.threads, end.threads, ok),
     uploads: alongside ?? { objects: end.counters.objects - start.counters.objects, bytes: end.counters.bytes - start.counters.bytes },
     held: { count: end.counters.held - start.counters.held, pauseS: end.counters.heldPauseS - start.counters.heldPauseS },
@@ -366,6 +374,34 @@ interface ModeSummary {
   /** All the mode's writes per second against all of off's, over the same cycles. */
   totalRatio: number;
   cpuUsPerWrite: number; threads: ThreadCpu | undefined; latencies: number[];
+  /** The whole machine's CPU per write over the mode's windows (µs) and its idle share; undefined without /proc. */
+  machine: MachineShare | undefined;
+}
+
+/**
+ * Where the machine's CPU went per acknowledged write (µs): the node, s3rver,
+ * this process (the load generator) and the rest (the kernel's own threads,
+ * anything else running), and the share of the cores left idle. With little
+ * idle the cores are the limit, and a ratio of throughputs is about the
+ * inverse ratio of `busy`.
+ */
+interface MachineShare { busy: number; node: number; s3rver: number; bench: number; rest: number; idle: number }
+
+function machineShare(slices: Slice[]): MachineShare | undefined {
+  if (slices.length === 0 || slices.some((s) => s.machine === undefined)) return undefined;
+  const ok = Math.max(1, sum(slices.map((s) => s.ok)));
+  const us = (xs: number[]) => (sum(xs) * 1e6) / ok;
+  const busy = us(slices.map((s) => s.machine!.busy));
+  const node = us(slices.map((s) => s.nodeCpuS));
+  const s3rver = us(slices.map((s) => s.s3rverCpuS));
+  const bench = us(slices.map((s) => s.benchCpuS));
+  const idleS = sum(slices.map((s) => s.machine!.idle));
+  return { busy, node, s3rver, bench, rest: busy - node - s3rver - bench, idle: idleS / Math.max(1e-9, idleS + sum(slices.map((s) => s.machine!.busy))) };
+}
+
+/** `busy µs (node / s3rver / load generator / rest), idle %`. */
+function machineText(m: MachineShare | undefined): string {
+  return m === undefined ? 'n/a' : `${fmt(m.busy)} µs (${fmt(m.node)} / ${fmt(m.s3rver)} / ${fmt(m.bench)} / ${fmt(m.rest)}), idle ${fmt(m.idle * 100)} %`;
 }
 
 function summarize(mode: Mode, slices: Slice[], offSlices: Slice[]): ModeSummary {
@@ -376,6 +412,7 @@ function summarize(mode: Mode, slices: Slice[], offSlices: Slice[]): ModeSummary
     opsPerSec: median(slices.map((s) => s.opsPerSec)),
     cpuUsPerWrite: (sum(slices.map((s) => s.nodeCpuS)) * 1e6) / Math.max(1, ok),
     threads: pooledThreads(slices),
+    machine: machineShare(slices),
     latencies: slices.flatMap((s) => s.latencies),
   };
 }
@@ -395,7 +432,7 @@ function threadText(t: ThreadCpu | undefined): string {
 
 /** One slice's line on stdout. */
 function sliceLine(s: Slice): string {
-  return `${(s.cycle < CYCLES ? `${s.mode} #${s.cycle + 1}` : s.mode).padEnd(12)} ${fmt(s.opsPerSec)} writes/s  p50 ${fmt(pct(s.latencies, 50), 1)} ms  p99 ${fmt(pct(s.latencies, 99), 1)} ms  errors ${s.errors}  node CPU ${fmt((s.nodeCpuS * 1e6) / Math.max(1, s.ok))} µs/write (${threadText(s.threads)})  held checkpoints ${s.held.count} (pause mean ${s.held.count > 0 ? fmt((s.held.pauseS * 1000) / s.held.count, 1) : 'n/a'} ms)  uploads ${s.uploads.objects} (${s.uploads.objects > 0 ? fmt(s.uploads.bytes / s.uploads.objects / 1024, 1) : 'n/a'} KiB mean)  s3rver CPU ${fmt(s.s3rverCpuS, 2)} s`;
+  return `${(s.cycle < CYCLES ? `${s.mode} #${s.cycle + 1}` : s.mode).padEnd(12)} ${fmt(s.opsPerSec)} writes/s  p50 ${fmt(pct(s.latencies, 50), 1)} ms  p99 ${fmt(pct(s.latencies, 99), 1)} ms  errors ${s.errors}  node CPU ${fmt((s.nodeCpuS * 1e6) / Math.max(1, s.ok))} µs/write (${threadText(s.threads)})  held checkpoints ${s.held.count} (pause mean ${s.held.count > 0 ? fmt((s.held.pauseS * 1000) / s.held.count, 1) : 'n/a'} ms)  uploads ${s.uploads.objects} (${s.uploads.objects > 0 ? fmt(s.uploads.bytes / s.uploads.objects / 1024, 1) : 'n/a'} KiB mean)  s3rver CPU ${fmt(s.s3rverCpuS, 2)} s  machine ${machineText(machineShare([s]))}`;
 }
 
 /** Fresh nodes (set `set`) for the modes of the cycles, started together, then each warmed up in turn. */
@@ -481,14 +518,14 @@ function loadReport(slices: Slice[], lags: Map<Mode, LagWindow>): string[] {
     return w ? [`${fmt(pct(w.lagSamples, 50))} / ${fmt(pct(w.lagSamples, 99))} ms (${w.lagSamples.length})`, `${fmt(pct(w.probeLags, 50), 1)} / ${fmt(pct(w.probeLags, 99), 1)} ms (${w.probeLags.length})`] : ['n/a', 'n/a'];
   };
   const lines = [
-    `Load: ${TENANTS} tenants, ${CONNECTIONS} connections, autocannon closed loop in the bench process, one INSERT of ~100 bytes per request, tenants in rotation. One node per replication setting, started together and each warmed up for ${WARMUP_S} s, replaced by a fresh set every ${NODE_CYCLES} cycle(s); ${CYCLES} cycle(s) of one slice per mode (${RAMP_S} s ramp, then ${SLICE_S} s counted) in orders balanced for the slice before (every mode right after every other one equally often over each ${SET} cycles, none twice in a row; the first cycle starts off → async); sync once after the cycles, on a node of its own (${SLICE_S} s counted). Bound: a node without replication of its own while the bench stores in s3rver, beside the load, as many objects of the same mean size as the async node uploaded in its latest slice (plain HTTP PUTs, evenly paced, ≤ 8 in flight): the node pays nothing for replication, s3rver takes its share of the cores. writes/s: the median of a mode's slices; ratio: the median of its cycles' ratios to the off slice of the same cycle (sync: to the median off slice); total: all its slices' writes against all of off's. Node CPU: user + system time of the node process (every thread) over the mode's counted windows, per acknowledged write; by thread: the same from the node's \`domicile_thread_cpu_seconds_total\` (event loop, SQLite workers, replication shipper, the rest: GC, the libuv pool's fsyncs and compression). Latencies: the answers of the counted windows, pooled. Lag, in a ${WINDOW_S} s window of its own per replicated node after the cycles, under the same load: \`replication.lagMs\` of every tenant sampled every 50 ms; probe: one write at a time to the first tenant, from its answer until \`replicatedTxid\` reaches the txid seen right after (polled every 5 ms). Held checkpoints and uploads (per-slice lines): the window's increase of the node's \`domicile_replication_checkpoints_total{how="held"}\`, of the sum of \`domicile_replication_checkpoint_pause_seconds\` and of the uploaded objects, over all tenants.`,
+    `Load: ${TENANTS} tenants, ${CONNECTIONS} connections, autocannon closed loop in the bench process, one INSERT of ~100 bytes per request, tenants in rotation. One node per replication setting, started together and each warmed up for ${WARMUP_S} s, replaced by a fresh set every ${NODE_CYCLES} cycle(s); ${CYCLES} cycle(s) of one slice per mode (${RAMP_S} s ramp, then ${SLICE_S} s counted) in orders balanced for the slice before (every mode right after every other one equally often over each ${SET} cycles, none twice in a row; the first cycle starts off → async); sync once after the cycles, on a node of its own (${SLICE_S} s counted). Bound: a node without replication of its own while the bench stores in s3rver, beside the load, as many objects of the same mean size as the async node uploaded in its latest slice (plain HTTP PUTs, evenly paced, ≤ 8 in flight): the node pays nothing for replication, s3rver takes its share of the cores. writes/s: the median of a mode's slices; ratio: the median of its cycles' ratios to the off slice of the same cycle (sync: to the median off slice); total: all its slices' writes against all of off's. Node CPU: user + system time of the node process (every thread) over the mode's counted windows, per acknowledged write; by thread: the same from the node's \`domicile_thread_cpu_seconds_total\` (event loop, SQLite workers, replication shipper, the rest: GC, the libuv pool's fsyncs and compression). Latencies: the answers of the counted windows, pooled. Lag, in a ${WINDOW_S} s window of its own per replicated node after the cycles, under the same load: \`replication.lagMs\` of every tenant sampled every 50 ms; probe: one write at a time to the first tenant, from its answer until \`replicatedTxid\` reaches the txid seen right after (polled every 5 ms). Machine CPU: the busy time of all the cores (\`/proc/stat\`) over the mode's counted windows per acknowledged write, split into the node, s3rver, this process (the load generator; for the bound also its PUTs) and the rest, and the share of the cores' time left idle. Held checkpoints and uploads (per-slice lines): the window's increase of the node's \`domicile_replication_checkpoints_total{how="held"}\`, of the sum of \`domicile_replication_checkpoint_pause_seconds\` and of the uploaded objects, over all tenants.`,
     '',
-    '| replication | writes/s (median of slices) | ratio vs off (cycles) | total | node CPU per write | by thread: main / workers / shipper / other | p50 | p99 | errors | lagMs p50 / p99 (samples) | probe answer→bucket p50 / p99 | held checkpoints per slice (mean pause) | uploads per slice | s3rver CPU per slice |',
-    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+    '| replication | writes/s (median of slices) | ratio vs off (cycles) | total | node CPU per write | by thread: main / workers / shipper / other | p50 | p99 | errors | lagMs p50 / p99 (samples) | probe answer→bucket p50 / p99 | held checkpoints per slice (mean pause) | uploads per slice | s3rver CPU per slice | machine CPU per write: node / s3rver / load generator / rest |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
     ...rows.map((r) => {
       const [lag, probe] = lagText(r.mode);
       const held = sum(r.slices.map((s) => s.held.count));
-      return `| ${r.mode} | ${fmt(r.opsPerSec)} | **${fmt(r.ratio, 2)}×** (${r.ratios.map((x) => fmt(x, 2)).join(', ')}) | ${fmt(r.totalRatio, 3)}× | ${fmt(r.cpuUsPerWrite)} µs | ${threadText(r.threads)} µs | ${fmt(pct(r.latencies, 50), 1)} ms | ${fmt(pct(r.latencies, 99), 1)} ms | ${sum(r.slices.map((s) => s.errors))} | ${lag} | ${probe} | ${fmt(held / r.slices.length, 1)} (${held > 0 ? fmt((sum(r.slices.map((s) => s.held.pauseS)) * 1000) / held, 1) : 'n/a'} ms) | ${fmt(median(r.slices.map((s) => s.uploads.objects)))} | ${fmt(median(r.slices.map((s) => s.s3rverCpuS)), 2)} s |`;
+      return `| ${r.mode} | ${fmt(r.opsPerSec)} | **${fmt(r.ratio, 2)}×** (${r.ratios.map((x) => fmt(x, 2)).join(', ')}) | ${fmt(r.totalRatio, 3)}× | ${fmt(r.cpuUsPerWrite)} µs | ${threadText(r.threads)} µs | ${fmt(pct(r.latencies, 50), 1)} ms | ${fmt(pct(r.latencies, 99), 1)} ms | ${sum(r.slices.map((s) => s.errors))} | ${lag} | ${probe} | ${fmt(held / r.slices.length, 1)} (${held > 0 ? fmt((sum(r.slices.map((s) => s.held.pauseS)) * 1000) / held, 1) : 'n/a'} ms) | ${fmt(median(r.slices.map((s) => s.uploads.objects)))} | ${fmt(median(r.slices.map((s) => s.s3rverCpuS)), 2)} s | ${machineText(r.machine)} |`;
     }),
     '',
   ];
