@@ -9,6 +9,7 @@ describe('--node-env', () => {
 
   it('refuses a pair without a key or with a key no shell would set, naming it', () => {
     for (const bad of ['NOVALUE', '=x', 'A B=1', '1A=2']) expect(() => parseNodeEnv([bad]), bad).toThrow(`--node-env must be KEY=VALUE, got ${JSON.stringify(bad)}`);
+    expect(() => parseNodeEnv(['A=1', 'B'], '--node-env-b')).toThrow('--node-env-b must be KEY=VALUE, got "B"');
   });
 
   it('names the settings for a report', () => {

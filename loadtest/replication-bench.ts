@@ -33,7 +33,10 @@
  *    s3rver takes its share of the same cores: the most async can reach on
  *    this machine while the bucket's server runs on it. An **off-again**
  *    slice per cycle drives a second node without replication: its ratio to
- *    off is the method's own noise in that run (two identical nodes). Sync
+ *    off is the method's own noise in that run (two identical nodes). An
+ *    **async-b** node (`--modes async-b` with `--node-env-b KEY=VALUE`) is
+ *    async with other settings, in the same cycles: an A/B test of a setting,
+ *    reported against off and against async. Sync
  *    runs once, after the cycles (slow, and without a goal), against the
  *    median off slice;
  * 2. replication lag under that load, in a window of its own per replicated
@@ -47,7 +50,7 @@
  *    page hash verified, integrity_check), against a plain download of the
  *    same objects measured in the same run; then the CLI as a child process.
  *
- * Not a test. Run: pnpm bench:replication [--quick] [--only load|restore] [--cycles N] [--slice S] [--node-cycles N] [--modes async,async-fs,sync,off-again] [--node-env KEY=VALUE]… [--mb N] [--profile FILE] [--profile-node DIR]
+ * Not a test. Run: pnpm bench:replication [--quick] [--only load|restore] [--cycles N] [--slice S] [--node-cycles N] [--modes async,async-fs,async-b,sync,off-again] [--node-env KEY=VALUE]… [--node-env-b KEY=VALUE]… [--mb N] [--profile FILE] [--profile-node DIR]
  * (`--profile` writes a V8 CPU profile of the library restore runs only;
  * `--profile-node` one per thread of every load node, into DIR/<mode>-<set>.)
  */
@@ -79,6 +82,7 @@ const opts = parseCommandLine('pnpm bench:replication', {
   'node-cycles': { type: 'string' },
   modes: { type: 'string' },
   'node-env': { type: 'string', multiple: true },
+  'node-env-b': { type: 'string', multiple: true },
   profile: { type: 'string' },
   'profile-node': { type: 'string' },
 });
@@ -98,7 +102,19 @@ const NODE_ENV: Record<string, string> = (() => {
     return usage((err as Error).message);
   }
 })();
-const ALL_MODES = ['off', 'async', 'async-fs', 'sync', 'off-again'] as const;
+/**
+ * `--node-env-b KEY=VALUE` (repeatable): more environment for the async-b node only, on top of
+ * `--node-env`: a setting against async's in the same run, in the same cycles (an A/B test; runs
+ * minutes apart on these machines differ by more than most settings do).
+ */
+const NODE_ENV_B: Record<string, string> = (() => {
+  try {
+    return parseNodeEnv(opts['node-env-b'] ?? [], '--node-env-b');
+  } catch (err) {
+    return usage((err as Error).message);
+  }
+})();
+const ALL_MODES = ['off', 'async', 'async-fs', 'async-b', 'sync', 'off-again'] as const;
 /**
  * `--modes async-fs,sync` runs only those (off is always run: the ratios need
  * it); default all. `off-again` is a second node without replication: its
@@ -106,8 +122,9 @@ const ALL_MODES = ['off', 'async', 'async-fs', 'sync', 'off-again'] as const;
  */
 const MODES = new Set<string>(opts.modes !== undefined ? ['off', ...opts.modes.split(',')] : ALL_MODES);
 for (const m of MODES) if (!(ALL_MODES as readonly string[]).includes(m)) usage(`unknown mode ${JSON.stringify(m)} in --modes (known: ${ALL_MODES.join(', ')})`);
+if (MODES.has('async-b') !== (Object.keys(NODE_ENV_B).length > 0)) usage('async-b (in --modes) and --node-env-b go together: async-b is async with the --node-env-b settings');
 /** The modes with a slice in every cycle, in the order `sliceOrders` numbers them: the bound right after async (see there). */
-const CYCLE_MODES: Mode[] = (['off', 'async', 'bound', 'async-fs', 'off-again'] as const).filter((m) => (m === 'bound' ? MODES.has('async') : MODES.has(m)));
+const CYCLE_MODES: Mode[] = (['off', 'async', 'bound', 'async-fs', 'async-b', 'off-again'] as const).filter((m) => (m === 'bound' ? MODES.has('async') : MODES.has(m)));
 /** Default: the fewest whole sets of `sliceOrders`' rows that make at least 10 cycles (12 for 4 modes). */
 const SET = orderSetSize(CYCLE_MODES.length);
 const CYCLES = wholeNumber('pnpm bench:replication', 'cycles', opts.cycles, QUICK ? 2 : SET * Math.ceil(10 / SET), 1, 100);
@@ -171,6 +188,14 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const fmt = (n: number, d = 0) => (Number.isFinite(n) ? n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d }) : 'n/a');
 
 const dir = mkdtempSync(join(tmpdir(), 'domicile-repl-bench-'));
+// Stopped by a signal sent to this process alone (not the terminal's whole group, which the nodes also get): exit
+// through 'exit', where the testkit kills the nodes it started (and s3rver sees its parent go), and leave no data.
+for (const [sig, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
+  process.once(sig, () => {
+    rmSync(dir, { recursive: true, force: true });
+    process.exit(code);
+  });
+}
 const policyPath = join(dir, 'placement.yaml');
 writeFileSync(policyPath, POLICY);
 
@@ -186,6 +211,7 @@ async function startNode(s3: S3Server, mode: Mode, prefix: string, nodeArgs: str
       DOMICILE_REPLICATION: replicates(mode) ? 'on' : 'off',
       DOMICILE_DURABILITY: mode === 'sync' ? 'sync' : 'async',
       ...NODE_ENV,
+      ...(mode === 'async-b' ? NODE_ENV_B : {}),
     },
   });
 }
@@ -511,7 +537,7 @@ async function loadPhase(s3: S3Server): Promise<string[]> {
 function loadReport(slices: Slice[], lags: Map<Mode, LagWindow>): string[] {
   const of = (m: Mode) => slices.filter((s) => s.mode === m);
   const off = of('off');
-  const rows = (['off', 'async', 'sync', 'async-fs', 'bound', 'off-again'] as const).filter((m) => of(m).length > 0).map((m) => summarize(m, of(m), off));
+  const rows = (['off', 'async', 'async-b', 'sync', 'async-fs', 'bound', 'off-again'] as const).filter((m) => of(m).length > 0).map((m) => summarize(m, of(m), off));
   const row = (m: Mode) => rows.find((r) => r.mode === m);
   const lagText = (m: Mode) => {
     const w = lags.get(m); // replicated modes only
@@ -530,17 +556,19 @@ function loadReport(slices: Slice[], lags: Map<Mode, LagWindow>): string[] {
     '',
   ];
   const a = row('async');
-  const [sync, fs, offRow, bound, again] = [row('sync'), row('async-fs'), row('off')!, row('bound'), row('off-again')];
+  const [sync, fs, offRow, bound, again, b] = [row('sync'), row('async-fs'), row('off')!, row('bound'), row('off-again'), row('async-b')];
+  const ab = a && b ? cycleRatios(a.slices, b.slices) : undefined;
   const aw = lags.get('async');
   const aLag = aw ? Math.max(pct(aw.lagSamples, 99), pct(aw.probeLags, 99)) : NaN;
   const goals = [
     ...(a ? [`async ≥ 0.9× off: **${a.ratio >= 0.9 ? 'met' : 'not met'}** (${fmt(a.ratio, 3)}×; total ${fmt(a.totalRatio, 3)}×) · async lag p99 ≤ 1 s: **${aLag <= 1000 ? 'met' : 'not met'}** (${fmt(aLag)} ms, the larger of the two measures)`] : []),
     ...(sync ? [`sync: ${fmt(sync.ratio, 2)}× off (no goal)`] : []),
     ...(fs ? [`async to a file:// bucket instead of s3rver (diagnostic row): ${fmt(fs.ratio, 2)}× off`] : []),
+    ...(b && ab ? [`async-b (async with ${describeNodeEnv(NODE_ENV_B)}): ${fmt(b.ratio, 3)}× off (total ${fmt(b.totalRatio, 3)}×); async against async-b: ${fmt(ab.ratio, 3)}× (median of the cycles; total ${fmt(ab.total, 3)}×)`] : []),
     ...(bound ? [`bound (off, s3rver storing the async node's objects beside it): ${fmt(bound.ratio, 2)}× off — the most async can reach while s3rver shares these cores`] : []),
     ...(again ? [`off-again (a second node without replication: the method's noise): ${fmt(again.ratio, 3)}× off (total ${fmt(again.totalRatio, 3)}×)`] : []),
   ];
-  const cpu = [a, fs].filter((r): r is ModeSummary => r !== undefined).map((r) => `${r.mode} ${r.cpuUsPerWrite >= offRow.cpuUsPerWrite ? '+' : '−'}${fmt(Math.abs(r.cpuUsPerWrite - offRow.cpuUsPerWrite))} µs`);
+  const cpu = [a, b, fs].filter((r): r is ModeSummary => r !== undefined).map((r) => `${r.mode} ${r.cpuUsPerWrite >= offRow.cpuUsPerWrite ? '+' : '−'}${fmt(Math.abs(r.cpuUsPerWrite - offRow.cpuUsPerWrite))} µs`);
   lines.push(`Goals: ${goals.join(' · ')}.${cpu.length > 0 ? ` Replication's node CPU per write over off: ${cpu.join(', ')}.` : ''}`, '');
   return lines;
 }
@@ -664,7 +692,8 @@ async function main(): Promise<void> {
   const machine = machineLine();
   console.log(`machine: ${machine}`);
   const s3 = await startS3Server({ buckets: ['bench'] });
-  const envNote = Object.keys(NODE_ENV).length > 0 ? ` Node environment: ${describeNodeEnv(NODE_ENV)}.` : '';
+  const envNote = (Object.keys(NODE_ENV).length > 0 ? ` Node environment: ${describeNodeEnv(NODE_ENV)}.` : '')
+    + (Object.keys(NODE_ENV_B).length > 0 ? ` The async-b node also: ${describeNodeEnv(NODE_ENV_B)}.` : '');
   const report: string[] = [`Machine: ${machine}. s3rver 3.7.1 child process on loopback (one bucket), \`domicile serve\` child process with 2 SQLite workers, log level warn.${envNote}`, ''];
   try {
     if (!ONLY || ONLY === 'load') report.push(...(await loadPhase(s3)));

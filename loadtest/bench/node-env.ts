@@ -4,13 +4,13 @@
  * setting against the defaults (the report names it).
  */
 
-/** The pairs as an environment; throws naming the first value that is not `KEY=VALUE` with a variable-like key. */
-export function parseNodeEnv(pairs: readonly string[]): Record<string, string> {
+/** The pairs as an environment; throws naming the first value that is not `KEY=VALUE` with a variable-like key (and the option, `flag`). */
+export function parseNodeEnv(pairs: readonly string[], flag = '--node-env'): Record<string, string> {
   const env: Record<string, string> = {};
   for (const kv of pairs) {
     const at = kv.indexOf('=');
     const key = at > 0 ? kv.slice(0, at) : '';
-    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(key)) throw new Error(`--node-env must be KEY=VALUE, got ${JSON.stringify(kv)}`);
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(key)) throw new Error(`${flag} must be KEY=VALUE, got ${JSON.stringify(kv)}`);
     env[key] = kv.slice(at + 1);
   }
   return env;
