@@ -251,13 +251,14 @@ describe('Replicator checkpoints', () => {
   };
   /**
    * Replicator options (`extra` added) whose pool counts checkpoint jobs, keeps their results and notes the
-   * log's size at each hold; `seen` also gathers what `onCheckpoint` reports, and each `syncLog` (the file, and
-   * how many holds had begun — the tenant held, its writes waiting — before it).
+   * log's size at each hold; `seen` also gathers what `onCheckpoint` reports, and each `syncLog`: in `synced`
+   * those just before a hold (the file, and how many holds had begun — the tenant held, its writes waiting —
+   * before it), in `syncedAhead` those after a pass (the log's bytes then).
    */
   const counted = (extra: Partial<ReplicatorOptions>) => {
     const seen = {
       jobs: 0, held: [] as number[], reported: [] as Array<{ how: string; pause: number }>, results: [] as MaintenanceResult[],
-      synced: [] as Array<{ file: string; holdsBefore: number }>, holdsBegun: 0,
+      synced: [] as Array<{ file: string; holdsBefore: number }>, syncedAhead: [] as Array<{ file: string; logBytes: number }>, holdsBegun: 0,
     };
     const opts = (pool: ShardPool): Partial<ReplicatorOptions> => ({
       pool: {
@@ -277,8 +278,9 @@ describe('Replicator checkpoints', () => {
         },
       },
       onCheckpoint: (_ref, how, pause) => seen.reported.push({ how, pause }),
-      syncLog: (file) => {
-        seen.synced.push({ file, holdsBefore: seen.holdsBegun });
+      syncLog: (file, when) => {
+        if (when === 'hold') seen.synced.push({ file, holdsBefore: seen.holdsBegun });
+        else seen.syncedAhead.push({ file, logBytes: logBytes({ path: file.slice(0, -'-wal'.length) } as ShardRef) });
         return syncLogFile(file);
       },
       ...extra,
@@ -360,6 +362,12 @@ describe('Replicator checkpoints', () => {
       for (const h of held) expect(h.pause).toBeGreaterThan(0);
       // Each hold came right after a flush of the tenant's -wal outside it (the checkpoint's fsync then has little left).
       expect(seen.synced).toEqual([{ file: `${ref.path}-wal`, holdsBefore: 0 }, { file: `${ref.path}-wal`, holdsBefore: 1 }]);
+      // Between the holds the log went to disk after passes too, in the background, and only once it was past checkpointBytes.
+      expect(seen.syncedAhead.length).toBeGreaterThan(0);
+      for (const s of seen.syncedAhead) {
+        expect(s.file).toBe(`${ref.path}-wal`);
+        expect(s.logBytes).toBeGreaterThanOrEqual(256 << 10);
+      }
       expect(seen.reported.filter((r) => r.how === 'skipped').length).toBeGreaterThan(0);
       expect(await listGenerations(store, 'ckpt-busy', 'inc1')).toHaveLength(1);
       expect(await restoredCount(store, 'ckpt-busy')).toBe(1 + written);
