@@ -10,7 +10,7 @@ describe('configuration', () => {
     const c = parseConfig({});
     expect(c).toMatchObject({
       host: '127.0.0.1', port: 8080, statementTimeoutMs: 5000, maxResultBytes: 16 * 1024 ** 2, maxBodyBytes: 10 * 1024 ** 2,
-      maxDbBytes: 1024 ** 3, durability: 'async', snapshotIntervalMs: 3_600_000, shipIntervalMs: 500, checkpointBytes: 4 * 1024 ** 2, checkpointForceBytes: 8 * 1024 ** 2, shipConcurrency: 8, retentionMs: 7 * 86_400_000, leaseTtlMs: 5000, replication: 'on', tokenCache: 10_000,
+      maxDbBytes: 1024 ** 3, durability: 'async', snapshotIntervalMs: 3_600_000, shipIntervalMs: 500, checkpointBytes: 4 * 1024 ** 2, checkpointForceBytes: 32 * 1024 ** 2, shipConcurrency: 8, retentionMs: 7 * 86_400_000, leaseTtlMs: 5000, replication: 'on', tokenCache: 10_000,
       region: undefined, redisUrl: undefined,
     });
     expect(c.dataDir).toBe(path.resolve('data'));
@@ -29,7 +29,7 @@ describe('configuration', () => {
   });
 
   it('forces checkpoints at 8 × DOMICILE_CHECKPOINT_BYTES unless told, never below it', () => {
-    expect(parseConfig({ DOMICILE_CHECKPOINT_BYTES: '1MiB' }).checkpointForceBytes).toBe(2 * 1024 ** 2);
+    expect(parseConfig({ DOMICILE_CHECKPOINT_BYTES: '1MiB' }).checkpointForceBytes).toBe(8 * 1024 ** 2);
     expect(parseConfig({ DOMICILE_CHECKPOINT_BYTES: '1MiB', DOMICILE_CHECKPOINT_FORCE_BYTES: '1MiB' }).checkpointForceBytes).toBe(1024 ** 2);
     expect(() => parseConfig({ DOMICILE_CHECKPOINT_FORCE_BYTES: '1MiB' })).toThrow(/DOMICILE_CHECKPOINT_FORCE_BYTES \(1048576\) must be at least DOMICILE_CHECKPOINT_BYTES \(4194304\)/);
   });

@@ -40,7 +40,7 @@ export interface Config {
   shipIntervalMs: number;
   /** DOMICILE_CHECKPOINT_BYTES: a tenant's shipped WAL is checkpointed once this large, when no write comes between (the tenant is not held). */
   checkpointBytes: number;
-  /** DOMICILE_CHECKPOINT_FORCE_BYTES: past this, the tenant is held for the checkpoint (steady writes cannot starve it); default 2 × DOMICILE_CHECKPOINT_BYTES. */
+  /** DOMICILE_CHECKPOINT_FORCE_BYTES: past this, the tenant is held for the checkpoint (steady writes cannot starve it); default 8 × DOMICILE_CHECKPOINT_BYTES (32 MiB). */
   checkpointForceBytes: number;
   /** DOMICILE_SHIP_CONCURRENCY: tenants whose WAL is being shipped at once (their uploads overlap). */
   shipConcurrency: number;
@@ -188,7 +188,7 @@ const VARIABLES: ReadonlyArray<Variable<keyof Config>> = [
   { key: 'snapshotIntervalMs', env: 'DOMICILE_SNAPSHOT_INTERVAL', parse: parseDuration, default: () => 3_600_000 },
   { key: 'shipIntervalMs', env: 'DOMICILE_SHIP_INTERVAL', parse: parseDuration, default: () => 500 },
   { key: 'checkpointBytes', env: 'DOMICILE_CHECKPOINT_BYTES', parse: parseBytes, default: () => 4 * MIB },
-  { key: 'checkpointForceBytes', env: 'DOMICILE_CHECKPOINT_FORCE_BYTES', parse: parseBytes, default: (c) => 2 * (c.checkpointBytes ?? 4 * MIB) },
+  { key: 'checkpointForceBytes', env: 'DOMICILE_CHECKPOINT_FORCE_BYTES', parse: parseBytes, default: (c) => 8 * (c.checkpointBytes ?? 4 * MIB) },
   { key: 'shipConcurrency', env: 'DOMICILE_SHIP_CONCURRENCY', parse: parseInteger(1, 1024), default: () => 8 },
   { key: 'retentionMs', env: 'DOMICILE_RETENTION', parse: parseDuration, default: () => 7 * 86_400_000 },
   { key: 'leaseTtlMs', env: 'DOMICILE_LEASE_TTL_MS', parse: parseInteger(500, 600_000), default: () => 5000 },

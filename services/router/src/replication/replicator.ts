@@ -72,7 +72,7 @@ export interface ReplicatorOptions {
   /**
    * Past this size the tenant is held for the checkpoint (`heldMaintenance`:
    * its writes wait while the rest of its WAL is shipped), so steady writes
-   * cannot grow the WAL without bound; default 2 × `checkpointBytes`.
+   * cannot grow the WAL without bound; default 8 × `checkpointBytes`.
    */
   checkpointForceBytes?: number;
   /** Backoff after a failure: `min(maxBackoffMs, baseBackoffMs × 2^(failures−1))`, ±20 % jitter. */
@@ -258,12 +258,12 @@ export class Replicator {
   constructor(opts: ReplicatorOptions) {
     const checkpointBytes = opts.checkpointBytes ?? 4 << 20;
     this.#o = {
-      checkpointBytes, checkpointForceBytes: 2 * checkpointBytes, baseBackoffMs: 200, maxBackoffMs: 5_000, concurrency: 8, maxBacklog: 512, now: Date.now,
+      checkpointBytes, checkpointForceBytes: 8 * checkpointBytes, baseBackoffMs: 200, maxBackoffMs: 5_000, concurrency: 8, maxBacklog: 512, now: Date.now,
       snapshotIntervalMs: 3_600_000, retentionMs: 7 * 86_400_000, shipIntervalMs: 500, idleForgetMs: 60_000, largeShardBytes: 64 << 20, probeIntervalMs: 500,
       syncLog: syncLogFile, ...opts,
     };
     this.#o.checkpointBytes = checkpointBytes;
-    this.#o.checkpointForceBytes = Math.max(checkpointBytes, opts.checkpointForceBytes ?? 2 * checkpointBytes);
+    this.#o.checkpointForceBytes = Math.max(checkpointBytes, opts.checkpointForceBytes ?? 8 * checkpointBytes);
     this.#shippers = opts.shippers ?? new InProcessShippers();
     this.#sweeper = setInterval(() => this.#forgetIdle(), Math.max(50, Math.min(60_000, this.#o.idleForgetMs / 2)));
     this.#sweeper.unref?.();
