@@ -68,6 +68,7 @@ import { listGenerations, restore } from '../packages/replication/src/index.ts';
 import { describeNodeEnv, parseNodeEnv } from './bench/node-env.ts';
 import { parseCommandLine, usageError, wholeNumber } from './bench/command-line.ts';
 import { cycleRatios, orderSetSize, sliceOrders } from './bench/cycles.ts';
+import { selectModes, type ReplicationMode } from './bench/replication-modes.ts';
 import { scrapeMetrics, type NodeMetrics } from './bench/node-metrics.ts';
 import { machineCpuSeconds, processCpuSeconds, threadsPerAnswer, type MachineCpu, type ThreadCpu } from './bench/process-cpu.ts';
 import { machineLine, median, pct } from './bench/report.ts';
@@ -114,15 +115,14 @@ const NODE_ENV_B: Record<string, string> = (() => {
     return usage((err as Error).message);
   }
 })();
-const ALL_MODES = ['off', 'async', 'async-fs', 'async-b', 'sync', 'off-again'] as const;
-/**
- * `--modes async-fs,sync` runs only those (off is always run: the ratios need
- * it); default all. `off-again` is a second node without replication: its
- * ratio to off is the method's own noise in that run.
- */
-const MODES = new Set<string>(opts.modes !== undefined ? ['off', ...opts.modes.split(',')] : ALL_MODES);
-for (const m of MODES) if (!(ALL_MODES as readonly string[]).includes(m)) usage(`unknown mode ${JSON.stringify(m)} in --modes (known: ${ALL_MODES.join(', ')})`);
-if (MODES.has('async-b') !== (Object.keys(NODE_ENV_B).length > 0)) usage('async-b (in --modes) and --node-env-b go together: async-b is async with the --node-env-b settings');
+/** `--modes async-fs,sync` runs only those (and off); default all but async-b (bench/replication-modes.ts). */
+const MODES: Set<string> = (() => {
+  try {
+    return selectModes(opts.modes, Object.keys(NODE_ENV_B).length > 0);
+  } catch (err) {
+    return usage((err as Error).message);
+  }
+})();
 /** The modes with a slice in every cycle, in the order `sliceOrders` numbers them: the bound right after async (see there). */
 const CYCLE_MODES: Mode[] = (['off', 'async', 'bound', 'async-fs', 'async-b', 'off-again'] as const).filter((m) => (m === 'bound' ? MODES.has('async') : MODES.has(m)));
 /** Default: the fewest whole sets of `sliceOrders`' rows that make at least 10 cycles (12 for 4 modes). */
@@ -159,7 +159,7 @@ process.env.AWS_ACCESS_KEY_ID = AWS_ENV.AWS_ACCESS_KEY_ID;
 process.env.AWS_SECRET_ACCESS_KEY = AWS_ENV.AWS_SECRET_ACCESS_KEY;
 
 /** A node's replication setting, and the mode of its slices; `bound` is a node without replication while s3rver stores objects beside it. */
-type Mode = (typeof ALL_MODES)[number] | 'bound';
+type Mode = ReplicationMode | 'bound';
 /** Whether a node of this mode replicates (off, off-again and the bound run without replication). */
 const replicates = (m: Mode): boolean => m !== 'off' && m !== 'off-again' && m !== 'bound';
 /** One `domicile serve` of the load phase. */
