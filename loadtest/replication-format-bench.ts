@@ -11,10 +11,12 @@
  * the CPU of compressing a segment's page data on libuv's pool against in
  * place; then the CPU per transaction of writing on after each kind of WAL
  * checkpoint; then a held checkpoint's time with and without the
- * replicator's flush of the -wal before it.
+ * replicator's flush of the -wal before it, and after it at the force sizes
+ * of 8 and 32 MiB, for appends and for updates spread over a large table.
  * Run: node --import tsx loadtest/replication-format-bench.ts
  */
 import { copyFileSync, readFileSync, statSync } from 'node:fs';
+import Database from 'better-sqlite3';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { FsObjectStore } from '../packages/object-store/src/index.ts';
@@ -27,6 +29,9 @@ import { createTestShard, tempDir } from '../packages/replication/src/test-suppo
 import { WalShipper } from '../packages/replication/src/wal-shipper.ts';
 import { syncLogFile } from '../services/router/src/replication/replicator.ts';
 import { median } from './bench/report.ts';
+
+/** Rows of the table the force-size line's updates are spread over. */
+const SPREAD_ROWS = 250_000;
 
 /** One-row transactions per captured segment (a busy async tenant's 200 ms of writes). */
 const PER_SEGMENT = 140;
@@ -190,6 +195,32 @@ try {
   }
   const [plainMs, flushedMs] = [median(held.plain), median(held.flushed)];
   console.log(`held checkpoint 8 MiB   RESTART alone ${plainMs.toFixed(1)} ms; after a flush of the -wal (${median(held.flush).toFixed(1)} ms, not held) ${flushedMs.toFixed(1)} ms (flushed / alone ${(flushedMs / plainMs).toFixed(2)}×)`);
+
+  // The force size (DOMICILE_CHECKPOINT_FORCE_BYTES; docs/replication.md, "Why 32 MiB"): the RESTART in the hold,
+  // after the flush, of a log of one-row appends and of one of one-row updates spread over a 250k-row table
+  // (~60 MB; the hold then copies up to the log's size of distinct pages into the file), at 8 MiB (the baseline)
+  // and at 32 MiB. Wall time; interleaved, median of 3.
+  const spread = join(dir, 'spread.db');
+  {
+    const shard = createTestShard(spread, 'bench', 'inc-1');
+    shard.db.exec('CREATE TABLE kv (id INTEGER PRIMARY KEY, v TEXT)');
+    const insert = shard.db.prepare('INSERT INTO kv (v) VALUES (?)');
+    shard.write(() => { for (let k = 0; k < SPREAD_ROWS; k++) insert.run('x'.repeat(200)); });
+    shard.db.pragma('wal_checkpoint(TRUNCATE)');
+    shard.db.close();
+  }
+  const forced: Record<string, number[]> = {};
+  for (let r = 0; r < 3; r++) {
+    for (const mib of [8, 32]) {
+      for (const kind of ['append', 'update'] as const) {
+        const path = join(dir, `forced-${kind}-${mib}-${r}.db`);
+        copyFileSync(spread, path);
+        (forced[`${kind} ${mib}`] ??= []).push(await forcedCheckpointMs(path, mib, kind));
+      }
+    }
+  }
+  const f = (k: string) => median(forced[k]!);
+  console.log(`held checkpoint by size RESTART after the flush: appends ${f('append 8').toFixed(1)} ms at 8 MiB, ${f('append 32').toFixed(1)} ms at 32 MiB (${(f('append 32') / f('append 8')).toFixed(2)}×); updates spread over ${SPREAD_ROWS / 1000}k rows ${f('update 8').toFixed(1)} ms at 8 MiB, ${f('update 32').toFixed(1)} ms at 32 MiB (${(f('update 32') / f('update 8')).toFixed(2)}×)`);
 } finally {
   cleanup();
 }
@@ -291,6 +322,30 @@ function checkpointCost(path: string, mode: 'TRUNCATE' | 'RESTART' | 'PASSIVE'):
 }
 
 /** One tenant's `wal_checkpoint(RESTART)` of an 8 MiB log, and (`flush`) the replicator's flush before it. */
+/**
+ * On a copy of the spread table at `path` (its -wal empty): one-row appends or one-row updates of random rows
+ * until the -wal holds `mib` MiB, the replicator's flush of the -wal, then the held checkpoint's RESTART (ms).
+ */
+async function forcedCheckpointMs(path: string, mib: number, kind: 'append' | 'update'): Promise<number> {
+  const db = new Database(path);
+  db.pragma('synchronous = NORMAL');
+  db.pragma('wal_autocheckpoint = 0');
+  const insert = db.prepare('INSERT INTO kv (v) VALUES (?)');
+  const update = db.prepare('UPDATE kv SET v = ? WHERE id = ?');
+  const random = seededRandom(mib);
+  const walBytes = () => { try { return statSync(`${path}-wal`).size; } catch { return 0; } };
+  while (walBytes() < mib << 20) {
+    if (kind === 'append') insert.run('z'.repeat(200));
+    else update.run('y'.repeat(200), 1 + Math.floor(random() * SPREAD_ROWS));
+  }
+  await syncLogFile(`${path}-wal`);
+  const t = performance.now();
+  db.pragma('wal_checkpoint(RESTART)');
+  const ms = performance.now() - t;
+  db.close();
+  return ms;
+}
+
 async function heldCheckpointMs(path: string, flush: boolean): Promise<{ checkpointMs: number; flushMs: number }> {
   const shard = createTestShard(path, 'bench', 'inc-1');
   shard.db.exec('CREATE TABLE kv (id INTEGER PRIMARY KEY, v TEXT)');
