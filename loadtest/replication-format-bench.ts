@@ -16,9 +16,9 @@
  * Run: node --import tsx loadtest/replication-format-bench.ts
  */
 import { copyFileSync, readFileSync, statSync } from 'node:fs';
-import Database from 'better-sqlite3';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { FsObjectStore } from '../packages/object-store/src/index.ts';
 import {
   applyTransactionHashes, Compression, compressAsync, compressInlineBelow, DbHashState, decodeSegment, encodeSegment, createSnapshot, newGenerationId, PageHash, restore, SEGMENT_IN_PLACE_BYTES, snapshotKey,
@@ -321,7 +321,6 @@ function checkpointCost(path: string, mode: 'TRUNCATE' | 'RESTART' | 'PASSIVE'):
   return { cpuUs: (c.user + c.system) / N, sysUs: c.system / N };
 }
 
-/** One tenant's `wal_checkpoint(RESTART)` of an 8 MiB log, and (`flush`) the replicator's flush before it. */
 /**
  * On a copy of the spread table at `path` (its -wal empty): one-row appends or one-row updates of random rows
  * until the -wal holds `mib` MiB, the replicator's flush of the -wal, then the held checkpoint's RESTART (ms).
@@ -346,6 +345,7 @@ async function forcedCheckpointMs(path: string, mib: number, kind: 'append' | 'u
   return ms;
 }
 
+/** One tenant's `wal_checkpoint(RESTART)` of an 8 MiB log, and (`flush`) the replicator's flush before it. */
 async function heldCheckpointMs(path: string, flush: boolean): Promise<{ checkpointMs: number; flushMs: number }> {
   const shard = createTestShard(path, 'bench', 'inc-1');
   shard.db.exec('CREATE TABLE kv (id INTEGER PRIMARY KEY, v TEXT)');
