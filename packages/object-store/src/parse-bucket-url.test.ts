@@ -27,7 +27,7 @@ describe('parseBucketUrl', () => {
   it('reads an s3 URL with endpoint, region, path style and timeouts', () => {
     expect(
       parseBucketUrl(
-        's3://my-bucket/some/prefix?endpoint=http://127.0.0.1:9000&region=eu-west-1&forcePathStyle=true&maxAttempts=2&connectTimeoutMs=500',
+        's3://my-bucket/some/prefix?endpoint=http://127.0.0.1:9000&region=eu-west-1&forcePathStyle=true&leanPut=false&maxAttempts=2&connectTimeoutMs=500',
       ),
     ).toEqual({
       kind: 's3',
@@ -37,6 +37,7 @@ describe('parseBucketUrl', () => {
         endpoint: 'http://127.0.0.1:9000',
         region: 'eu-west-1',
         forcePathStyle: true,
+        leanPut: false,
         maxAttempts: 2,
         connectTimeoutMs: 500,
       },
@@ -54,6 +55,7 @@ describe('parseBucketUrl', () => {
     ['s3://bucket/x?endpoint=ftp://h', /endpoint must be an http/],
     ['s3://bucket/x?regoin=eu', /unknown query parameter "regoin"/],
     ['s3://bucket/x?forcePathStyle=yes', /forcePathStyle must be true or false/],
+    ['s3://bucket/x?leanPut=1', /leanPut must be true or false/],
     ['s3://bucket/x?maxAttempts=0', /maxAttempts must be a positive integer/],
     ['s3://bucket/a/.hidden', /prefix "a\/.hidden\/"/],
     ['s3://bucket/x#frag', /fragment/],

@@ -17,7 +17,7 @@ export interface OpenObjectStoreOptions {
 }
 
 /** Query parameters of an `s3://` URL, with how each is read. */
-const S3_PARAMS = ['endpoint', 'region', 'forcePathStyle', 'maxAttempts', 'connectTimeoutMs', 'requestTimeoutMs'] as const;
+const S3_PARAMS = ['endpoint', 'region', 'forcePathStyle', 'leanPut', 'maxAttempts', 'connectTimeoutMs', 'requestTimeoutMs'] as const;
 
 /** S3 bucket naming rules (lowercase letters, digits, dots, hyphens; 3–63 chars). */
 const BUCKET_NAME = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
@@ -97,6 +97,10 @@ export function parseBucketUrl(url: string): BucketLocation {
         case 'forcePathStyle':
           if (value !== 'true' && value !== 'false') fail('forcePathStyle must be true or false');
           options.forcePathStyle = value === 'true';
+          break;
+        case 'leanPut':
+          if (value !== 'true' && value !== 'false') fail('leanPut must be true or false');
+          options.leanPut = value === 'true';
           break;
         default: {
           const n = Number(value);

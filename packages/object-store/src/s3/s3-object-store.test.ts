@@ -124,24 +124,70 @@ describe('S3ObjectStore', () => {
       const err = await store.put('k', Buffer.from('x')).catch((e: unknown) => e);
       expect(isDomicileError(err) && [err.code, err.details.reason]).toEqual(['REPLICATION_UNAVAILABLE', 'access-denied']);
       expect(JSON.stringify(isDomicileError(err) && err.toJSON())).not.toContain('wrong-secret-value');
+      // The lean attempt was refused (403) and the command said why.
+      expect(store.putStats).toMatchObject({ lean: 0, sdk: 1, leanFailures: 1 });
     } finally {
       store.close();
     }
   });
 
-  it('comes back after the server is killed and restarted, with its data', async () => {
+  it('comes back after the server is killed and restarted, with its data; lean puts resume after the first stored put', async () => {
     const store = storeAt('outage/', { maxAttempts: 1 });
     try {
       await store.put('before', Buffer.from('kept'));
+      expect(store.putStats).toMatchObject({ lean: 1, sdk: 0, leanFailures: 0 });
       await server.kill();
       const err = await store.get('before').catch((e: unknown) => e);
       expect(isDomicileError(err) && err.code).toBe('REPLICATION_UNAVAILABLE');
+      for (const k of ['down-1', 'down-2']) {
+        const putErr = await store.put(k, Buffer.from('x')).catch((e: unknown) => e);
+        expect(isDomicileError(putErr) && putErr.code).toBe('REPLICATION_UNAVAILABLE');
+      }
+      // One lean attempt failed; while the store is down only the command tries.
+      expect(store.putStats).toMatchObject({ lean: 1, sdk: 2, leanFailures: 1, leanOff: undefined });
       await server.restart();
       expect(Buffer.from(await store.get('before')).toString()).toBe('kept');
+      await store.put('after-1', Buffer.from('a1'));
+      await store.put('after-2', Buffer.from('a2'));
+      expect(store.putStats).toMatchObject({ lean: 2, sdk: 3, leanFailures: 1, leanOff: undefined });
+      expect(Buffer.from(await store.get('after-2')).toString()).toBe('a2');
     } finally {
       store.close();
     }
   }, 30_000);
+
+  it('stores small bodies with one lean request each, keys that need encoding included', async () => {
+    const store = storeAt('lean/');
+    const keys = ['seg/0001.seg', 'a b/c+d', 'ü/%41', "x/!'()*", 'tilde~/under_score-dot.x'];
+    try {
+      for (const [i, k] of keys.entries()) await store.put(k, Buffer.from(`body ${i}`), { ifNoneMatch: i % 2 === 0 });
+      expect(store.putStats).toEqual({ lean: keys.length, sdk: 0, leanFailures: 0, leanOff: undefined });
+      for (const [i, k] of keys.entries()) expect(Buffer.from(await store.get(k)).toString()).toBe(`body ${i}`);
+      expect((await collect(store.list(''))).map((e) => e.key).sort()).toEqual([...keys].sort());
+      const empty = new Uint8Array(0);
+      await store.put('empty', empty);
+      expect((await store.head('empty'))?.size).toBe(0);
+    } finally {
+      store.close();
+    }
+  });
+
+  it('sends every put through the SDK command with leanPut=false, and bodies over the multipart threshold', async () => {
+    const off = openObjectStore(`${server.bucketUrl(BUCKET, 'lean-off/')}&leanPut=false`, { s3: { credentials: server.credentials } }) as S3ObjectStore;
+    const big = storeAt('lean-big/', { multipartThreshold: 1024 });
+    try {
+      await off.put('k', Buffer.from('via the command'));
+      expect(off.putStats).toEqual({ lean: 0, sdk: 1, leanFailures: 0, leanOff: 'leanPut=false' });
+      expect(Buffer.from(await off.get('k')).toString()).toBe('via the command');
+      await big.put('small', Buffer.alloc(1000, 1));
+      await big.put('large', Buffer.alloc(2048, 2));
+      expect(big.putStats).toMatchObject({ lean: 1, sdk: 1, leanFailures: 0 });
+      expect(Buffer.from(await big.get('large'))).toEqual(Buffer.alloc(2048, 2));
+    } finally {
+      off.close();
+      big.close();
+    }
+  });
 });
 
 function restoreEnv(name: string, value: string | undefined): void {

@@ -10,6 +10,7 @@ import {
   type _Object,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
+import { LeanPut, LeanPuts, type S3PutStats } from './lean-put.ts';
 import { DomicileError, isDomicileError } from '@domicile/errors';
 import {
   objectAlreadyExists,
@@ -58,6 +59,12 @@ export interface S3ObjectStoreOptions {
   partSize?: number;
   /** Parts uploaded in parallel (memory: queueSize × partSize). Default 4. */
   queueSize?: number;
+  /**
+   * Single-request puts through {@link LeanPut} (the SDK's signer and HTTP
+   * handler without the command's middleware) first, the SDK command when
+   * that fails. Default true; false sends every put through the command.
+   */
+  leanPut?: boolean;
 }
 
 const MiB = 1024 * 1024;
@@ -79,6 +86,7 @@ export class S3ObjectStore implements ObjectStore {
   readonly #multipartThreshold: number;
   readonly #partSize: number;
   readonly #queueSize: number;
+  readonly #lean: LeanPuts;
 
   constructor(opts: S3ObjectStoreOptions) {
     const prefix = opts.prefix ?? '';
@@ -130,6 +138,11 @@ export class S3ObjectStore implements ObjectStore {
       // PutObject's CPU. (Per-call options, which we never pass, bypass the cache.)
       cacheMiddleware: true,
     });
+    const client = this.#client;
+    this.#lean = new LeanPuts(
+      () => LeanPut.forClient(client, { bucket: opts.bucket, endpoint: opts.endpoint, forcePathStyle }),
+      opts.leanPut === false ? 'leanPut=false' : undefined,
+    );
   }
 
   describe(): string {
@@ -141,16 +154,29 @@ export class S3ObjectStore implements ObjectStore {
     this.#client.destroy();
   }
 
+  /** Counts of this store's puts by path; see {@link S3PutStats}. */
+  get putStats(): Readonly<S3PutStats> {
+    return this.#lean.stats;
+  }
+
   async put(key: string, body: ObjectBody, opts: PutOptions = {}): Promise<void> {
     validateKey(key);
     const Key = this.#prefix + key;
     const IfNoneMatch = opts.ifNoneMatch ? '*' : undefined;
+    if (body instanceof Uint8Array && body.byteLength <= this.#multipartThreshold) {
+      // One request without the command's middleware (lean-put.ts); the command when it fails.
+      const lean = await this.#lean.attempt(Key, body, opts.ifNoneMatch === true);
+      if (lean === 'exists') throw objectAlreadyExists(this.#url, key);
+      if (lean === 'stored') return;
+    }
+    this.#lean.commandPut();
     try {
       const length = body instanceof Uint8Array ? body.byteLength : opts.contentLength;
       if (length !== undefined && length <= this.#multipartThreshold) {
         await this.#client.send(
           new PutObjectCommand({ Bucket: this.#bucket, Key, Body: body, ContentLength: length, IfNoneMatch }),
         );
+        this.#lean.commandStored();
         return;
       }
       // lib-storage passes IfNoneMatch on to CompleteMultipartUpload and
