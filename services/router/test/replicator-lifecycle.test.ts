@@ -431,10 +431,14 @@ describe('Replicator checkpoints', () => {
       }
       expect(holds()).toBe(3);
       // One upload per shipping interval, holds included. Had a hold followed a pass (the pass uploads, the hold
-      // ships the few commits since), two uploads would come within a few ms of each other.
+      // ships the few commits since), two uploads would come within a few ms of each other, the first of them an
+      // interval after the one before. A short gap is only right after a pass that overran the interval (the
+      // next starts at once): on a loaded machine a held pass once took 728 ms here, and the next upload came 37 ms
+      // after it.
       const gaps = uploads.slice(1).map((t, i) => t - uploads[i]!);
       expect(gaps.length).toBeGreaterThanOrEqual(3);
-      expect(Math.min(...gaps), `gaps ${gaps.map(Math.round).join(', ')} ms`).toBeGreaterThan(interval / 2);
+      const unexplained = gaps.filter((g, i) => g <= interval / 2 && !(i > 0 && gaps[i - 1]! > interval * 1.5));
+      expect(unexplained, `gaps ${gaps.map(Math.round).join(', ')} ms`).toEqual([]);
       expect(await rep.flush()).toBe(true);
       expect(await restoredCount(store, 'ckpt-fold')).toBe(1 + written);
     });
