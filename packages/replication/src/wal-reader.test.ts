@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createTestShard, tempDir } from './test-support.ts';
-import { parseWalHeader, ReadBuffer, readWal, WAL_FRAME_HEADER_SIZE, WAL_HEADER_SIZE, WAL_MAGIC_BE, walChecksum } from './wal-reader.ts';
+import { parseWalHeader, positionAfter, ReadBuffer, readWal, walStartPosition, WAL_FRAME_HEADER_SIZE, WAL_HEADER_SIZE, WAL_MAGIC_BE, walChecksum } from './wal-reader.ts';
 
 let cleanups: Array<() => void> = [];
 afterEach(() => { for (const c of cleanups) c(); cleanups = []; });
@@ -36,6 +36,17 @@ function toBigEndianWal(le: Buffer): Buffer {
 }
 
 describe('readWal', () => {
+  it('ends where positionAfter of its last commit frame says, and reads on from there', () => {
+    const { path, s } = shardWithWal();
+    for (let i = 0; i < 5; i++) s.write((db) => db.prepare('INSERT INTO t (v) VALUES (?)').run(`row ${i}`));
+    const first = readWal(readFileSync(`${path}-wal`));
+    if (first.kind !== 'frames') throw new Error(first.kind);
+    expect(positionAfter(walStartPosition(first.header), first.frames.at(-1)!)).toEqual(first.position);
+    s.write((db) => db.prepare('INSERT INTO t (v) VALUES (?)').run('one more'));
+    const next = readWal(readFileSync(`${path}-wal`), positionAfter(walStartPosition(first.header), first.frames.at(-1)!));
+    expect(next.kind === 'frames' && next.commits).toBe(1);
+  });
+
   it('reads the same frames from a file through a reused ReadBuffer as from memory; the next read reuses the bytes', () => {
     const { path, s } = shardWithWal();
     for (let i = 0; i < 30; i++) s.write((db) => db.prepare('INSERT INTO t (v) VALUES (?)').run(`row ${i} ${'y'.repeat(i * 40)}`));
