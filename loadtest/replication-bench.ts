@@ -34,7 +34,7 @@
  *    this machine while the bucket's server runs on it. An **off-again**
  *    slice per cycle drives a second node without replication: its ratio to
  *    off is the method's own noise in that run (two identical nodes). An
- *    **async-b** node (`--modes async-b` with `--node-env-b KEY=VALUE`) is
+ *    **async-b** node (`--modes async-b` with `--node-env-b KEY=VALUE` or `--bucket-params-b KEY=VALUE`) is
  *    async with other settings, in the same cycles: an A/B test of a setting,
  *    reported against off and against async. Sync
  *    runs once, after the cycles (slow, and without a goal), against the
@@ -50,7 +50,7 @@
  *    page hash verified, integrity_check), against a plain download of the
  *    same objects measured in the same run; then the CLI as a child process.
  *
- * Not a test. Run: pnpm bench:replication [--quick] [--only load|restore] [--cycles N] [--slice S] [--node-cycles N] [--modes async,async-fs,async-b,sync,off-again] [--node-env KEY=VALUE]… [--node-env-b KEY=VALUE]… [--mb N] [--profile FILE] [--profile-node DIR]
+ * Not a test. Run: pnpm bench:replication [--quick] [--only load|restore] [--cycles N] [--slice S] [--node-cycles N] [--modes async,async-fs,async-b,sync,off-again] [--node-env KEY=VALUE]… [--node-env-b KEY=VALUE]… [--bucket-params-b KEY=VALUE]… [--mb N] [--profile FILE] [--profile-node DIR]
  * (`--profile` writes a V8 CPU profile of the library restore runs only;
  * `--profile-node` one per thread of every load node, into DIR/<mode>-<set>.)
  */
@@ -84,6 +84,7 @@ const opts = parseCommandLine('pnpm bench:replication', {
   modes: { type: 'string' },
   'node-env': { type: 'string', multiple: true },
   'node-env-b': { type: 'string', multiple: true },
+  'bucket-params-b': { type: 'string', multiple: true },
   profile: { type: 'string' },
   'profile-node': { type: 'string' },
 });
@@ -115,10 +116,23 @@ const NODE_ENV_B: Record<string, string> = (() => {
     return usage((err as Error).message);
   }
 })();
+/**
+ * `--bucket-params-b KEY=VALUE` (repeatable): query parameters added to the async-b node's bucket
+ * URL (docs/object-store.md), e.g. `leanPut=false`: a bucket setting against the default, A/B.
+ */
+const BUCKET_PARAMS_B: Record<string, string> = (() => {
+  try {
+    return parseNodeEnv(opts['bucket-params-b'] ?? [], '--bucket-params-b');
+  } catch (err) {
+    return usage((err as Error).message);
+  }
+})();
+/** What makes async-b differ from async, for the report. */
+const B_SETTINGS = [describeNodeEnv(NODE_ENV_B), describeNodeEnv(Object.fromEntries(Object.entries(BUCKET_PARAMS_B).map(([k, v]) => [`bucket ${k}`, v])))].filter((d) => d !== '').join(', ');
 /** `--modes async-fs,sync` runs only those (and off); default all but async-b (bench/replication-modes.ts). */
 const MODES: Set<string> = (() => {
   try {
-    return selectModes(opts.modes, Object.keys(NODE_ENV_B).length > 0);
+    return selectModes(opts.modes, B_SETTINGS !== '');
   } catch (err) {
     return usage((err as Error).message);
   }
@@ -207,7 +221,7 @@ async function startNode(s3: S3Server, mode: Mode, prefix: string, nodeArgs: str
       DOMICILE_POLICY: policyPath,
       DOMICILE_ADMIN_TOKEN: ADMIN,
       DOMICILE_LOG_LEVEL: 'warn',
-      DOMICILE_BUCKETS: `bench-region=${mode === 'async-fs' ? `file://${join(dir, 'fs-bucket', prefix)}` : s3.bucketUrl('bench', prefix)}`,
+      DOMICILE_BUCKETS: `bench-region=${mode === 'async-fs' ? `file://${join(dir, 'fs-bucket', prefix)}` : s3.bucketUrl('bench', prefix)}${mode === 'async-b' && Object.keys(BUCKET_PARAMS_B).length > 0 ? `&${new URLSearchParams(BUCKET_PARAMS_B).toString()}` : ''}`,
       DOMICILE_REPLICATION: replicates(mode) ? 'on' : 'off',
       DOMICILE_DURABILITY: mode === 'sync' ? 'sync' : 'async',
       ...NODE_ENV,
@@ -564,7 +578,7 @@ function loadReport(slices: Slice[], lags: Map<Mode, LagWindow>): string[] {
     ...(a ? [`async ≥ 0.9× off: **${a.ratio >= 0.9 ? 'met' : 'not met'}** (${fmt(a.ratio, 3)}×; total ${fmt(a.totalRatio, 3)}×) · async lag p99 ≤ 1 s: **${aLag <= 1000 ? 'met' : 'not met'}** (${fmt(aLag)} ms, the larger of the two measures)`] : []),
     ...(sync ? [`sync: ${fmt(sync.ratio, 2)}× off (no goal)`] : []),
     ...(fs ? [`async to a file:// bucket instead of s3rver (diagnostic row): ${fmt(fs.ratio, 2)}× off`] : []),
-    ...(b && ab ? [`async-b (async with ${describeNodeEnv(NODE_ENV_B)}): ${fmt(b.ratio, 3)}× off (total ${fmt(b.totalRatio, 3)}×); async against async-b: ${fmt(ab.ratio, 3)}× (median of the cycles; total ${fmt(ab.total, 3)}×)`] : []),
+    ...(b && ab ? [`async-b (async with ${B_SETTINGS}): ${fmt(b.ratio, 3)}× off (total ${fmt(b.totalRatio, 3)}×); async against async-b: ${fmt(ab.ratio, 3)}× (median of the cycles; total ${fmt(ab.total, 3)}×)`] : []),
     ...(bound ? [`bound (off, s3rver storing the async node's objects beside it): ${fmt(bound.ratio, 2)}× off — the most async can reach while s3rver shares these cores`] : []),
     ...(again ? [`off-again (a second node without replication: the method's noise): ${fmt(again.ratio, 3)}× off (total ${fmt(again.totalRatio, 3)}×)`] : []),
   ];
@@ -693,7 +707,7 @@ async function main(): Promise<void> {
   console.log(`machine: ${machine}`);
   const s3 = await startS3Server({ buckets: ['bench'] });
   const envNote = (Object.keys(NODE_ENV).length > 0 ? ` Node environment: ${describeNodeEnv(NODE_ENV)}.` : '')
-    + (Object.keys(NODE_ENV_B).length > 0 ? ` The async-b node also: ${describeNodeEnv(NODE_ENV_B)}.` : '');
+    + (B_SETTINGS !== '' ? ` The async-b node also: ${B_SETTINGS}.` : '');
   const report: string[] = [`Machine: ${machine}. s3rver 3.7.1 child process on loopback (one bucket), \`domicile serve\` child process with 2 SQLite workers, log level warn.${envNote}`, ''];
   try {
     if (!ONLY || ONLY === 'load') report.push(...(await loadPhase(s3)));

@@ -14,8 +14,8 @@ describe('pnpm bench:replication --modes', () => {
 
   it('refuses an unknown mode, and async-b without its settings or the settings without it', () => {
     expect(() => selectModes('async,fast', false)).toThrow('unknown mode "fast" in --modes (known: off, async, async-fs, async-b, sync, off-again)');
-    expect(() => selectModes('async,async-b', false)).toThrow('async-b (in --modes) and --node-env-b go together');
-    expect(() => selectModes('async', true)).toThrow('async-b (in --modes) and --node-env-b go together');
-    expect(() => selectModes(undefined, true)).toThrow('async-b (in --modes) and --node-env-b go together');
+    expect(() => selectModes('async,async-b', false)).toThrow('async-b (in --modes) and --node-env-b or --bucket-params-b go together');
+    expect(() => selectModes('async', true)).toThrow('async-b (in --modes) and --node-env-b or --bucket-params-b go together');
+    expect(() => selectModes(undefined, true)).toThrow('async-b (in --modes) and --node-env-b or --bucket-params-b go together');
   });
 });
