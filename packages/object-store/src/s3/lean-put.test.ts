@@ -186,4 +186,20 @@ describe('LeanPuts', () => {
     expect(lean.keys).not.toContain('after');
     expect(puts.stats).toMatchObject({ lean: 1, leanFailures: 1 + LEAN_FAILURES_BEFORE_OFF });
   });
+
+  it('counts the lean attempts in flight when a store goes down as one failure, not one each', async () => {
+    // Eight tenants' uploads in flight on one store when its server dies: all eight lean attempts fail together.
+    let fail!: () => void;
+    const down = new Promise<void>((r) => { fail = r; });
+    const lean: LeanAttempt = { async put() { await down; return { retry: 'ECONNRESET' }; } };
+    const puts = new LeanPuts(async () => lean);
+    const inFlight = Array.from({ length: 8 }, (_, i) => puts.attempt(`k${i}`, Buffer.from('x'), false));
+    fail();
+    expect(await Promise.all(inFlight)).toEqual(Array.from({ length: 8 }, () => null));
+    expect(puts.stats).toEqual({ lean: 0, sdk: 0, leanFailures: 8, leanOff: undefined });
+    // Back: the command stores a put, and the lean path is tried again.
+    puts.commandStored();
+    lean.put = async () => 'stored';
+    expect(await puts.attempt('again', Buffer.from('x'), false)).toBe('stored');
+  });
 });

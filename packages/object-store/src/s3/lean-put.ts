@@ -167,7 +167,11 @@ export interface S3PutStats {
   leanOff: string | undefined;
 }
 
-/** Lean attempts failing in a row, each followed by a put the SDK command stored, before a store stops making them. */
+/**
+ * Lean failures in a row, each followed by a put the SDK command stored,
+ * before a store stops making lean attempts (attempts in flight together
+ * count once).
+ */
 export const LEAN_FAILURES_BEFORE_OFF = 3;
 
 /** The part of {@link LeanPut} that {@link LeanPuts} uses (tests pass their own). */
@@ -181,7 +185,8 @@ export interface LeanAttempt {
  * through the command succeeds, so a store that is down costs no extra
  * request per put; after {@link LEAN_FAILURES_BEFORE_OFF} failures in a row
  * (a store that takes the command's puts but not the lean ones) it stays off
- * for the store's life.
+ * for the store's life. Attempts that were in flight when one failed count
+ * with it, once: one outage is one failure, however many tenants uploaded.
  */
 export class LeanPuts {
   readonly #resolve: () => Promise<LeanAttempt | { unsupported: string }>;
@@ -226,6 +231,9 @@ export class LeanPuts {
       return r;
     }
     this.#stats.leanFailures++;
+    // Attempts already in flight when the first of them failed (several tenants' uploads when the server
+    // went away) are one failure, not one each: only the failure that suspends the path counts.
+    if (this.#suspended) return null;
     this.#suspended = true;
     if (++this.#failuresInRow >= LEAN_FAILURES_BEFORE_OFF) {
       this.#stats.leanOff = `${LEAN_FAILURES_BEFORE_OFF} lean puts failed in a row (last: ${r.retry})`;

@@ -10,7 +10,6 @@ import {
   type _Object,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import { LeanPut, LeanPuts, type S3PutStats } from './lean-put.ts';
 import { DomicileError, isDomicileError } from '@domicile/errors';
 import {
   objectAlreadyExists,
@@ -25,6 +24,7 @@ import {
   type ObjectStore,
   type PutOptions,
 } from '../object-store.ts';
+import { LeanPut, LeanPuts, type S3PutStats } from './lean-put.ts';
 
 /** Static credentials; without them the standard AWS chain applies (env `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`, profile, IMDS, ...). */
 export interface S3Credentials {
