@@ -5,7 +5,7 @@
  * a baseline measured in the same run: one durable file write
  * (`writeFile` with `flush`) of the same bytes.
  *
- *   pnpm bench:object-store [--puts N] [--no-append]
+ *   pnpm bench:object-store [--puts N] [--rounds N] [--no-append]
  *
  * S3 is a local s3rver child process: its own CPU is not counted (a real
  * bucket runs elsewhere); the client's is, which is what a node pays. The
