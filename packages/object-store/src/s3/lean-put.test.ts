@@ -170,7 +170,8 @@ describe('LeanPuts', () => {
 
   it('after a failure makes no attempt until the command stores a put; stops after failures in a row', async () => {
     const lean = scripted([{ retry: 'HTTP 503' }, 'stored', ...Array.from({ length: LEAN_FAILURES_BEFORE_OFF }, () => ({ retry: 'HTTP 400' }))]);
-    const puts = new LeanPuts(async () => lean);
+    const turnedOff: string[] = [];
+    const puts = new LeanPuts(async () => lean, undefined, (reason) => turnedOff.push(reason));
     expect(await puts.attempt('1', Buffer.from('x'), false)).toBeNull();
     // Suspended: the store may be down; the command's own attempts (and their failures) decide.
     expect(await puts.attempt('2', Buffer.from('x'), false)).toBeNull();
@@ -182,6 +183,7 @@ describe('LeanPuts', () => {
       puts.commandStored();
     }
     expect(puts.stats.leanOff).toBe(`${LEAN_FAILURES_BEFORE_OFF} lean puts failed in a row (last: HTTP 400)`);
+    expect(turnedOff).toEqual([puts.stats.leanOff]);
     expect(await puts.attempt('after', Buffer.from('x'), false)).toBeNull();
     expect(lean.keys).not.toContain('after');
     expect(puts.stats).toMatchObject({ lean: 1, leanFailures: 1 + LEAN_FAILURES_BEFORE_OFF });

@@ -190,15 +190,21 @@ export interface LeanAttempt {
  */
 export class LeanPuts {
   readonly #resolve: () => Promise<LeanAttempt | { unsupported: string }>;
+  readonly #onFailedOff: ((reason: string) => void) | undefined;
   #lean: Promise<LeanAttempt | null> | undefined;
   #suspended = false;
   #failuresInRow = 0;
   readonly #stats: S3PutStats = { lean: 0, sdk: 0, leanFailures: 0, leanOff: undefined };
 
-  /** `off`: the reason to make no lean attempts at all (`leanPut=false`). */
-  constructor(resolve: () => Promise<LeanAttempt | { unsupported: string }>, off?: string) {
+  /**
+   * `off`: the reason to make no lean attempts at all (`leanPut=false`).
+   * `onFailedOff` hears when failures turn the lean path off (not when it
+   * was never on).
+   */
+  constructor(resolve: () => Promise<LeanAttempt | { unsupported: string }>, off?: string, onFailedOff?: (reason: string) => void) {
     this.#resolve = resolve;
     this.#stats.leanOff = off;
+    this.#onFailedOff = onFailedOff;
   }
 
   get stats(): Readonly<S3PutStats> {
@@ -237,6 +243,7 @@ export class LeanPuts {
     this.#suspended = true;
     if (++this.#failuresInRow >= LEAN_FAILURES_BEFORE_OFF) {
       this.#stats.leanOff = `${LEAN_FAILURES_BEFORE_OFF} lean puts failed in a row (last: ${r.retry})`;
+      this.#onFailedOff?.(this.#stats.leanOff);
     }
     return null;
   }

@@ -139,9 +139,12 @@ export class S3ObjectStore implements ObjectStore {
       cacheMiddleware: true,
     });
     const client = this.#client;
+    const url = this.#url;
     this.#lean = new LeanPuts(
       () => LeanPut.forClient(client, { bucket: opts.bucket, endpoint: opts.endpoint, forcePathStyle }),
       opts.leanPut === false ? 'leanPut=false' : undefined,
+      // A library has no logger: Node prints a process warning on stderr (once per store).
+      (reason) => process.emitWarning(`${url}: puts go through the AWS SDK's command from now on: ${reason}`, { code: 'DOMICILE_LEAN_PUT_OFF' }),
     );
   }
 
