@@ -20,7 +20,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { FsObjectStore, openObjectStore, type ObjectStore, type S3ObjectStore } from '../packages/object-store/src/index.ts';
 import { S3RVER_CREDENTIALS, startS3Server } from '@domicile/testkit';
-import { machineLine, publishResults } from './bench/report.ts';
+import { machineLine, median, publishResults } from './bench/report.ts';
 import { parseCommandLine, wholeNumber } from './bench/command-line.ts';
 
 const values = parseCommandLine('pnpm bench:object-store', { puts: { type: 'string' }, rounds: { type: 'string' }, 'no-append': { type: 'boolean', default: false } });
@@ -65,7 +65,6 @@ try {
       console.error(`round ${round + 1}: ${row.name.slice(0, 60)}… ${Math.round(row.runs.at(-1)!.cpuUs)} µs`);
     }
   }
-  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]!;
   for (const row of s3rows) rows.push([`${row.name} (runs: ${row.runs.map((r) => Math.round(r.cpuUs)).join(', ')} µs)`, { cpuUs: median(row.runs.map((r) => r.cpuUs)), wallMs: median(row.runs.map((r) => r.wallMs)) }]);
   const perRound = s3rows[0]!.runs.map((r, i) => r.cpuUs / s3rows[1]!.runs[i]!.cpuUs);
   const base = rows[0]![1].cpuUs;

@@ -2,8 +2,8 @@
  * The replication bench's modes (`pnpm bench:replication --modes …`): one
  * node per mode. `off-again` is a second node without replication (the
  * method's own noise); `async-b` is a second async node with the
- * `--node-env-b` or `--bucket-params-b` settings (an A/B test within one run), so it exists only
- * with them and is never part of the default set.
+ * `--node-env-b` or `--bucket-params-b` settings (an A/B test within one
+ * run), so it exists only with them and is never part of the default set.
  */
 export const REPLICATION_MODES = ['off', 'async', 'async-fs', 'async-b', 'sync', 'off-again'] as const;
 export type ReplicationMode = (typeof REPLICATION_MODES)[number];
