@@ -37,6 +37,16 @@ export interface ShipperOptions extends ObjectIdentity {
   now?: () => number;
   /** Page hash of a generation this shipper begins (default {@link DEFAULT_PAGE_HASH}); a resumed one keeps its own. */
   pageHash?: PageHashId;
+  /**
+   * An open descriptor of `dbPath` for the constructor (`beginGeneration*`, `resume`) to read the
+   * live file through, at explicit positions; the caller keeps it open until the constructor returns
+   * and the shipper never closes it. For later captures see {@link WalShipper.lendLiveFile}. Needed in
+   * a process whose SQLite connections may have the file open: closing any descriptor of it drops
+   * their locks (POSIX locks belong to the process; @domicile/shard live-file.ts,
+   * `ShardPool.borrowLiveFile`). Without one the shipper opens the file when it reads and closes it
+   * when it is done (a process with no SQLite connection to it: tests, tools).
+   */
+  liveFd?: number;
 }
 
 /** Where a generation's replicated history ends (the newest object's txid and checksum). */
@@ -94,6 +104,8 @@ interface Unit {
  */
 export class WalShipper {
   readonly #opts: ShipperOptions;
+  /** The caller's descriptor of the live file, while lent ({@link lendLiveFile}; `opts.liveFd` during construction). */
+  #lent: number | undefined;
   readonly #walPath: string;
   /** The live database file: opened by a capture when it needs a page, closed when the capture ends (and by {@link releaseFile}). */
   #db: DbFile | null;
@@ -117,7 +129,9 @@ export class WalShipper {
   readonly #meta = new DomicileMetaReader();
 
   private constructor(opts: ShipperOptions, db: DbFile, state: DbHashState, txid: number) {
-    this.#opts = Object.freeze({ ...opts });
+    const { liveFd, ...rest } = opts;
+    this.#opts = Object.freeze(rest);
+    this.#lent = liveFd;
     this.#walPath = `${opts.dbPath}-wal`;
     this.#db = db;
     this.#pageSize = db.pageSize;
@@ -217,14 +231,14 @@ export class WalShipper {
     } finally {
       closeSync(fd);
     }
-    const liveFd = openSync(opts.dbPath, 'r');
+    const liveFd = openLive(opts);
     let shipper: WalShipper;
     try {
       const live = new DbFile(liveFd);
       if (live.pageSize !== pageSize) throw new DomicileError('INTERNAL', 'the copy and the live database differ in page size');
       shipper = new WalShipper(opts, live, state, meta?.txid ?? 0);
     } catch (err) {
-      closeSync(liveFd);
+      closeLive(opts, liveFd);
       throw err;
     }
     return WalShipper.#checked(shipper, meta);
@@ -307,7 +321,8 @@ export class WalShipper {
   }
 
   static #fromDbFile(opts: ShipperOptions, hashPath = opts.dbPath, pageHash: PageHashId = opts.pageHash ?? DEFAULT_PAGE_HASH): { shipper: WalShipper; meta: DomicileMeta | null } {
-    const fd = openSync(hashPath, 'r');
+    const fd = hashPath === opts.dbPath ? openLive(opts) : openSync(hashPath, 'r');
+    let fdOpen = true;
     let liveFd: number | undefined;
     try {
       const db = new DbFile(fd);
@@ -317,15 +332,17 @@ export class WalShipper {
       const meta = readDomicileMeta((p) => (p <= pages ? db.page(p) : undefined));
       let live = db;
       if (hashPath !== opts.dbPath) {
-        liveFd = openSync(opts.dbPath, 'r');
+        liveFd = openLive(opts);
         live = new DbFile(liveFd);
         if (live.pageSize !== db.pageSize) throw new DomicileError('INTERNAL', 'the copy and the live database differ in page size');
+        fdOpen = false;
         closeSync(fd);
       }
       return { shipper: new WalShipper(opts, live, state, meta?.txid ?? 0), meta };
     } catch (err) {
-      if (liveFd !== undefined) closeSync(liveFd);
-      try { closeSync(fd); } catch { /* closed already */ }
+      if (liveFd !== undefined) closeLive(opts, liveFd);
+      // Not twice: the number may already belong to another file.
+      if (fdOpen) (hashPath === opts.dbPath ? closeLive(opts, fd) : closeSync(fd));
       throw err;
     }
   }
@@ -635,14 +652,14 @@ export class WalShipper {
   /** The live database file, reopened after {@link releaseFile}. */
   #file(): DbFile {
     if (this.#db) return this.#db;
-    const fd = openSync(this.#opts.dbPath, 'r');
+    const fd = this.#lent ?? openSync(this.#opts.dbPath, 'r');
     try {
       if (fileIdentity(fstatSync(fd)) !== this.#fileId) throw new DomicileError('INTERNAL', 'the database file was replaced under the shipper');
       const db = new DbFile(fd, this.#pageSize);
       this.#db = db;
       return db;
     } catch (err) {
-      closeSync(fd);
+      if (fd !== this.#lent) closeSync(fd);
       throw err;
     }
   }
@@ -658,7 +675,18 @@ export class WalShipper {
     if (!this.#db) return;
     const fd = this.#db.fd;
     this.#db = null;
-    closeSync(fd);
+    if (fd !== this.#lent) closeSync(fd);
+  }
+
+  /**
+   * Read the live database file through `fd` (the caller's, open until it lends another or
+   * `undefined`) instead of opening it: call around each capture in a process whose SQLite
+   * connections may have the file open (see {@link ShipperOptions.liveFd}). A capture lets go of the
+   * file when it ends, so the descriptor may be taken back right after it.
+   */
+  lendLiveFile(fd: number | undefined): void {
+    if (this.#db && this.#db.fd !== fd) this.releaseFile();
+    this.#lent = fd;
   }
 
   /** Release the file descriptors. Idempotent. */
@@ -674,9 +702,20 @@ export class WalShipper {
   }
 }
 
+/** A descriptor of the live database file: the caller's (see {@link ShipperOptions.liveFd}), else a new one. */
+function openLive(opts: ShipperOptions): number {
+  return opts.liveFd ?? openSync(opts.dbPath, 'r');
+}
+
+/** Close a descriptor from {@link openLive}: never the caller's. */
+function closeLive(opts: ShipperOptions, fd: number): void {
+  if (fd !== opts.liveFd) closeSync(fd);
+}
+
 /** A new shipper without its database file open: it holds it only while it captures. */
 function idle<T extends WalShipper | null>(shipper: T): T {
   shipper?.releaseFile();
+  shipper?.lendLiveFile(undefined); // the constructor's descriptor goes back to the caller
   return shipper;
 }
 

@@ -11,3 +11,4 @@ export { DEFAULT_SESSION_IDLE_TIMEOUT_MS, type SessionInfo } from './session-man
 export { assertIdempotencyKey, IDEMPOTENCY_KEY_HEADER, IDEMPOTENT_REPLAYED_HEADER, IDEMPOTENCY_KEY_PATTERN, DEFAULT_IDEMPOTENCY_TTL_MS } from './idempotency-key.ts';
 export { resolveTsxEsmApi } from './spawn-worker.ts';
 export { cpuSeconds, osThreadId, threadCpuSeconds } from './thread-cpu.ts';
+export type { LiveFileLender } from './live-file.ts';

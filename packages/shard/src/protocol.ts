@@ -45,7 +45,11 @@ export interface WorkerInit {
 export type MaintenanceOp =
   | { op: 'checkpoint'; mode?: 'TRUNCATE' | 'RESTART'; expectWal?: WalMark }
   | { op: 'hold' }
-  | { op: 'snapshot-copy'; dest: string };
+  /**
+   * `fd`: an open descriptor of the live database file to copy from (the pool lends its own: closing a
+   * descriptor of the file would drop this process's SQLite locks on it, live-file.ts). Set by the pool.
+   */
+  | { op: 'snapshot-copy'; dest: string; fd?: number };
 
 /** Result of a maintenance job: the checkpoint's row, or why it was skipped. */
 export interface MaintenanceResult {

@@ -37,6 +37,7 @@ import type { GroupReplyItem, MaintenanceOp, MaintenanceResult, RequestReply, Se
 import type { GroupMember } from './group-commit.ts';
 import { SHARD_FILE_SUFFIXES, assertTenantId } from './shard-path.ts';
 import { spawnShardWorker } from './spawn-worker.ts';
+import { LiveFileDescriptors } from './live-file.ts';
 import type { ExecOptions, ExecOutcome, ShardPoolStats, ShardRef, Statement, StatementResult } from './types.ts';
 import { DEFAULT_IDEMPOTENCY_TTL_MS, assertIdempotencyKey } from './idempotency-key.ts';
 import type { MigrateResult, ShardMigration } from './migrate.ts';
@@ -231,6 +232,8 @@ export class ShardPool {
   readonly #outbox = new Map<WorkerSlot, WorkerRequest[]>();
   #started = false;
   #closing: Promise<void> | undefined;
+  /** The pool's descriptors of live database files (live-file.ts); one may close when its tenant has no state here. */
+  readonly #liveFiles = new LiveFileDescriptors((tenant) => this.#tenants.has(tenant));
   readonly #drainWaiters: (() => void)[] = [];
   /** Counters of replaced workers, so stats never go backwards. */
   readonly #retired = { opens: 0, evictions: 0, interrupts: 0, groups: 0, replayed: 0 };
@@ -365,8 +368,32 @@ export class ShardPool {
    */
   async maintenance(ref: ShardRef, job: MaintenanceOp): Promise<MaintenanceResult> {
     assertTenantId(ref.tenant);
-    const j = plainJob(job);
-    return (await this.#enqueue(ref, (id) => ({ id, type: 'maintenance', ref, job: j }), undefined, false)) as MaintenanceResult;
+    // A snapshot copy reads the live file through the pool's descriptor (live-file.ts), lent for the job.
+    const fd = job.op === 'snapshot-copy' ? this.#liveFiles.borrow(ref) : undefined;
+    try {
+      const j = plainJob(job.op === 'snapshot-copy' ? { op: 'snapshot-copy', dest: job.dest, fd } : job);
+      return (await this.#enqueue(ref, (id) => ({ id, type: 'maintenance', ref, job: j }), undefined, false)) as MaintenanceResult;
+    } finally {
+      if (fd !== undefined) this.#liveFiles.giveBack(fd);
+    }
+  }
+
+  /**
+   * Lend an open descriptor of the tenant's live database file, for reads at
+   * explicit positions only (never close it: {@link returnLiveFile}). Every
+   * reader of the live file outside SQLite (the replication shippers, a
+   * move's follower) goes through here, because closing any descriptor of the
+   * file drops the SQLite locks this process holds on it (live-file.ts): the
+   * pool keeps one per file and closes it only once it is given back and no
+   * worker has the tenant open. Throws as `openSync` does (ENOENT: no file).
+   */
+  borrowLiveFile(ref: { tenant: string; path: string }): number {
+    return this.#liveFiles.borrow(ref);
+  }
+
+  /** Give back a descriptor from {@link borrowLiveFile}; do not use it afterwards. */
+  returnLiveFile(fd: number): void {
+    this.#liveFiles.giveBack(fd);
   }
 
   /**
@@ -537,7 +564,7 @@ export class ShardPool {
     state.held = false;
     if (state.lastRef && !state.erasing) this.#notify(state.lastRef);
     if (state.queue.length > 0 && !state.erasing) this.#markReady(state);
-    else if (!state.running && !state.erasing && state.openOn.size === 0) this.#tenants.delete(tenant);
+    else if (!state.running && !state.erasing && state.openOn.size === 0) this.#drop(state);
     this.#pump();
   }
 
@@ -773,7 +800,13 @@ export class ShardPool {
    */
   #forgetIfIdle(state: TenantState): void {
     if (state.running || state.inReady || state.erasing || state.held || state.queue.length > 0 || state.openOn.size > 0) return;
+    this.#drop(state);
+  }
+
+  /** Forget a tenant's state; no worker has its files open, so the pool's descriptors of them may close. */
+  #drop(state: TenantState): void {
     if (this.#tenants.get(state.tenant) === state) this.#tenants.delete(state.tenant);
+    this.#liveFiles.tenantClosed(state.tenant);
   }
 
   #finish(state: TenantState, slot: WorkerSlot): void {
@@ -829,7 +862,7 @@ export class ShardPool {
       }
       return { files };
     } finally {
-      if (this.#tenants.get(ref.tenant) === state) this.#tenants.delete(ref.tenant);
+      this.#drop(state);
       this.#pump();
     }
   }
@@ -844,6 +877,8 @@ export class ShardPool {
         this.#log.error({ worker: slot.index, err }, 'closing shard handles failed');
       }
     }
+    // Every handle is closed: no SQLite lock of this process is left to lose.
+    this.#liveFiles.allClosed();
     for (const slot of this.#slots) slot.stopping = true;
     clearInterval(this.#stuckTimer);
     await Promise.all(this.#slots.map((s) => s.worker.terminate()));
@@ -995,6 +1030,6 @@ function plainJob(job: MaintenanceOp): MaintenanceOp {
       };
     }
     case 'hold': return { op: 'hold' };
-    case 'snapshot-copy': return { op: 'snapshot-copy', dest: job.dest };
+    case 'snapshot-copy': return { op: 'snapshot-copy', dest: job.dest, ...(job.fd === undefined ? {} : { fd: job.fd }) };
   }
 }

@@ -3,7 +3,7 @@
  * Messages are handled one at a time, synchronously, in arrival order; the
  * pool decides which tenant runs where.
  */
-import { copyFileSync, statSync } from 'node:fs';
+import { fstatSync, statSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { DomicileError, isDomicileError } from '@domicile/errors';
 import { executeBatch, executeOne } from './execute.ts';
@@ -17,6 +17,7 @@ import { osThreadId } from './thread-cpu.ts';
 import { createShard, openShard, type ShardHandle, type ShardLimits } from './open-shard.ts';
 import type { MaintenanceOp, MaintenanceResult, RequestReply, WorkerCounters, WorkerInit, WorkerReply, WorkerRequest } from './protocol.ts';
 import { walChangedSince } from './wal-mark.ts';
+import { copyFromDescriptor } from './live-file.ts';
 
 const init = workerData as WorkerInit;
 const port = parentPort;
@@ -77,7 +78,13 @@ function maintenance(h: ShardHandle, job: MaintenanceOp): MaintenanceResult {
     const out: MaintenanceResult = { busy: row.busy, log: row.log, checkpointed: row.checkpointed };
     if (job.op === 'snapshot-copy') {
       if (row.busy !== 0 || walBytes(h.path) !== 0) return { ...out, skipped: 'busy' };
-      copyFileSync(h.path, job.dest);
+      // Not copyFileSync: it closes a descriptor of the live file, which drops this process's SQLite locks on
+      // it (live-file.ts). The pool lends one of its own that stays open.
+      if (job.fd === undefined) throw new DomicileError('INTERNAL', 'snapshot-copy without a descriptor of the live file');
+      // Lent when the job was queued: a restore in place queued before it may have swapped the file since.
+      const [lent, now] = [fstatSync(job.fd), statSync(h.path)];
+      if (lent.ino !== now.ino || lent.dev !== now.dev) throw new DomicileError('INTERNAL', 'the database file was replaced before its snapshot copy');
+      copyFromDescriptor(job.fd, job.dest);
       out.copied = true;
     }
     return out;

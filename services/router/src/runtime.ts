@@ -193,7 +193,8 @@ export class Runtime {
       let onUpload: ReplicatorOptions['onUpload'];
       // The shipper thread uploads too: it opens each region's bucket from its configured URL.
       const bucketSources = new Map(regionBuckets.all().map((b) => [b.store, b.source] as const));
-      shippers = new ThreadShippers({ sourceOf: (store) => bucketSources.get(store) });
+      // Shippers read the live database files through the pool's descriptors (@domicile/shard live-file.ts).
+      shippers = new ThreadShippers({ sourceOf: (store) => bucketSources.get(store), liveFiles: pool });
       replicator = new Replicator({
         // A move's checkpoint holds apply to the replicator's checkpoints (moves/checkpoint-holds.ts).
         pool: checkpointHolds.wrap(pool),

@@ -4,11 +4,11 @@
  * a Domicile-shaped file into a filesystem bucket and restores them; the
  * thread additionally survives its own crash (SHIPPER_LOST, then a new thread).
  */
-import { copyFileSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, copyFileSync, fstatSync, openSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FsObjectStore } from '@domicile/object-store';
-import { walChangedSince } from '@domicile/shard';
+import { walChangedSince, type LiveFileLender } from '@domicile/shard';
 import {
   createSnapshot, newGenerationId, PageHash, readGenerationTip, restore, snapshotKey, type GenerationRef, type PageHashId,
 } from '@domicile/replication';
@@ -62,10 +62,39 @@ async function ship(h: ShipperHandle, store: FsObjectStore): Promise<number> {
   }
 }
 
-const implementations: Array<[string, () => Shippers]> = [
-  ['in process', () => new InProcessShippers()],
-  ['shipper thread', () => new ThreadShippers()],
+const implementations: Array<[string, (liveFiles?: LiveFileLender) => Shippers]> = [
+  ['in process', (liveFiles) => new InProcessShippers(liveFiles ? { liveFiles } : {})],
+  ['shipper thread', (liveFiles) => new ThreadShippers(liveFiles ? { liveFiles } : {})],
 ];
+
+/**
+ * A lender that opens a fresh descriptor per borrow and checks, when it comes back, that the shipper
+ * did not close it (closing a live file's descriptor drops the process's SQLite locks on it).
+ */
+function countingLender() {
+  const out = new Set<number>();
+  const closedByBorrower: number[] = [];
+  let borrowed = 0;
+  const lender: LiveFileLender = {
+    borrowLiveFile: (file) => {
+      const fd = openSync(file.path, 'r');
+      out.add(fd);
+      borrowed++;
+      return fd;
+    },
+    returnLiveFile: (fd) => {
+      expect(out.delete(fd)).toBe(true);
+      try {
+        fstatSync(fd);
+      } catch {
+        closedByBorrower.push(fd);
+        return;
+      }
+      closeSync(fd);
+    },
+  };
+  return { lender, out, closedByBorrower, borrowed: () => borrowed };
+}
 
 describe.each(implementations)('Shippers contract: %s', (_name, make) => {
   it('new generations sum XXH64 page hashes; a generation of SHA-256 ones (an older build\'s) resumes with SHA-256', async () => {
@@ -158,6 +187,33 @@ describe.each(implementations)('Shippers contract: %s', (_name, make) => {
     expect(await ship(resumed!, s.store)).toBe(1);
     await expectRestoresLive(s);
     expect(await s.shippers.resume({ dbPath: s.path, ...s.ref }, { ...tip, checksum: tip.checksum ^ 1n })).toBeNull();
+  });
+});
+
+describe.each(implementations)('Shippers contract with a lender of live-file descriptors: %s', (_name, make) => {
+  it('reads the live file only through lent descriptors, for each construction and each pass, and never closes one', async () => {
+    const l = countingLender();
+    const s = await setup(() => make(l.lender));
+    const h = await begin(s);
+    expect(l.borrowed()).toBe(1);
+    expect(l.out.size).toBe(0); // given back once the shipper exists: an idle shipper holds none
+    s.shard.write((db) => db.prepare('INSERT INTO items (name) VALUES (?)').run('shipped'));
+    await ship(h, s.store);
+    // A checkpoint, then commits: the capture reads pages of the database file itself (through the lent one).
+    expect(s.shard.checkpoint().busy).toBe(0);
+    s.shard.write((db) => db.prepare('INSERT INTO items (name) VALUES (?)').run('after a checkpoint'));
+    h.noteCheckpoint({ busy: 0 });
+    await ship(h, s.store);
+    h.close();
+    s.shard.write((db) => db.prepare('INSERT INTO items (name) VALUES (?)').run('not yet shipped'));
+    const resumed = await s.shippers.resume({ dbPath: s.path, ...s.ref }, (await readGenerationTip(s.store, s.ref))!);
+    expect(resumed).not.toBeNull();
+    expect(await ship(resumed!, s.store)).toBe(1);
+    resumed!.close();
+    await expectRestoresLive(s);
+    expect(l.borrowed()).toBeGreaterThanOrEqual(6); // begin, four passes at least, resume
+    expect(l.out.size).toBe(0);
+    expect(l.closedByBorrower).toEqual([]);
   });
 });
 

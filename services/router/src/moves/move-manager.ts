@@ -116,6 +116,7 @@ export class MoveManager {
       holdCheckpoints: (tenant) => this.#holds.hold(tenant),
       stopReplication: async (tenant) => { await rt.replicator?.stop(tenant); },
       notifyTarget: (ref) => rt.replicator?.notify(ref),
+      liveFiles: rt.pool,
     };
     this.#transport = new LocalMoveTransport(this.#deps);
   }

@@ -7,7 +7,7 @@
  */
 import { renameSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
-import type { ShardRef } from '@domicile/shard';
+import type { LiveFileLender, ShardRef } from '@domicile/shard';
 import { DomicileError } from '@domicile/errors';
 import type { ShardChanges, SnapshotInfo } from './wal-follower.ts';
 import { WalFollower } from './wal-follower.ts';
@@ -105,6 +105,8 @@ export interface LocalSourceDeps {
   stopReplication(tenant: string): Promise<void>;
   /** After a switch to a target in this process: start its replication (`replicator.notify`). */
   notifyTarget?(ref: ShardRef): void;
+  /** The pool: lends the follower its descriptor of the source's database file (@domicile/shard live-file.ts). */
+  liveFiles?: LiveFileLender;
 }
 
 /** The source end in this process. */
@@ -121,7 +123,9 @@ export class LocalMoveSource implements MoveSource {
   constructor(ref: ShardRef, deps: LocalSourceDeps) {
     this.#ref = ref;
     this.#deps = deps;
-    this.#follower = new WalFollower(ref.path);
+    const lender = deps.liveFiles;
+    const file = { tenant: ref.tenant, path: ref.path };
+    this.#follower = new WalFollower(ref.path, lender ? { liveFile: { borrow: () => lender.borrowLiveFile(file), giveBack: (fd) => lender.returnLiveFile(fd) } } : {});
   }
 
   async open(): Promise<SnapshotInfo> {

@@ -16,8 +16,8 @@
  * the file only), nothing after the last read was lost and the new log is read
  * from its start. See docs/moves.md.
  */
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { closeSync, fstatSync, openSync, read, readSync } from 'node:fs';
+import { promisify } from 'node:util';
 import Database from 'better-sqlite3';
 import { DomicileError } from '@domicile/errors';
 import {
@@ -29,6 +29,13 @@ interface PinConnection {
   exec(sql: string): unknown;
   prepare(sql: string): { get(...args: unknown[]): unknown };
   close(): unknown;
+}
+
+const readAsync = promisify(read);
+
+/** `fs.read` at `position`, off the event loop; the bytes read. */
+async function readAt(fd: number, buf: Buffer, offset: number, length: number, position: number): Promise<number> {
+  return (await readAsync(fd, buf, offset, length, position)).bytesRead;
 }
 
 /** What a warm copy will hold. */
@@ -76,26 +83,34 @@ export class WalFollower {
   #position: WalPosition | null = null;
   #info: SnapshotInfo | undefined;
   #closed = false;
+  /** The follower's descriptor of the live database file, from {@link open} to {@link close}. */
+  #fd: number | undefined;
+  readonly #liveFile: { borrow(): number; giveBack(fd: number): void };
+  /** {@link snapshot} reads in progress. */
+  #reading = 0;
 
-  constructor(dbPath: string) {
+  /**
+   * `liveFile` lends the follower its descriptor of the live database file (in a node, the pool's:
+   * `ShardPool.borrowLiveFile`); closing one of its own while the tenant's handles are open would drop
+   * the process's SQLite locks on the file (@domicile/shard live-file.ts). Default: opened and closed here.
+   */
+  constructor(dbPath: string, opts: { liveFile?: { borrow(): number; giveBack(fd: number): void } } = {}) {
     this.#path = dbPath;
+    this.#liveFile = opts.liveFile ?? { borrow: () => openSync(dbPath, 'r'), giveBack: (fd) => closeSync(fd) };
   }
 
   /** Pins the shard's current state and describes the copy {@link snapshot} will stream. */
   open(): SnapshotInfo {
     this.#pin();
-    const fd = openSync(this.#path, 'r');
-    try {
-      const hdr = new Uint8Array(100);
-      if (readSync(fd, hdr, 0, 100, 0) < 100) throw new DomicileError('INTERNAL', 'the source shard file is too short to be a database');
-      const pageSize = headerPageSize(hdr);
-      const pageCount = Math.floor(fstatSync(fd).size / pageSize);
-      this.#info = { pageSize, pageCount, bytes: pageSize * pageCount };
-      this.#state = new DbHashState(Math.max(1, pageCount));
-      return this.#info;
-    } finally {
-      closeSync(fd);
-    }
+    // Held until close(): see the constructor.
+    const fd = this.#fd ??= this.#liveFile.borrow();
+    const hdr = new Uint8Array(100);
+    if (readSync(fd, hdr, 0, 100, 0) < 100) throw new DomicileError('INTERNAL', 'the source shard file is too short to be a database');
+    const pageSize = headerPageSize(hdr);
+    const pageCount = Math.floor(fstatSync(fd).size / pageSize);
+    this.#info = { pageSize, pageCount, bytes: pageSize * pageCount };
+    this.#state = new DbHashState(Math.max(1, pageCount));
+    return this.#info;
   }
 
   /**
@@ -106,15 +121,18 @@ export class WalFollower {
    */
   async *snapshot(chunkPages = 256): AsyncGenerator<Uint8Array> {
     const info = this.#info;
-    if (!info) throw new DomicileError('INTERNAL', 'snapshot() before open()');
-    const fh = await open(this.#path, 'r');
+    const fd = this.#fd;
+    if (!info || fd === undefined || this.#closed) throw new DomicileError('INTERNAL', 'snapshot() on a follower that is not open');
+    // close() meanwhile leaves the descriptor to this read's end (its number must not be reused under a read).
+    this.#reading++;
     try {
       for (let first = 1; first <= info.pageCount; first += chunkPages) {
+        if (this.#closed) throw new DomicileError('INTERNAL', 'the follower was closed during the copy');
         const n = Math.min(chunkPages, info.pageCount - first + 1);
         const buf = Buffer.alloc(n * info.pageSize);
         let done = 0;
         while (done < buf.byteLength) {
-          const { bytesRead } = await fh.read(buf, done, buf.byteLength - done, (first - 1) * info.pageSize + done);
+          const bytesRead = await readAt(fd, buf, done, buf.byteLength - done, (first - 1) * info.pageSize + done);
           if (bytesRead === 0) break;
           done += bytesRead;
         }
@@ -122,7 +140,8 @@ export class WalFollower {
         yield buf;
       }
     } finally {
-      await fh.close();
+      this.#reading--;
+      if (this.#closed) this.#releaseFile();
     }
   }
 
@@ -163,6 +182,14 @@ export class WalFollower {
     for (const p of this.#pins.splice(0)) {
       try { p.close(); } catch { /* closing */ }
     }
+    this.#releaseFile();
+  }
+
+  #releaseFile(): void {
+    if (this.#fd === undefined || this.#reading > 0) return;
+    const fd = this.#fd;
+    this.#fd = undefined;
+    this.#liveFile.giveBack(fd);
   }
 
   #pin(): void {

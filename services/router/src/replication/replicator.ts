@@ -49,6 +49,12 @@ export interface ReplicatorPool {
    * runs before the hold, and not at all when the hold is refused (a move's, moves/checkpoint-holds.ts).
    */
   heldMaintenance?(ref: ShardRef, prepare: () => Promise<MaintenanceOp | null>, before?: () => Promise<void>): Promise<MaintenanceResult | null>;
+  /**
+   * `ShardPool.borrowLiveFile` / `returnLiveFile`: descriptors of live database files for the default,
+   * in-process shippers, when present (shippers.ts `LiveFileLender`).
+   */
+  borrowLiveFile?(file: { tenant: string; path: string }): number;
+  returnLiveFile?(fd: number): void;
 }
 
 /** The smallest logger shape (pino fits). */
@@ -264,7 +270,9 @@ export class Replicator {
     };
     this.#o.checkpointBytes = checkpointBytes;
     this.#o.checkpointForceBytes = Math.max(checkpointBytes, opts.checkpointForceBytes ?? 8 * checkpointBytes);
-    this.#shippers = opts.shippers ?? new InProcessShippers();
+    const { pool } = opts;
+    const lends = pool.borrowLiveFile && pool.returnLiveFile;
+    this.#shippers = opts.shippers ?? new InProcessShippers(lends ? { liveFiles: { borrowLiveFile: (f) => pool.borrowLiveFile!(f), returnLiveFile: (fd) => pool.returnLiveFile!(fd) } } : {});
     this.#sweeper = setInterval(() => this.#forgetIdle(), Math.max(50, Math.min(60_000, this.#o.idleForgetMs / 2)));
     this.#sweeper.unref?.();
   }

@@ -6,8 +6,11 @@ import type { DbChecksum, GenerationTip, PageHashId, ShipperOptions } from '@dom
 export type ToShipperWorker =
   | { id: number; op: 'resume'; sid: number; opts: ShipperOptions; tip: GenerationTip }
   | { id: number; op: 'begin'; sid: number; opts: ShipperOptions; copyPath: string }
-  /** A `SegmentPasses.pass` into the bucket at `bucket` (a URL the thread opens once: `openObjectStore`). */
-  | { id: number; op: 'pass'; sid: number; bucket: string }
+  /**
+   * A `SegmentPasses.pass` into the bucket at `bucket` (a URL the thread opens once: `openObjectStore`);
+   * `liveFd`: the main thread's descriptor of the live database file, lent for the pass (`WalShipper.lendLiveFile`).
+   */
+  | { id: number; op: 'pass'; sid: number; bucket: string; liveFd?: number }
   | { id: number; op: 'checkpointAllowed'; sid: number }
   | { id: number; op: 'checkpointMark'; sid: number }
   | { op: 'noteCheckpoint'; sid: number; result: { busy: number; log?: number; checkpointed?: number } }

@@ -18,9 +18,9 @@ import { pathToFileURL } from 'node:url';
 import { DomicileError } from '@domicile/errors';
 import { FsObjectStore, type ObjectStore } from '@domicile/object-store';
 import type { GenerationTip, PassResult, ShipperOptions, WalMark } from '@domicile/replication';
-import { resolveTsxEsmApi } from '@domicile/shard';
+import { resolveTsxEsmApi, type LiveFileLender } from '@domicile/shard';
 import { fromWire, type FromShipperWorker, type ShipperState, type ToShipperWorker } from './shipper-protocol.ts';
-import { ShipperLostError, type ShipperHandle, type Shippers } from './shippers.ts';
+import { ShipperLostError, withFd, withLiveFile, type ShipperHandle, type Shippers } from './shippers.ts';
 
 const ENTRY = new URL(import.meta.url.endsWith('.ts') ? './shipper-worker.ts' : './shipper-worker.js', import.meta.url);
 
@@ -84,6 +84,12 @@ export interface ThreadShippersOptions {
    * The node maps each region's store to the URL it was configured with.
    */
   sourceOf?: (store: ObjectStore) => string | undefined;
+  /**
+   * Lends the shippers descriptors of their tenants' live database files, for each construction and
+   * each pass (the node passes its `ShardPool`; shippers.ts `withLiveFile`). Descriptors are
+   * process-wide: the thread reads through the one in the message and never closes it.
+   */
+  liveFiles?: LiveFileLender;
 }
 
 /** The default `sourceOf`. */
@@ -94,6 +100,7 @@ function fileSource(store: ObjectStore): string | undefined {
 /** See the file comment. */
 export class ThreadShippers implements Shippers {
   readonly #sourceOf: (store: ObjectStore) => string | undefined;
+  readonly #lender: LiveFileLender | undefined;
   #thread: Thread | undefined;
   #nextId = 1;
   #nextSid = 1;
@@ -101,6 +108,7 @@ export class ThreadShippers implements Shippers {
 
   constructor(opts: ThreadShippersOptions = {}) {
     this.#sourceOf = opts.sourceOf ?? fileSource;
+    this.#lender = opts.liveFiles;
   }
 
   /** The worker's thread id while it runs (tests stop it to prove recovery). */
@@ -139,15 +147,15 @@ export class ThreadShippers implements Shippers {
   async resume(opts: ShipperOptions, tip: GenerationTip): Promise<ShipperHandle | null> {
     const t = this.#current();
     const sid = this.#nextSid++;
-    const m = await this.#call(t, { op: 'resume', sid, opts, tip });
-    return m.value ? this.#handle(t, sid, m.state!) : null;
+    const m = await withLiveFile(this.#lender, opts, (fd) => this.#call(t, { op: 'resume', sid, opts: withFd(opts, fd), tip }));
+    return m.value ? this.#handle(t, sid, m.state!, opts) : null;
   }
 
   async beginFromCopy(opts: ShipperOptions, copyPath: string): Promise<ShipperHandle> {
     const t = this.#current();
     const sid = this.#nextSid++;
-    const m = await this.#call(t, { op: 'begin', sid, opts, copyPath });
-    return this.#handle(t, sid, m.state!);
+    const m = await withLiveFile(this.#lender, opts, (fd) => this.#call(t, { op: 'begin', sid, opts: withFd(opts, fd), copyPath }));
+    return this.#handle(t, sid, m.state!, opts);
   }
 
   async close(): Promise<void> {
@@ -157,7 +165,8 @@ export class ThreadShippers implements Shippers {
     if (t && !t.lost) await t.worker.terminate();
   }
 
-  #handle(t: Thread, sid: number, state: ShipperState): ShipperHandle {
+  #handle(t: Thread, sid: number, state: ShipperState, opts: ShipperOptions): ShipperHandle {
+    const lender = this.#lender;
     let { txid, shippedTxid } = state;
     let closed = false;
     const send = (msg: Exclude<ToShipperWorker, { id: number }>) => { if (!t.lost) t.worker.postMessage(msg); };
@@ -172,7 +181,7 @@ export class ThreadShippers implements Shippers {
         if (closed) throw new ShipperLostError('the shipper is closed');
         const bucket = this.#sourceOf(store);
         if (bucket === undefined) throw new DomicileError('INTERNAL', `the shipper thread has no URL to open ${store.describe()}`);
-        const m = await this.#call(t, { op: 'pass', sid, bucket }, update);
+        const m = await withLiveFile(lender, opts, (liveFd) => this.#call(t, { op: 'pass', sid, bucket, ...(liveFd === undefined ? {} : { liveFd }) }, update));
         update(m);
         return m.value as PassResult;
       },

@@ -56,9 +56,12 @@ async function answer(m: Extract<ToShipperWorker, { id: number }>): Promise<From
       try {
         // The counters go out as soon as the segment is captured: an upload may take long (a bucket down).
         const captured = () => port.postMessage({ sid: m.sid, state: stateOf(p) } satisfies FromShipperWorker);
+        p.shipper.lendLiveFile(m.liveFd);
         return { id: m.id, ok: true, value: await p.pass(bucket(m.bucket), captured), state: stateOf(p) };
       } catch (err) {
         return { id: m.id, ok: false, error: toWire(err), state: stateOf(p) };
+      } finally {
+        p.shipper.lendLiveFile(undefined); // the main thread takes it back when this answer arrives
       }
     }
     case 'checkpointAllowed':

@@ -16,6 +16,7 @@
  * it sums.
  */
 import type { ObjectStore } from '@domicile/object-store';
+import type { LiveFileLender } from '@domicile/shard';
 import { SegmentPasses, WalShipper, type DbChecksum, type GenerationTip, type PageHashId, type PassResult, type ShipperOptions, type WalMark } from '@domicile/replication';
 
 /** One tenant's shipper, whichever thread it runs on. Calls for one handle must not overlap (the replicator runs one pass per tenant). */
@@ -44,6 +45,28 @@ export interface ShipperHandle {
   close(): void;
 }
 
+/**
+ * Run `fn` with a descriptor of the shipper's live database file borrowed from `lender` (none without
+ * a lender), given back when `fn` settles. Shippers read the live file only through such a descriptor
+ * (their construction, each pass): closing a descriptor of the file would drop the process's SQLite
+ * locks on it (@domicile/shard live-file.ts). Without a lender they open and close the file themselves
+ * (for processes with no SQLite connection to it).
+ */
+export async function withLiveFile<T>(lender: LiveFileLender | undefined, opts: ShipperOptions, fn: (fd: number | undefined) => Promise<T>): Promise<T> {
+  if (!lender) return fn(undefined);
+  const fd = lender.borrowLiveFile({ tenant: opts.tenant, path: opts.dbPath });
+  try {
+    return await fn(fd);
+  } finally {
+    lender.returnLiveFile(fd);
+  }
+}
+
+/** `opts` with `liveFd` when there is one. */
+export function withFd(opts: ShipperOptions, fd: number | undefined): ShipperOptions {
+  return fd === undefined ? opts : { ...opts, liveFd: fd };
+}
+
 /** Creates shippers; see the file comment. */
 export interface Shippers {
   /** `WalShipper.resume`: null when the local files do not continue the bucket's tip. */
@@ -70,14 +93,20 @@ export function isShipperLost(err: unknown): boolean {
 /** Shippers on the calling thread. */
 export class InProcessShippers implements Shippers {
   readonly #open = new Set<WalShipper>();
+  readonly #lender: LiveFileLender | undefined;
+
+  /** `liveFiles`: lends the shippers their live files' descriptors (see {@link withLiveFile}). */
+  constructor(opts: { liveFiles?: LiveFileLender } = {}) {
+    this.#lender = opts.liveFiles;
+  }
 
   async resume(opts: ShipperOptions, tip: GenerationTip): Promise<ShipperHandle | null> {
-    const s = WalShipper.resume(opts, tip);
-    return s ? this.#wrap(s) : null;
+    const s = await withLiveFile(this.#lender, opts, async (fd) => WalShipper.resume(withFd(opts, fd), tip));
+    return s ? this.#wrap(s, opts) : null;
   }
 
   async beginFromCopy(opts: ShipperOptions, copyPath: string): Promise<ShipperHandle> {
-    return this.#wrap(await WalShipper.beginGenerationFromCopyAsync(opts, copyPath));
+    return this.#wrap(await withLiveFile(this.#lender, opts, (fd) => WalShipper.beginGenerationFromCopyAsync(withFd(opts, fd), copyPath)), opts);
   }
 
   async close(): Promise<void> {
@@ -85,17 +114,25 @@ export class InProcessShippers implements Shippers {
     this.#open.clear();
   }
 
-  #wrap(s: WalShipper): ShipperHandle {
+  #wrap(s: WalShipper, opts: ShipperOptions): ShipperHandle {
     this.#open.add(s);
     const open = this.#open;
     const checksum = s.checksum;
     const passes = new SegmentPasses(s);
+    const lender = this.#lender;
     return {
       get txid() { return s.txid; },
       get shippedTxid() { return s.shippedTxid; },
       checksum,
       pageHash: s.pageHash,
-      pass: (store) => passes.pass(store),
+      pass: (store) => withLiveFile(lender, opts, async (fd) => {
+        s.lendLiveFile(fd);
+        try {
+          return await passes.pass(store);
+        } finally {
+          s.lendLiveFile(undefined);
+        }
+      }),
       checkpointAllowed: async () => s.checkpointAllowed(),
       checkpointMark: async () => s.checkpointMark(),
       noteCheckpoint: (res) => s.noteCheckpoint(res),
