@@ -65,8 +65,8 @@ interface LiveFile {
   readonly path: string;
   readonly tenant: string;
   /** Identity of the file the descriptor is open on (a restore in place swaps the file under the path). */
-  readonly dev: number;
-  readonly ino: number;
+  readonly dev: bigint;
+  readonly ino: bigint;
   borrowed: number;
 }
 
@@ -94,9 +94,9 @@ export class LiveFileDescriptors {
   borrow(ref: { tenant: string; path: string }): number {
     let f = this.#current.get(ref.path);
     if (f) {
-      const now = statSync(ref.path);
-      if (now.dev !== f.dev || now.ino !== f.ino) {
-        // Another file under the path (a restore in place): the old one's descriptor goes once given back.
+      const now = statSync(ref.path, { bigint: true, throwIfNoEntry: false });
+      if (!now || now.dev !== f.dev || now.ino !== f.ino) {
+        // Another file under the path (a restore in place), or none: the old one's descriptor goes once given back.
         this.#current.delete(ref.path);
         this.#maybeClose(f);
         f = undefined;
@@ -104,7 +104,7 @@ export class LiveFileDescriptors {
     }
     if (!f) {
       const fd = openSync(ref.path, 'r');
-      const st = fstatSync(fd);
+      const st = fstatSync(fd, { bigint: true });
       f = { fd, path: ref.path, tenant: ref.tenant, dev: st.dev, ino: st.ino, borrowed: 0 };
       this.#current.set(ref.path, f);
       this.#byFd.set(fd, f);
