@@ -1,6 +1,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { threadCpuSeconds, type ShardPool, type ShardRef } from '@domicile/shard';
 import type { Replicator, ReplicatorOptions } from './replication/replicator.ts';
+import type { PutTotals } from './replication/shipper-thread.ts';
 
 /**
  * Prometheus metrics (DESIGN §11). Labels are route patterns, methods, statuses and regions:
@@ -94,6 +95,43 @@ export class Metrics {
       count.inc({ region, how });
       if (how === 'held') pause.observe({ region }, seconds);
     };
+  }
+
+  /**
+   * How segment uploads into S3 buckets were sent, by region (counter semantics): `lean`, one signed
+   * request; `sdk`, the AWS SDK's command (after a failed lean attempt, for `leanPut=false`, or once
+   * the lean path is off, which `domicile_replication_s3_lean_puts_off` shows).
+   * docs/object-store.md, "S3 puts".
+   */
+  watchS3Puts(totals: () => Map<string, PutTotals>, regionOf: (bucket: string) => string | undefined): void {
+    const byRegion = () => {
+      const out = new Map<string, PutTotals>();
+      for (const [bucket, p] of totals()) {
+        const region = regionOf(bucket) ?? 'unknown';
+        const was = out.get(region);
+        out.set(region, { lean: (was?.lean ?? 0) + p.lean, sdk: (was?.sdk ?? 0) + p.sdk, leanOff: (was?.leanOff ?? false) || p.leanOff });
+      }
+      return out;
+    };
+    new Gauge({
+      name: 'domicile_replication_s3_puts_total', help: 'Segment uploads into S3 buckets by region and how they were sent: lean (one signed request) or sdk (the SDK command) (counter semantics).',
+      labelNames: ['region', 'path'] as const, registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const [region, p] of byRegion()) {
+          this.set({ region, path: 'lean' }, p.lean);
+          this.set({ region, path: 'sdk' }, p.sdk);
+        }
+      },
+    });
+    new Gauge({
+      name: 'domicile_replication_s3_lean_puts_off', help: '1 when a region\'s S3 bucket sends no lean puts (leanPut=false, or failures turned them off: the DOMICILE_LEAN_PUT_OFF warning); every upload then goes through the SDK command.',
+      labelNames: ['region'] as const, registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const [region, p] of byRegion()) this.set({ region }, p.leanOff ? 1 : 0);
+      },
+    });
   }
 
   /** Replication metrics by region (never by tenant): uploads, their latency, and the worst lag. */

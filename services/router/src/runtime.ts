@@ -214,6 +214,9 @@ export class Runtime {
         retentionMs: config.retentionMs,
       });
       onUpload = metrics.watchReplication(replicator, regionOf);
+      const regionOfBucket = new Map(regionBuckets.all().map((b) => [b.source, b.region] as const));
+      const threadShippers = shippers;
+      metrics.watchS3Puts(() => threadShippers.putTotals(), (bucket) => regionOfBucket.get(bucket));
     }
     const rt = new Runtime({
       config, log, directory, pool, audit, schema, metrics, nodes, adminTokenFile, regionBuckets, replicator, cluster,

@@ -206,6 +206,11 @@ describe('async replication to an S3 bucket (s3rver), through an outage', () => 
     expect((await q('CREATE TABLE kv (id INTEGER PRIMARY KEY, v TEXT, b BLOB)')).status).toBe(200);
     for (let i = 1; i <= 10; i++) expect((await q('INSERT INTO kv (id, v) VALUES (?, ?)', [i, `r${i}`])).status).toBe(200);
     expect(await t.rt.replicator!.flush()).toBe(true);
+    // Segments went up as lean requests (docs/object-store.md, "S3 puts").
+    const before = await s3Puts();
+    expect(before.lean).toBeGreaterThan(0);
+    expect(before.sdk).toBe(0);
+    expect(before.off).toBe(0);
     await s3.kill();
     for (let i = 11; i <= 20; i++) expect((await q('INSERT INTO kv (id, v) VALUES (?, ?)', [i, `r${i}`])).status).toBe(200);
     // The next pass (after the shipping interval) captures the new writes and fails to store them.
@@ -222,7 +227,24 @@ describe('async replication to an S3 bucket (s3rver), through an outage', () => 
     const r = await restoredRows(t.rt.bucketFor('moon-base')!, 's3t', inc);
     expect(r.rows).toEqual((await q('SELECT id, v, length(b) FROM kv ORDER BY id')).body.rows);
     expect(r.rows.length).toBe(20);
+    // The outage's failed lean attempt handed its put to the SDK command, which stored it once the
+    // bucket was back; lean requests resumed after it, and one outage did not turn them off.
+    const after = await s3Puts();
+    expect(after.sdk).toBeGreaterThan(0);
+    expect(after.lean).toBeGreaterThanOrEqual(before.lean);
+    expect(after.off).toBe(0);
   }, 60_000);
+
+  /** The node's counters of segment puts into moon-base's S3 bucket, by how they were sent. */
+  async function s3Puts(): Promise<{ lean: number; sdk: number; off: number }> {
+    const text = (await t.req('GET', '/metrics', undefined, null)).body as string;
+    const read = (re: RegExp) => Number(re.exec(text)?.[1] ?? NaN);
+    return {
+      lean: read(/^domicile_replication_s3_puts_total\{region="moon-base",path="lean"\} (\d+)/m),
+      sdk: read(/^domicile_replication_s3_puts_total\{region="moon-base",path="sdk"\} (\d+)/m),
+      off: read(/^domicile_replication_s3_lean_puts_off\{region="moon-base"\} (\d+)/m),
+    };
+  }
 });
 
 describe('configuration', () => {

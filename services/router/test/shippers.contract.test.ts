@@ -7,12 +7,13 @@
 import { closeSync, copyFileSync, fstatSync, openSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { FsObjectStore } from '@domicile/object-store';
+import { FsObjectStore, openObjectStore, type ObjectStore } from '@domicile/object-store';
 import { walChangedSince, type LiveFileLender } from '@domicile/shard';
 import {
   createSnapshot, newGenerationId, PageHash, readGenerationTip, restore, snapshotKey, type GenerationRef, type PageHashId,
 } from '@domicile/replication';
 import { createTestShard, dumpDatabase, tempDir } from '@domicile/replication/test-support';
+import { S3RVER_CREDENTIALS, startS3Server } from '@domicile/testkit';
 import { InProcessShippers, isShipperLost, type ShipperHandle, type Shippers } from '../src/replication/shippers.ts';
 import { ThreadShippers } from '../src/replication/shipper-thread.ts';
 
@@ -52,7 +53,7 @@ async function expectRestoresLive(s: Awaited<ReturnType<typeof setup>>): Promise
 }
 
 /** Passes until nothing is left; returns the segments stored. */
-async function ship(h: ShipperHandle, store: FsObjectStore): Promise<number> {
+async function ship(h: ShipperHandle, store: ObjectStore): Promise<number> {
   let n = 0;
   for (;;) {
     const r = await h.pass(store);
@@ -235,6 +236,34 @@ describe('ThreadShippers', () => {
     expect(threads.threadId).not.toBe(first);
     expect(await ship(resumed, s.store)).toBe(1);
     await expectRestoresLive(s);
+  });
+
+  it('counts its S3 puts by how they were sent, and keeps the counts of a thread that crashed (putTotals)', async () => {
+    const s3 = await startS3Server({ buckets: ['puts'] });
+    const saved = { id: process.env.AWS_ACCESS_KEY_ID, secret: process.env.AWS_SECRET_ACCESS_KEY };
+    cleanups.push(() => s3.stop(), () => {
+      for (const [k, v] of [['AWS_ACCESS_KEY_ID', saved.id], ['AWS_SECRET_ACCESS_KEY', saved.secret]] as const) {
+        if (v === undefined) delete process.env[k]; else process.env[k] = v;
+      }
+    });
+    // The thread opens the bucket from its URL with the standard credential chain (here: the environment).
+    process.env.AWS_ACCESS_KEY_ID = S3RVER_CREDENTIALS.accessKeyId;
+    process.env.AWS_SECRET_ACCESS_KEY = S3RVER_CREDENTIALS.secretAccessKey;
+    const url = s3.bucketUrl('puts', 'p');
+    const bucket = openObjectStore(url);
+    const threads = new ThreadShippers({ sourceOf: (store) => (store === bucket ? url : undefined) });
+    const s = await setup(() => threads);
+    expect(threads.putTotals().size).toBe(0);
+    let h = await begin(s);
+    s.shard.write((db) => db.prepare('INSERT INTO items (name) VALUES (?)').run('one'));
+    expect(await ship(h, bucket)).toBe(1);
+    expect(threads.putTotals().get(url)).toEqual({ lean: 1, sdk: 0, leanOff: false });
+    await threads.crashForTest();
+    s.ref.generation = newGenerationId();
+    h = await begin(s); // on a new thread, whose store counts from 0
+    s.shard.write((db) => db.prepare('INSERT INTO items (name) VALUES (?)').run('two'));
+    expect(await ship(h, bucket)).toBe(1);
+    expect(threads.putTotals().get(url)).toEqual({ lean: 2, sdk: 0, leanOff: false });
   });
 
   it('errors thrown in the thread arrive with their code and message', async () => {

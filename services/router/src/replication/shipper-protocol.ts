@@ -27,9 +27,15 @@ export type FromShipperWorker =
   /** Posted once when the thread starts: its OS thread id (per-thread CPU in /metrics), when the platform has one. */
   | { tid: number | undefined }
   | { sid: number; state: ShipperState }
-  | { id: number; ok: true; value: unknown; state?: ShipperState }
+  | { id: number; ok: true; value: unknown; state?: ShipperState; puts?: BucketPuts }
   /** A failed pass also carries the shipper's counters (a retried upload may have landed first). */
-  | { id: number; ok: false; error: WireError; state?: ShipperState };
+  | { id: number; ok: false; error: WireError; state?: ShipperState; puts?: BucketPuts };
+
+/**
+ * An answer to a pass into an S3 bucket: how that bucket's store on the thread has sent its puts so
+ * far (`S3ObjectStore.putStats`: totals since the thread started, and why lean puts are off, if they are).
+ */
+export interface BucketPuts { bucket: string; lean: number; sdk: number; leanOff: boolean }
 
 /** An error as the worker sent it. */
 export function fromWire(e: WireError): Error {

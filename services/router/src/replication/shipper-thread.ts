@@ -40,6 +40,8 @@ class Thread {
   lost: ShipperLostError | undefined;
   /** The thread's OS thread id, once it said (Linux). */
   tid: number | undefined;
+  /** S3 put counters of the thread's bucket stores, by bucket URL, as of the latest answer. */
+  readonly puts = new Map<string, PutTotals>();
 
   constructor(onLost: (t: Thread) => void) {
     const options = { name: 'domicile-shipper' };
@@ -57,6 +59,13 @@ class Thread {
       if (!('id' in m)) {
         this.progress.get(m.sid)?.(m.state);
         return;
+      }
+      if (m.puts) {
+        // Answers may arrive out of order (passes of several tenants overlap): counters only grow.
+        const was = this.puts.get(m.puts.bucket);
+        this.puts.set(m.puts.bucket, {
+          lean: Math.max(was?.lean ?? 0, m.puts.lean), sdk: Math.max(was?.sdk ?? 0, m.puts.sdk), leanOff: (was?.leanOff ?? false) || m.puts.leanOff,
+        });
       }
       const p = this.pending.get(m.id);
       if (!p) return;
@@ -92,6 +101,9 @@ export interface ThreadShippersOptions {
   liveFiles?: LiveFileLender;
 }
 
+/** How the shippers' puts into one S3 bucket went: sent as one lean request, or through the SDK's command. */
+export interface PutTotals { lean: number; sdk: number; leanOff: boolean }
+
 /** The default `sourceOf`. */
 function fileSource(store: ObjectStore): string | undefined {
   return store instanceof FsObjectStore ? pathToFileURL(store.root).href : undefined;
@@ -102,6 +114,8 @@ export class ThreadShippers implements Shippers {
   readonly #sourceOf: (store: ObjectStore) => string | undefined;
   readonly #lender: LiveFileLender | undefined;
   #thread: Thread | undefined;
+  /** Put counters of threads that ended, by bucket URL (a new thread's stores count from 0). */
+  readonly #retiredPuts = new Map<string, PutTotals>();
   #nextId = 1;
   #nextSid = 1;
   #closed = false;
@@ -121,6 +135,18 @@ export class ThreadShippers implements Shippers {
     return this.#thread && !this.#thread.lost ? this.#thread.tid : undefined;
   }
 
+  /**
+   * S3 puts of segment uploads so far, by bucket URL (as `sourceOf` gave it): totals over this
+   * object's threads, and whether the current thread's store turned its lean puts off
+   * (docs/object-store.md, "S3 puts"). Snapshots, uploaded from the main thread, are not counted.
+   */
+  putTotals(): Map<string, PutTotals> {
+    const out = new Map<string, PutTotals>();
+    for (const [bucket, p] of this.#retiredPuts) out.set(bucket, { ...p, leanOff: false });
+    for (const [bucket, p] of this.#thread?.puts ?? []) out.set(bucket, addPuts(out.get(bucket), p));
+    return out;
+  }
+
   /** Stop the thread as a crash would (tests). */
   async crashForTest(): Promise<void> {
     await this.#thread?.worker.terminate();
@@ -129,7 +155,10 @@ export class ThreadShippers implements Shippers {
   #current(): Thread {
     if (this.#closed) throw new ShipperLostError('the replicator is closed');
     if (!this.#thread || this.#thread.lost) {
-      this.#thread = new Thread((t) => { if (this.#thread === t) this.#thread = undefined; });
+      this.#thread = new Thread((t) => {
+        if (this.#thread === t) this.#thread = undefined;
+        for (const [bucket, p] of t.puts) this.#retiredPuts.set(bucket, addPuts(this.#retiredPuts.get(bucket), p));
+      });
     }
     return this.#thread;
   }
@@ -202,4 +231,8 @@ export class ThreadShippers implements Shippers {
       },
     };
   }
+}
+
+function addPuts(a: PutTotals | undefined, b: PutTotals): PutTotals {
+  return { lean: (a?.lean ?? 0) + b.lean, sdk: (a?.sdk ?? 0) + b.sdk, leanOff: b.leanOff };
 }

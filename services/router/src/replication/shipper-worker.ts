@@ -12,10 +12,10 @@
  * (brotli at quality 1 takes 20–70 ms here for 8 MiB of random bytes).
  */
 import { parentPort } from 'node:worker_threads';
-import { openObjectStore, type ObjectStore } from '@domicile/object-store';
+import { openObjectStore, S3ObjectStore, type ObjectStore } from '@domicile/object-store';
 import { SEGMENT_IN_PLACE_BYTES, SegmentPasses, WalShipper, compressInlineBelow } from '@domicile/replication';
 import { osThreadId } from '@domicile/shard';
-import { toWire, type FromShipperWorker, type ShipperState, type ToShipperWorker } from './shipper-protocol.ts';
+import { toWire, type BucketPuts, type FromShipperWorker, type ShipperState, type ToShipperWorker } from './shipper-protocol.ts';
 
 const port = parentPort!;
 port.postMessage({ tid: osThreadId() } satisfies FromShipperWorker);
@@ -35,6 +35,14 @@ function bucket(url: string): ObjectStore {
   let store = buckets.get(url);
   if (!store) buckets.set(url, (store = openObjectStore(url)));
   return store;
+}
+
+/** The put counters of an S3 bucket's store, for the main thread's metrics (none for other stores). */
+function putsOf(url: string): { puts?: BucketPuts } {
+  const store = buckets.get(url);
+  if (!(store instanceof S3ObjectStore)) return {};
+  const { lean, sdk, leanOff } = store.putStats;
+  return { puts: { bucket: url, lean, sdk, leanOff: leanOff !== undefined } };
 }
 
 async function answer(m: Extract<ToShipperWorker, { id: number }>): Promise<FromShipperWorker> {
@@ -57,9 +65,9 @@ async function answer(m: Extract<ToShipperWorker, { id: number }>): Promise<From
         // The counters go out as soon as the segment is captured: an upload may take long (a bucket down).
         const captured = () => port.postMessage({ sid: m.sid, state: stateOf(p) } satisfies FromShipperWorker);
         p.shipper.lendLiveFile(m.liveFd);
-        return { id: m.id, ok: true, value: await p.pass(bucket(m.bucket), captured), state: stateOf(p) };
+        return { id: m.id, ok: true, value: await p.pass(bucket(m.bucket), captured), state: stateOf(p), ...putsOf(m.bucket) };
       } catch (err) {
-        return { id: m.id, ok: false, error: toWire(err), state: stateOf(p) };
+        return { id: m.id, ok: false, error: toWire(err), state: stateOf(p), ...putsOf(m.bucket) };
       } finally {
         p.shipper.lendLiveFile(undefined); // the main thread takes it back when this answer arrives
       }
