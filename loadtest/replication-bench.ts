@@ -71,7 +71,8 @@ import { cycleRatios, orderSetSize, sliceOrders } from './bench/cycles.ts';
 import { selectModes, type ReplicationMode } from './bench/replication-modes.ts';
 import { scrapeMetrics, type NodeMetrics } from './bench/node-metrics.ts';
 import { machineCpuSeconds, processCpuSeconds, threadsPerAnswer, type MachineCpu, type ThreadCpu } from './bench/process-cpu.ts';
-import { machineLine, median, pct } from './bench/report.ts';
+import { bootstrapMedianInterval, machineLine, median, pct } from './bench/report.ts';
+import { seededRandom } from '@domicile/testkit/random';
 
 const usage = (message: string): never => usageError('pnpm bench:replication', message);
 const opts = parseCommandLine('pnpm bench:replication', {
@@ -466,6 +467,12 @@ function pooledThreads(slices: Slice[]): ThreadCpu | undefined {
 }
 
 /** `main / workers / shipper / other` in µs per write. */
+/** The bootstrap interval of the median of a mode's per-cycle ratios (report.ts), as report text. */
+function intervalText(ratios: readonly number[]): string {
+  const { low, high } = bootstrapMedianInterval(ratios, seededRandom(1));
+  return `95 % interval of the median ${fmt(low, 2)}–${fmt(high, 2)}×`;
+}
+
 function threadText(t: ThreadCpu | undefined): string {
   return t === undefined ? 'n/a' : `${fmt(t.main)} / ${fmt(t.workers)} / ${fmt(t.shipper)} / ${fmt(t.other)}`;
 }
@@ -558,7 +565,7 @@ function loadReport(slices: Slice[], lags: Map<Mode, LagWindow>): string[] {
     return w ? [`${fmt(pct(w.lagSamples, 50))} / ${fmt(pct(w.lagSamples, 99))} ms (${w.lagSamples.length})`, `${fmt(pct(w.probeLags, 50), 1)} / ${fmt(pct(w.probeLags, 99), 1)} ms (${w.probeLags.length})`] : ['n/a', 'n/a'];
   };
   const lines = [
-    `Load: ${TENANTS} tenants, ${CONNECTIONS} connections, autocannon closed loop in the bench process, one INSERT of ~100 bytes per request, tenants in rotation. One node per replication setting, started together and each warmed up for ${WARMUP_S} s, replaced by a fresh set every ${NODE_CYCLES} cycle(s); ${CYCLES} cycle(s) of one slice per mode (${RAMP_S} s ramp, then ${SLICE_S} s counted) in orders balanced for the slice before (every mode right after every other one equally often over each ${SET} cycles, none twice in a row; the first cycle starts off → async); sync once after the cycles, on a node of its own (${SLICE_S} s counted). Bound: a node without replication of its own while the bench stores in s3rver, beside the load, as many objects of the same mean size as the async node uploaded in its latest slice (plain HTTP PUTs, evenly paced, ≤ 8 in flight): the node pays nothing for replication, s3rver takes its share of the cores. writes/s: the median of a mode's slices; ratio: the median of its cycles' ratios to the off slice of the same cycle (sync: to the median off slice); total: all its slices' writes against all of off's. Node CPU: user + system time of the node process (every thread) over the mode's counted windows, per acknowledged write; by thread: the same from the node's \`domicile_thread_cpu_seconds_total\` (event loop, SQLite workers, replication shipper, the rest: GC, the libuv pool's fsyncs and compression). Latencies: the answers of the counted windows, pooled. Lag, in a ${WINDOW_S} s window of its own per replicated node after the cycles, under the same load: \`replication.lagMs\` of every tenant sampled every 50 ms; probe: one write at a time to the first tenant, from its answer until \`replicatedTxid\` reaches the txid seen right after (polled every 5 ms). Machine CPU: the busy time of all the cores (\`/proc/stat\`) over the mode's counted windows per acknowledged write, split into the node, s3rver, this process (the load generator; for the bound also its PUTs) and the rest, and the share of the cores' time left idle. Held checkpoints and uploads (per-slice lines): the window's increase of the node's \`domicile_replication_checkpoints_total{how="held"}\`, of the sum of \`domicile_replication_checkpoint_pause_seconds\` and of the uploaded objects, over all tenants.`,
+    `Load: ${TENANTS} tenants, ${CONNECTIONS} connections, autocannon closed loop in the bench process, one INSERT of ~100 bytes per request, tenants in rotation. One node per replication setting, started together and each warmed up for ${WARMUP_S} s, replaced by a fresh set every ${NODE_CYCLES} cycle(s); ${CYCLES} cycle(s) of one slice per mode (${RAMP_S} s ramp, then ${SLICE_S} s counted) in orders balanced for the slice before (every mode right after every other one equally often over each ${SET} cycles, none twice in a row; the first cycle starts off → async); sync once after the cycles, on a node of its own (${SLICE_S} s counted). Bound: a node without replication of its own while the bench stores in s3rver, beside the load, as many objects of the same mean size as the async node uploaded in its latest slice (plain HTTP PUTs, evenly paced, ≤ 8 in flight): the node pays nothing for replication, s3rver takes its share of the cores. writes/s: the median of a mode's slices; ratio: the median of its cycles' ratios to the off slice of the same cycle (sync: to the median off slice); total: all its slices' writes against all of off's; interval: where 95 % of the medians of its cycles' ratios fall when the cycles are resampled with replacement (2,000 resamples, seeded), i.e. how far another run of as many cycles could land. Node CPU: user + system time of the node process (every thread) over the mode's counted windows, per acknowledged write; by thread: the same from the node's \`domicile_thread_cpu_seconds_total\` (event loop, SQLite workers, replication shipper, the rest: GC, the libuv pool's fsyncs and compression). Latencies: the answers of the counted windows, pooled. Lag, in a ${WINDOW_S} s window of its own per replicated node after the cycles, under the same load: \`replication.lagMs\` of every tenant sampled every 50 ms; probe: one write at a time to the first tenant, from its answer until \`replicatedTxid\` reaches the txid seen right after (polled every 5 ms). Machine CPU: the busy time of all the cores (\`/proc/stat\`) over the mode's counted windows per acknowledged write, split into the node, s3rver, this process (the load generator; for the bound also its PUTs) and the rest, and the share of the cores' time left idle. Held checkpoints and uploads (per-slice lines): the window's increase of the node's \`domicile_replication_checkpoints_total{how="held"}\`, of the sum of \`domicile_replication_checkpoint_pause_seconds\` and of the uploaded objects, over all tenants.`,
     '',
     '| replication | writes/s (median of slices) | ratio vs off (cycles) | total | node CPU per write | by thread: main / workers / shipper / other | p50 | p99 | errors | lagMs p50 / p99 (samples) | probe answer→bucket p50 / p99 | held checkpoints per slice (mean pause) | uploads per slice | s3rver CPU per slice | machine CPU per write: node / s3rver / load generator / rest |',
     '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
@@ -575,12 +582,12 @@ function loadReport(slices: Slice[], lags: Map<Mode, LagWindow>): string[] {
   const aw = lags.get('async');
   const aLag = aw ? Math.max(pct(aw.lagSamples, 99), pct(aw.probeLags, 99)) : NaN;
   const goals = [
-    ...(a ? [`async ≥ 0.9× off: **${a.ratio >= 0.9 ? 'met' : 'not met'}** (${fmt(a.ratio, 3)}×; total ${fmt(a.totalRatio, 3)}×) · async lag p99 ≤ 1 s: **${aLag <= 1000 ? 'met' : 'not met'}** (${fmt(aLag)} ms, the larger of the two measures)`] : []),
+    ...(a ? [`async ≥ 0.9× off: **${a.ratio >= 0.9 ? 'met' : 'not met'}** (${fmt(a.ratio, 3)}×; total ${fmt(a.totalRatio, 3)}×; ${intervalText(a.ratios)}) · async lag p99 ≤ 1 s: **${aLag <= 1000 ? 'met' : 'not met'}** (${fmt(aLag)} ms, the larger of the two measures)`] : []),
     ...(sync ? [`sync: ${fmt(sync.ratio, 2)}× off (no goal)`] : []),
     ...(fs ? [`async to a file:// bucket instead of s3rver (diagnostic row): ${fmt(fs.ratio, 2)}× off`] : []),
     ...(b && ab ? [`async-b (async with ${B_SETTINGS}): ${fmt(b.ratio, 3)}× off (total ${fmt(b.totalRatio, 3)}×); async against async-b: ${fmt(ab.ratio, 3)}× (median of the cycles; total ${fmt(ab.total, 3)}×)`] : []),
     ...(bound ? [`bound (off, s3rver storing the async node's objects beside it): ${fmt(bound.ratio, 2)}× off — the most async can reach while s3rver shares these cores`] : []),
-    ...(again ? [`off-again (a second node without replication: the method's noise): ${fmt(again.ratio, 3)}× off (total ${fmt(again.totalRatio, 3)}×)`] : []),
+    ...(again ? [`off-again (a second node without replication: the method's noise): ${fmt(again.ratio, 3)}× off (total ${fmt(again.totalRatio, 3)}×; ${intervalText(again.ratios)})`] : []),
   ];
   const cpu = [a, b, fs].filter((r): r is ModeSummary => r !== undefined).map((r) => `${r.mode} ${r.cpuUsPerWrite >= offRow.cpuUsPerWrite ? '+' : '−'}${fmt(Math.abs(r.cpuUsPerWrite - offRow.cpuUsPerWrite))} µs`);
   lines.push(`Goals: ${goals.join(' · ')}.${cpu.length > 0 ? ` Replication's node CPU per write over off: ${cpu.join(', ')}.` : ''}`, '');

@@ -2,7 +2,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { publishResults } from './bench/report.ts';
+import { seededRandom } from '@domicile/testkit/random';
+import { bootstrapMedianInterval, median, publishResults } from './bench/report.ts';
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -42,5 +43,29 @@ describe('publishResults', () => {
     const file = results('# Benchmark results\n');
     publishResults('## First run\n', true, file);
     expect(readFileSync(file, 'utf8')).toBe('# Benchmark results\n\n## First run\n');
+  });
+});
+
+describe('bootstrapMedianInterval', () => {
+  const ratios = [0.81, 1.06, 0.79, 0.78, 0.73, 0.95, 0.92, 0.78, 0.74, 0.99, 0.76, 0.99, 0.67, 1.1, 0.67, 0.89];
+
+  it('brackets the median within the values, and the same seed gives the same interval', () => {
+    const a = bootstrapMedianInterval(ratios, seededRandom(7));
+    expect(a.low).toBeLessThanOrEqual(median(ratios));
+    expect(a.high).toBeGreaterThanOrEqual(median(ratios));
+    expect(a.low).toBeGreaterThanOrEqual(Math.min(...ratios));
+    expect(a.high).toBeLessThanOrEqual(Math.max(...ratios));
+    expect(a.high).toBeGreaterThan(a.low);
+    expect(bootstrapMedianInterval(ratios, seededRandom(7))).toEqual(a);
+  });
+
+  it('is narrower for less spread and for more cycles, a point for equal values, NaN for none', () => {
+    const wide = bootstrapMedianInterval(ratios, seededRandom(1));
+    const narrow = bootstrapMedianInterval(ratios.map((x) => 0.9 + (x - 0.9) / 4), seededRandom(1));
+    expect(narrow.high - narrow.low).toBeLessThan((wide.high - wide.low) / 2);
+    const more = bootstrapMedianInterval([...ratios, ...ratios, ...ratios, ...ratios], seededRandom(1));
+    expect(more.high - more.low).toBeLessThan(wide.high - wide.low);
+    expect(bootstrapMedianInterval([0.9, 0.9, 0.9], seededRandom(1))).toEqual({ low: 0.9, high: 0.9 });
+    expect(bootstrapMedianInterval([], seededRandom(1))).toEqual({ low: NaN, high: NaN });
   });
 });

@@ -40,3 +40,24 @@ export function median(xs: readonly number[]): number {
   const m = s.length >> 1;
   return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
+
+/**
+ * A percentile bootstrap interval of the median of `xs`: the median of
+ * `resamples` resamples of `xs` drawn with replacement, and the
+ * `(1 − level) / 2` and `(1 + level) / 2` quantiles of those medians. It says
+ * how far the median of another run of as many, equally noisy, cycles could
+ * land. `random` draws uniformly from [0, 1) (a seeded generator keeps
+ * reports reproducible). NaN bounds for no values.
+ */
+export function bootstrapMedianInterval(xs: readonly number[], random: () => number, resamples = 2000, level = 0.95): { low: number; high: number } {
+  if (xs.length === 0) return { low: NaN, high: NaN };
+  const medians: number[] = [];
+  const draw = new Array<number>(xs.length);
+  for (let r = 0; r < resamples; r++) {
+    for (let i = 0; i < xs.length; i++) draw[i] = xs[Math.floor(random() * xs.length)]!;
+    medians.push(median(draw));
+  }
+  medians.sort((a, b) => a - b);
+  const at = (q: number) => medians[Math.min(medians.length - 1, Math.max(0, Math.round(q * (medians.length - 1))))]!;
+  return { low: at((1 - level) / 2), high: at((1 + level) / 2) };
+}
