@@ -1,7 +1,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { threadCpuSeconds, type ShardPool, type ShardRef } from '@domicile/shard';
 import type { Replicator, ReplicatorOptions } from './replication/replicator.ts';
-import type { PutTotals } from './replication/shipper-thread.ts';
+import { addPuts, type PutTotals } from './replication/shipper-protocol.ts';
 
 /**
  * Prometheus metrics (DESIGN §11). Labels are route patterns, methods, statuses and regions:
@@ -108,8 +108,7 @@ export class Metrics {
       const out = new Map<string, PutTotals>();
       for (const [bucket, p] of totals()) {
         const region = regionOf(bucket) ?? 'unknown';
-        const was = out.get(region);
-        out.set(region, { lean: (was?.lean ?? 0) + p.lean, sdk: (was?.sdk ?? 0) + p.sdk, leanOff: (was?.leanOff ?? false) || p.leanOff });
+        out.set(region, addPuts(out.get(region), p));
       }
       return out;
     };

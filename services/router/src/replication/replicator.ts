@@ -38,7 +38,7 @@ import {
   createSnapshot, generationTime, listGenerations, newGenerationId, pruneGenerations, putOnce, readGenerationTip, snapshotKey,
   type GenerationRef, type PassResult,
 } from '@domicile/replication';
-import type { MaintenanceOp, MaintenanceResult, ShardRef } from '@domicile/shard';
+import type { LiveFileLender, MaintenanceOp, MaintenanceResult, ShardRef } from '@domicile/shard';
 import { InProcessShippers, isShipperLost, type ShipperHandle, type Shippers } from './shippers.ts';
 
 /** What the replicator needs from the shard pool. */
@@ -161,6 +161,11 @@ export async function syncLogFile(path: string): Promise<void> {
   }
 }
 
+/** Whether the pool lends descriptors of live files (a `ShardPool` does; test doubles may not). */
+function lendsLiveFiles(pool: ReplicatorPool): pool is ReplicatorPool & LiveFileLender {
+  return pool.borrowLiveFile !== undefined && pool.returnLiveFile !== undefined;
+}
+
 /** Replication state of one tenant, for `GET /v1/tenants/:id`. */
 export interface ReplicationStatus {
   /** Age of the oldest commit not yet acknowledged by the bucket (0 when caught up). */
@@ -270,9 +275,7 @@ export class Replicator {
     };
     this.#o.checkpointBytes = checkpointBytes;
     this.#o.checkpointForceBytes = Math.max(checkpointBytes, opts.checkpointForceBytes ?? 8 * checkpointBytes);
-    const { pool } = opts;
-    const lends = pool.borrowLiveFile && pool.returnLiveFile;
-    this.#shippers = opts.shippers ?? new InProcessShippers(lends ? { liveFiles: { borrowLiveFile: (f) => pool.borrowLiveFile!(f), returnLiveFile: (fd) => pool.returnLiveFile!(fd) } } : {});
+    this.#shippers = opts.shippers ?? new InProcessShippers(lendsLiveFiles(opts.pool) ? { liveFiles: opts.pool } : {});
     this.#sweeper = setInterval(() => this.#forgetIdle(), Math.max(50, Math.min(60_000, this.#o.idleForgetMs / 2)));
     this.#sweeper.unref?.();
   }

@@ -35,7 +35,15 @@ export type FromShipperWorker =
  * An answer to a pass into an S3 bucket: how that bucket's store on the thread has sent its puts so
  * far (`S3ObjectStore.putStats`: totals since the thread started, and why lean puts are off, if they are).
  */
-export interface BucketPuts { bucket: string; lean: number; sdk: number; leanOff: boolean }
+export interface BucketPuts extends PutTotals { bucket: string }
+
+/** How puts into one S3 bucket were sent: as one lean request, or through the SDK's command; `leanOff`: no lean ones any more. */
+export interface PutTotals { lean: number; sdk: number; leanOff: boolean }
+
+/** `a` and `b` together (either may be of a thread that ended): counts add up, lean puts are off when either says so. */
+export function addPuts(a: PutTotals | undefined, b: PutTotals): PutTotals {
+  return { lean: (a?.lean ?? 0) + b.lean, sdk: (a?.sdk ?? 0) + b.sdk, leanOff: (a?.leanOff ?? false) || b.leanOff };
+}
 
 /** An error as the worker sent it. */
 export function fromWire(e: WireError): Error {

@@ -19,7 +19,7 @@ import { DomicileError } from '@domicile/errors';
 import { FsObjectStore, type ObjectStore } from '@domicile/object-store';
 import type { GenerationTip, PassResult, ShipperOptions, WalMark } from '@domicile/replication';
 import { resolveTsxEsmApi, type LiveFileLender } from '@domicile/shard';
-import { fromWire, type FromShipperWorker, type ShipperState, type ToShipperWorker } from './shipper-protocol.ts';
+import { addPuts, fromWire, type FromShipperWorker, type PutTotals, type ShipperState, type ToShipperWorker } from './shipper-protocol.ts';
 import { ShipperLostError, withFd, withLiveFile, type ShipperHandle, type Shippers } from './shippers.ts';
 
 const ENTRY = new URL(import.meta.url.endsWith('.ts') ? './shipper-worker.ts' : './shipper-worker.js', import.meta.url);
@@ -100,9 +100,6 @@ export interface ThreadShippersOptions {
    */
   liveFiles?: LiveFileLender;
 }
-
-/** How the shippers' puts into one S3 bucket went: sent as one lean request, or through the SDK's command. */
-export interface PutTotals { lean: number; sdk: number; leanOff: boolean }
 
 /** The default `sourceOf`. */
 function fileSource(store: ObjectStore): string | undefined {
@@ -231,8 +228,4 @@ export class ThreadShippers implements Shippers {
       },
     };
   }
-}
-
-function addPuts(a: PutTotals | undefined, b: PutTotals): PutTotals {
-  return { lean: (a?.lean ?? 0) + b.lean, sdk: (a?.sdk ?? 0) + b.sdk, leanOff: b.leanOff };
 }
